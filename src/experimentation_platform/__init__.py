@@ -1,0 +1,1 @@
+"""The experimentation platform: experiments, flags, assignment and events over HTTP."""
