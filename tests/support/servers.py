@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,7 @@ def wait_for_http(url: str, timeout: float = 20.0) -> None:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status < 500:
                     return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready within {timeout}s: {last!r}")
@@ -79,9 +80,12 @@ class ManagedProcess:
     cwd: Path | None = None
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    _log: Any = None
 
     def start(self) -> ManagedProcess:
-        stdout = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        stdout = self._log or subprocess.DEVNULL
         self.process = subprocess.Popen(
             list(self.args),
             env=self.env,
@@ -93,6 +97,14 @@ class ManagedProcess:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        try:
+            self._signal_and_wait(sig, timeout)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def _signal_and_wait(self, sig: int, timeout: float) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -164,9 +176,9 @@ class RecordingHTTPServer:
                 self.end_headers()
                 self.wfile.write(recorder.response_body)
 
-            do_POST = do_PUT = do_GET = _handle  # noqa: N815 - http.server naming
+            do_POST = do_PUT = do_GET = _handle
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), Handler)

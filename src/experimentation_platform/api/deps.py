@@ -1,0 +1,65 @@
+"""Dependencies shared by the routers: the platform container and API-key authentication."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from experimentation_platform.container import Platform
+from experimentation_platform.errors import PlatformError
+from experimentation_platform.storage.keys import Principal
+from observability.context import bind
+
+__all__ = ["AdminKey", "ClientKey", "PlatformDep"]
+
+
+class Unauthorized(PlatformError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(PlatformError):
+    status_code = 403
+    code = "forbidden"
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: <API key>")
+
+
+def _principal(
+    platform: PlatformDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_header)],
+) -> Principal:
+    key = bearer.credentials if bearer else api_key
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+    principal = platform.keys.authenticate(key)
+    if principal is None:
+        raise Unauthorized("invalid or revoked API key")
+    bind(principal=principal.key_id)  # the key's id names the caller in logs; never the key
+    return principal
+
+
+def require_client(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    return principal  # admin keys may do everything a client key does
+
+
+def require_admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    if principal.role != "admin":
+        raise Forbidden("this operation needs an admin key")
+    return principal
+
+
+ClientKey = Annotated[Principal, Depends(require_client)]
+AdminKey = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,83 @@
+"""Feature flags: manage, evaluate one, evaluate all for a user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from experimentation_platform.api.deps import AdminKey, ClientKey, PlatformDep
+from experimentation_platform.api.schemas import (
+    BatchEvaluationOut,
+    BatchEvaluationRequest,
+    FlagCreate,
+    FlagEvaluationOut,
+    FlagOut,
+    FlagUpdate,
+)
+from experimentation_platform.domain.flags import FlagResult, evaluate
+from experimentation_platform.storage.models import Flag
+from observability.context import bind
+
+router = APIRouter(prefix="/api/v1/flags", tags=["flags"])
+
+KeyPath = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+def _out(row: Flag) -> FlagOut:
+    return FlagOut.model_validate(row, from_attributes=True)
+
+
+def _evaluation(result: FlagResult, user_id: str) -> FlagEvaluationOut:
+    return FlagEvaluationOut(
+        key=result.key,
+        user_id=user_id,
+        enabled=result.enabled,
+        reason=result.reason,
+        version=result.version,
+    )
+
+
+@router.post("", status_code=201, response_model=FlagOut)
+def create_flag(body: FlagCreate, platform: PlatformDep, _: AdminKey) -> FlagOut:
+    return _out(platform.flags.create(body.model_dump(mode="json")))
+
+
+@router.get("", response_model=list[FlagOut])
+def list_flags(platform: PlatformDep, _: ClientKey) -> list[FlagOut]:
+    return [_out(row) for row in platform.flags.list()]
+
+
+@router.get("/{key}", response_model=FlagOut)
+def get_flag(key: KeyPath, platform: PlatformDep, _: ClientKey) -> FlagOut:
+    return _out(platform.flags.get(key))
+
+
+@router.patch("/{key}", response_model=FlagOut)
+def update_flag(key: KeyPath, body: FlagUpdate, platform: PlatformDep, _: AdminKey) -> FlagOut:
+    changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+    return _out(platform.flags.update(key, changes))
+
+
+@router.get("/{key}/evaluation", response_model=FlagEvaluationOut)
+def evaluate_flag(
+    key: KeyPath,
+    platform: PlatformDep,
+    _: ClientKey,
+    user_id: Annotated[str, Query(min_length=1, max_length=200)],
+) -> FlagEvaluationOut:
+    bind(user_id=user_id, flag_key=key)
+    return _evaluation(evaluate(platform.flags.config(key), user_id), user_id)
+
+
+@router.post("/evaluations", response_model=BatchEvaluationOut)
+def evaluate_all_flags(
+    body: BatchEvaluationRequest, platform: PlatformDep, _: ClientKey
+) -> BatchEvaluationOut:
+    """Every flag for one user, with attributes for rule matching."""
+    bind(user_id=body.user_id)
+    flags = {
+        key: _evaluation(evaluate(config, body.user_id, body.attributes), body.user_id)
+        for key, config in platform.flags.configs().items()
+    }
+    return BatchEvaluationOut(user_id=body.user_id, flags=flags)

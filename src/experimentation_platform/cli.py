@@ -1,0 +1,176 @@
+"""The `ep` command: serve, quickstart, demo, keys, db."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Annotated
+
+import httpx
+import typer
+import uvicorn
+
+from experimentation_platform.settings import Settings, SettingsError, load_settings
+from experimentation_platform.storage.db import Database, migrate
+from experimentation_platform.storage.keys import KeyStore
+
+app = typer.Typer(
+    help="Experimentation platform: run, operate and inspect it.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the database migrations (idempotent)."""
+    settings = _settings()
+    migrate(settings.resolved_database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin or client")],
+    name: Annotated[str, typer.Option(help="a label for people")] = "",
+) -> None:
+    """Create an API key; the key alone is printed on the last line (it is never shown again)."""
+    if role not in ("admin", "client"):
+        typer.echo("error: --role must be 'admin' or 'client'", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        key_id, key = KeyStore(db).create(role, name)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+    typer.echo(f"created {role} key {key_id} (the key is shown once; store it now):", err=True)
+    typer.echo(key)
+
+
+def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        "experimentation_platform.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,  # client IPs come from EP_TRUSTED_PROXIES in our middleware
+        server_header=False,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default EP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default EP_PORT)")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
+) -> None:
+    """Run the HTTP API."""
+    settings = _settings()
+    if migrate_first:
+        migrate(settings.resolved_database_url)
+    config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
+    if workers > 1:
+        uvicorn.run(
+            config.app,
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=workers,
+            server_header=False,
+            proxy_headers=False,
+        )
+    else:
+        uvicorn.Server(config).run()
+
+
+@app.command()
+def demo(
+    base_url: Annotated[
+        str, typer.Option(help="the platform's base URL")
+    ] = "http://127.0.0.1:8000",
+    admin_key: Annotated[
+        str, typer.Option(envvar="EP_DEMO_ADMIN_KEY", help="an admin API key")
+    ] = "",
+    rate: Annotated[float, typer.Option(min=0.1, max=200.0, help="requests per second")] = 5.0,
+    duration: Annotated[float | None, typer.Option(help="seconds; default until Ctrl+C")] = None,
+) -> None:
+    """Create sample experiments and flags, then drive bounded, realistic traffic."""
+    from experimentation_platform.demo import DemoTraffic
+
+    if not admin_key:
+        typer.echo("error: --admin-key (or EP_DEMO_ADMIN_KEY) is required", err=True)
+        raise typer.Exit(2)
+    traffic = DemoTraffic(base_url, admin_key, rate_per_second=rate, duration=duration)
+    try:
+        statuses = traffic.run(on_progress=lambda s: typer.echo(f"demo: {dict(s)}", err=True))
+    except KeyboardInterrupt:
+        statuses = traffic.statuses
+    typer.echo(f"demo finished: {dict(statuses)}")
+
+
+@app.command()
+def quickstart(
+    port: Annotated[int | None, typer.Option(help="port (default EP_PORT)")] = None,
+    rate: Annotated[float, typer.Option(help="demo requests per second")] = 5.0,
+) -> None:
+    """Migrate, create an admin key, start the platform with gentle demo traffic."""
+    from experimentation_platform.demo import DemoTraffic
+
+    settings = _settings()
+    migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        _, admin_key = KeyStore(db).create("admin", "quickstart")
+        _, demo_key = KeyStore(db).create("admin", "demo-traffic")
+    finally:
+        db.dispose()
+    host, port = settings.host, port or settings.port
+    base_url = f"http://{host}:{port}"
+    server = uvicorn.Server(_uvicorn_config(settings, host, port, 1))
+    traffic = DemoTraffic(base_url, demo_key, rate_per_second=rate)
+
+    def drive() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not server.started:
+            time.sleep(0.1)
+        try:
+            httpx.get(f"{base_url}/health/live", timeout=5).raise_for_status()
+        except httpx.HTTPError:
+            return
+        banner = (
+            f"\n  Experimentation platform running at {base_url}\n"
+            f"  API docs:        {base_url}/docs\n"
+            f"  Admin API key:   {admin_key}\n"
+            f"  Demo traffic:    {rate:g} requests/s (Ctrl+C stops everything)\n"
+        )
+        print(banner, file=sys.stderr, flush=True)
+        traffic.run()
+
+    threading.Thread(target=drive, name="demo-traffic", daemon=True).start()
+    try:
+        server.run()
+    finally:
+        traffic.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Statistics for results: the sample-ratio-mismatch (SRM) chi-squared test.
+
+The chi-squared survival function is computed here (regularised upper incomplete gamma,
+series and continued fraction as in Numerical Recipes) so the service does not depend on
+SciPy; the tests check it against SciPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["SrmResult", "chi2_sf", "sample_ratio_mismatch"]
+
+SRM_ALPHA = 0.001  # the conventional threshold: a p-value below it flags a mismatch
+
+
+def _gamma_p_series(a: float, x: float) -> float:
+    term = total = 1.0 / a
+    n = a
+    for _ in range(10_000):
+        n += 1.0
+        term *= x / n
+        total += term
+        if abs(term) < abs(total) * 1e-15:
+            break
+    return total * math.exp(-x + a * math.log(x) - math.lgamma(a))
+
+
+def _gamma_q_continued_fraction(a: float, x: float) -> float:
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return math.exp(-x + a * math.log(x) - math.lgamma(a)) * h
+
+
+def chi2_sf(statistic: float, dof: int) -> float:
+    """P(X >= statistic) for X ~ chi-squared with `dof` degrees of freedom."""
+    if dof <= 0:
+        raise ValueError("degrees of freedom must be positive")
+    if statistic <= 0:
+        return 1.0
+    a, x = dof / 2.0, statistic / 2.0
+    if x < a + 1.0:
+        return max(0.0, 1.0 - _gamma_p_series(a, x))
+    return min(1.0, _gamma_q_continued_fraction(a, x))
+
+
+@dataclass(frozen=True, slots=True)
+class SrmResult:
+    statistic: float
+    p_value: float
+    mismatch: bool
+
+
+def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> SrmResult:
+    """Chi-squared goodness of fit of observed exposures against the configured weights."""
+    total = sum(observed)
+    weight_sum = sum(weights)
+    if total == 0 or len(observed) < 2:
+        return SrmResult(0.0, 1.0, False)
+    statistic = 0.0
+    for count, weight in zip(observed, weights, strict=True):
+        expected = total * weight / weight_sum
+        if expected > 0:
+            statistic += (count - expected) ** 2 / expected
+    p_value = chi2_sf(statistic, len(observed) - 1)
+    return SrmResult(statistic, p_value, p_value < SRM_ALPHA)

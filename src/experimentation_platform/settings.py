@@ -1,0 +1,92 @@
+"""Configuration from `EP_*` environment variables (and an optional `.env` file).
+
+Every setting has a safe default for the embedded mode (SQLite, in-process cache, local files).
+A bad value fails at start with a message naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+# Values of these settings may hold credentials: never echo them in an error message.
+_SECRETISH = re.compile(r"URL|TOKEN|DSN|KEY|PASSWORD|SECRET")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the EP_* variable and the accepted values."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EP_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    environment: str = "local"
+    release: str = "0.1.0"
+    instance_id: str = Field(default="", description="Defaults to host:pid at start")
+    var_dir: Path = Path("./var")
+
+    # Storage
+    database_url: str = ""  # empty: a SQLite file under var_dir
+    redis_url: str = ""  # empty: the in-process cache
+    cache_prefix: str = "ep:cfg:"  # Redis key prefix (several platforms can share one Redis)
+    cache_ttl_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    trusted_proxies: str = ""  # comma-separated IPs or CIDRs whose X-Forwarded-For we believe
+
+    # Logging
+    log_level: LogLevel = "INFO"
+    log_levels: str = ""  # "sqlalchemy.engine=WARNING,uvicorn.access=ERROR"
+    log_dir: Path = Path("./var/log")
+    log_format: Literal["json", "console"] = "json"
+    log_to_stdout: bool = True
+    log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    log_slow_request_ms: float = Field(default=500.0, ge=0.0)
+    log_retention_days: int = Field(default=14, ge=1, le=3650)
+    log_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    log_queue_size: int = Field(default=50_000, ge=100)
+
+    # Security of operator endpoints
+    metrics_token: str = ""  # empty: /metrics needs an admin key
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'platform.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's error into one that names the EP_* variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "EP_" + "_".join(str(part) for part in error["loc"]).upper()
+            shown = "" if _SECRETISH.search(name) else f" (got {error.get('input')!r})"
+            problems.append(f"{name}: {error['msg']}{shown}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

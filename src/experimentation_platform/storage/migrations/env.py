@@ -1,0 +1,25 @@
+"""Alembic environment: runs on the connection handed over by `storage.db.migrate`."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, create_engine
+
+from experimentation_platform.storage.models import Base
+
+config = context.config
+connection: Connection | None = config.attributes.get("connection")
+
+
+def _run(conn: Connection) -> None:
+    context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if connection is not None:
+    _run(connection)
+else:  # plain `alembic` command line use
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+    with engine.begin() as conn:
+        _run(conn)

@@ -1,0 +1,114 @@
+"""Request context: what every log line, metric exemplar and error event of a request carries.
+
+One ContextVar holds a small mutable object per request rather than one ContextVar per key:
+FastAPI runs sync endpoints in a thread with a *copy* of the context, so a value bound there
+(the end user's id, say) would never reach the middleware's completion line if it were a
+ContextVar of its own. A shared object is seen by the request's every thread and task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import Any
+
+__all__ = [
+    "RequestContext",
+    "bind",
+    "current",
+    "merge_context",
+    "request_context",
+    "snapshot",
+]
+
+_FIELDS = (
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "principal",
+    "method",
+    "route",
+    "client_ip",
+    "user_agent",
+)
+
+
+class RequestContext:
+    __slots__ = (*_FIELDS, "extra", "scope")
+
+    request_id: str | None
+    trace_id: str | None
+    span_id: str | None
+    user_id: str | None
+    principal: str | None
+    method: str | None
+    route: str | None
+    client_ip: str | None
+    user_agent: str | None
+
+    def __init__(self, **values: Any) -> None:
+        for name in _FIELDS:
+            setattr(self, name, values.pop(name, None))
+        self.scope: MutableMapping[str, Any] | None = values.pop("scope", None)
+        self.extra: dict[str, Any] = values
+
+    def resolved_route(self) -> str | None:
+        """The route template once the router matched (FastAPI puts the route in the scope)."""
+        if self.route is None and self.scope is not None:
+            route = self.scope.get("route")
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            if template is not None:
+                self.route = str(self.scope.get("root_path", "")) + str(template)
+        return self.route
+
+    def as_dict(self) -> dict[str, Any]:
+        self.resolved_route()
+        data = {name: value for name in _FIELDS if (value := getattr(self, name)) is not None}
+        data.update(self.extra)
+        return data
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("observability_request", default=None)
+
+
+def current() -> RequestContext | None:
+    return _current.get()
+
+
+@contextmanager
+def request_context(ctx: RequestContext) -> Iterator[RequestContext]:
+    token: Token[RequestContext | None] = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+def bind(**values: Any) -> None:
+    """Attach values to the current request (no-op outside a request)."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    for name, value in values.items():
+        if name in _FIELDS:
+            setattr(ctx, name, value)
+        else:
+            ctx.extra[name] = value
+
+
+def snapshot() -> dict[str, Any]:
+    ctx = _current.get()
+    return {} if ctx is None else ctx.as_dict()
+
+
+def merge_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: add the request's context without overriding explicit fields."""
+    ctx = _current.get()
+    if ctx is not None:
+        for name, value in ctx.as_dict().items():
+            event_dict.setdefault(name, value)
+    return event_dict

@@ -1,0 +1,154 @@
+"""The request middleware on a bare FastAPI app: ids, trace context, timing, 500 handling."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi import BackgroundTasks, FastAPI
+from fastapi.testclient import TestClient
+
+from observability.asgi import (
+    UNMATCHED_ROUTE,
+    ObservabilityMiddleware,
+    RequestRecord,
+    parse_traceparent,
+)
+from observability.context import bind, current
+
+
+@pytest.fixture
+def records() -> list[RequestRecord]:
+    return []
+
+
+@pytest.fixture
+def client(records: list[RequestRecord]) -> TestClient:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    def item(item_id: str) -> dict[str, str | None]:
+        bind(user_id=f"user-{item_id}")  # bound in the threadpool, seen by the middleware
+        ctx = current()
+        assert ctx is not None
+        return {"request_id": ctx.request_id, "trace_id": ctx.trace_id}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    @app.get("/slow-background")
+    async def slow_background(tasks: BackgroundTasks) -> dict[str, bool]:
+        tasks.add_task(asyncio.sleep, 0.3)
+        return {"ok": True}
+
+    app.add_middleware(
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        observers=[records.append],
+        trusted_proxies=["10.0.0.0/8"],
+    )
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_request_id_is_generated_echoed_and_bound(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    response = client.get("/items/7")
+    request_id = response.headers["x-request-id"]
+    assert len(request_id) == 32
+    assert response.json()["request_id"] == request_id
+    (record,) = records
+    assert (record.method, record.route, record.status) == ("GET", "/items/{item_id}", 200)
+    assert record.context.user_id == "user-7"
+    assert record.bytes_out == len(response.content)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("abc-123.X:y_z", True),
+        ("x" * 128, True),
+        ("x" * 129, False),
+        ("bad id", False),
+        ("", False),
+        ("<script>", False),
+    ],
+)
+def test_incoming_request_id_is_validated(client: TestClient, sent: str, kept: bool) -> None:
+    echoed = client.get("/items/1", headers={"X-Request-ID": sent}).headers["x-request-id"]
+    assert (echoed == sent) is kept
+
+
+def test_traceparent_is_continued_or_started(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    body = client.get("/items/1", headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01"}).json()
+    assert body["trace_id"] == trace
+    assert records[-1].context.extra["parent_span_id"] == "b7ad6b7169203331"
+    fresh = client.get("/items/1", headers={"traceparent": "00-zzz-bad-01"}).json()
+    assert len(fresh["trace_id"]) == 32
+    assert fresh["trace_id"] != trace
+
+
+def test_parse_traceparent_rejects_all_zero_ids() -> None:
+    assert parse_traceparent("00-" + "0" * 32 + "-b7ad6b7169203331-01") is None
+    assert parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-01") is None
+
+
+def test_unhandled_exception_becomes_json_500_with_request_id(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    response = client.get("/boom", headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-42"
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "Internal server error"},
+        "request_id": "req-42",
+    }
+    assert "kaput" not in response.text
+    assert "Traceback" not in response.text
+    assert isinstance(records[-1].exception, RuntimeError)
+    assert records[-1].status == 500
+
+
+def test_unmatched_paths_share_one_route_label(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    for n in range(5):
+        client.get(f"/random/{n}")
+    assert {r.route for r in records} == {UNMATCHED_ROUTE}
+
+
+def test_background_task_time_is_not_the_clients_wait(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    client.get("/slow-background")
+    assert records[-1].duration_s < 0.3  # the 0.3 s background sleep ran after the response
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    client.get("/items/1", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert records[-1].context.client_ip == "testclient"  # direct peer not trusted
+    app = client.app
+    trusted = TestClient(app, client=("10.1.2.3", 5000))
+    trusted.get("/items/1", headers={"X-Forwarded-For": "198.51.100.7, 10.0.0.5"})
+    assert records[-1].context.client_ip == "198.51.100.7"
+
+
+def test_observer_failure_never_reaches_the_client() -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    def root() -> dict[str, bool]:
+        return {"ok": True}
+
+    def broken(_record: RequestRecord) -> None:
+        raise ValueError("observer bug")
+
+    seen: list[RequestRecord] = []
+    app.add_middleware(ObservabilityMiddleware, observers=[broken, seen.append])  # type: ignore[arg-type]
+    assert TestClient(app).get("/").status_code == 200
+    assert len(seen) == 1  # later observers still ran
