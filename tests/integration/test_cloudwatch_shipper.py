@@ -1,0 +1,613 @@
+"""The CloudWatch Logs shipper against a real moto server: delivery, limits, outages, crashes.
+
+Figures (delivered, duplicates, drain time) are printed; run with `-s` to see them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from observability.cloud.journal import Journal, Position
+from observability.cloud.shipper import (
+    DEFAULT_RETENTION_DAYS,
+    EVENT_OVERHEAD_BYTES,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    CloudWatchShipper,
+    ShipperConfig,
+)
+from tests.integration.faulty_proxy import FaultyProxy
+from tests.support.servers import AWS_TEST_ENV, MotoServer, free_port
+
+pytestmark = pytest.mark.integration
+
+DAY_MS = 24 * 3600 * 1000
+HOUR_MS = 3600 * 1000
+GROUPS = ("api", "services", "errors")
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique group prefix, so tests can share the session moto without resetting it."""
+    return f"/ep-test-{uuid.uuid4().hex[:8]}"
+
+
+def logs_client(url: str) -> Any:
+    return boto3.client("logs", endpoint_url=url, region_name="us-east-1")
+
+
+def make_config(journal: Path, endpoint: str, prefix: str, **overrides: Any) -> ShipperConfig:
+    options: dict[str, Any] = {
+        "journal_dir": journal,
+        "endpoint_url": endpoint,
+        "group_prefix": prefix,
+        "stream_name": "test-host/i-test/1",
+        "batch_wait_seconds": 0.05,
+        "backoff_base_seconds": 0.05,
+        "backoff_max_seconds": 1.0,
+        "connect_timeout_seconds": 1.0,
+        "read_timeout_seconds": 10.0,
+    }
+    options.update(overrides)
+    return ShipperConfig(**options)
+
+
+def read_group(client: Any, group_name: str) -> list[dict[str, Any]]:
+    """Every event of a log group, all streams, following nextToken to the end."""
+    events: list[dict[str, Any]] = []
+    token: str | None = None
+    for _page in range(1000):  # bounded: 1000 pages of 10,000 is far past any test
+        kwargs: dict[str, Any] = {"logGroupName": group_name, "limit": 10_000}
+        if token:
+            kwargs["nextToken"] = token
+        page = client.filter_log_events(**kwargs)
+        events.extend(page["events"])
+        token = page.get("nextToken")
+        if not token:
+            return events
+    raise AssertionError("filter_log_events did not stop paging")
+
+
+def retention_of(client: Any, prefix: str) -> dict[str, int | None]:
+    groups = client.describe_log_groups(logGroupNamePrefix=prefix)["logGroups"]
+    return {g["logGroupName"]: g.get("retentionInDays") for g in groups}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def log_line(seq: int) -> str:
+    return json.dumps(
+        {
+            "event": "request_completed",
+            "level": "info",
+            "seq": seq,
+            "route": "/experiments/{key}",
+            "status": 200,
+            "duration_ms": 12.5,
+            "request_id": f"req-{seq:08d}",
+        }
+    )
+
+
+def seq_of(message: str) -> int:
+    return int(json.loads(message)["seq"])
+
+
+# -- the journal on its own ---------------------------------------------------------------
+
+
+def test_journal_replays_everything_past_the_checkpoint_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_bytes=64 * 1024, segment_bytes=4 * 1024)
+    journal.append([("api", i, f"m{i}".encode()) for i in range(300)])  # spans many segments
+    first, end = journal.read(max_records=100, max_bytes=1 << 20)
+    journal.commit(end)
+    journal.close()
+
+    reopened = Journal(tmp_path, max_bytes=64 * 1024, segment_bytes=4 * 1024)
+    rest, _ = reopened.read(max_records=10_000, max_bytes=1 << 20)
+    assert [r.message for r in first] == [f"m{i}" for i in range(100)]
+    assert [r.message for r in rest] == [f"m{i}" for i in range(100, 300)]
+    reopened.close()
+
+
+def test_journal_over_its_cap_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_bytes=8 * 1024, segment_bytes=2 * 1024)
+    for i in range(400):
+        journal.append([("api", i, f"{i:04d}".encode() + b"x" * 40)])
+    records, _ = journal.read(max_records=10_000, max_bytes=1 << 20)
+    dropped = journal.dropped.get("journal_full", 0)
+    assert dropped > 0
+    assert len(records) + dropped == 400  # every event is either readable or counted
+    assert [r.timestamp_ms for r in records] == list(range(dropped, 400))  # oldest went first
+    assert journal.disk_bytes <= 8 * 1024
+    journal.close()
+
+
+def test_journal_survives_a_torn_tail(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_bytes=1 << 20, segment_bytes=64 * 1024)
+    journal.append([("api", i, b"intact") for i in range(10)])
+    journal.close()
+    segment = sorted(tmp_path.glob("*.seg"))[-1]
+    with segment.open("ab") as handle:
+        handle.write(b"\x50\x00\x00\x00garbage")  # half a record, as after a power cut
+
+    reopened = Journal(tmp_path, max_bytes=1 << 20, segment_bytes=64 * 1024)
+    reopened.append([("api", 99, b"after restart")])
+    records, _ = reopened.read(max_records=100, max_bytes=1 << 20)
+    assert [r.message for r in records] == ["intact"] * 10 + ["after restart"]
+    assert reopened.dropped == {"corrupt": 1}
+    reopened.close()
+
+
+def test_journal_group_checkpoint_skips_only_what_was_shipped(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_bytes=1 << 20, segment_bytes=64 * 1024)
+    journal.append([(("api", "errors")[i % 2], i, f"m{i}".encode()) for i in range(10)])
+    records, _ = journal.read(max_records=100, max_bytes=1 << 20)
+    # The chunk's api batch went out, its errors batch did not; then the process died.
+    last_api = [r for r in records if r.group == "api"][-1]
+    journal.commit(records[0].position, {"api": last_api.next_position})
+    journal.close()
+
+    reopened = Journal(tmp_path, max_bytes=1 << 20, segment_bytes=64 * 1024)
+    replay, _ = reopened.read(max_records=100, max_bytes=1 << 20)
+    assert [r.message for r in replay] == [f"m{i}" for i in range(1, 10, 2)]
+    assert isinstance(replay[0].position, Position)
+    reopened.close()
+
+
+# -- delivery against moto ---------------------------------------------------------------
+
+
+def test_delivers_to_three_groups_with_retention_and_recreates_a_deleted_group(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    client = logs_client(moto.url)
+    shipper = CloudWatchShipper(make_config(tmp_path / "j", moto.url, prefix)).start()
+    now = int(time.time() * 1000)
+    shipper.submit("api", now, '{"event": "request_completed"}')
+    shipper.submit("services", now, '{"event": "experiment_created"}')
+    shipper.submit("errors", now, '{"event": "request_failed", "level": "error"}')
+    shipper.submit("nonsense", now, "a logical group nobody configured")
+    shipper.submit("api", "not a number", None)  # type: ignore[arg-type]  # never raises
+    assert shipper.flush(20)
+
+    retention = {
+        g["logGroupName"]: g.get("retentionInDays")
+        for g in client.describe_log_groups(logGroupNamePrefix=prefix)["logGroups"]
+    }
+    assert retention == {f"{prefix}/api": 30, f"{prefix}/services": 90, f"{prefix}/errors": 180}
+    stream = client.get_log_events(
+        logGroupName=f"{prefix}/errors", logStreamName="test-host/i-test/1", startFromHead=True
+    )
+    assert [e["message"] for e in stream["events"]] == [
+        '{"event": "request_failed", "level": "error"}'
+    ]
+
+    # Someone deletes a group under a running shipper: it is recreated, retention included.
+    client.delete_log_group(logGroupName=f"{prefix}/errors")
+    shipper.submit("errors", now + 1, '{"event": "request_failed", "n": 2}')
+    assert shipper.close(20)
+
+    stats = shipper.stats()
+    assert stats.shipped == 4
+    assert stats.dropped == {"unknown_group": 1, "submit_error": 1}
+    assert stats.groups_created == 4
+    assert [e["message"] for e in read_group(client, f"{prefix}/errors")] == [
+        '{"event": "request_failed", "n": 2}'
+    ]
+    recreated = client.describe_log_groups(logGroupNamePrefix=f"{prefix}/errors")["logGroups"]
+    assert recreated[0]["retentionInDays"] == 180
+
+
+def test_batches_stay_within_put_log_events_limits(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    rng = random.Random(3)
+    now = int(time.time() * 1000)
+    small = [("api", now + i % 1000, f"small {i}") for i in range(25_000)]
+    big = [("services", now + i, f"big {i} " + "b" * 200_000) for i in range(12)]
+    huge = [("services", now + 50, "h" * 600_000)]
+    offsets = [-3 * DAY_MS, -2 * DAY_MS, -DAY_MS - 5, -HOUR_MS, 0, HOUR_MS]
+    mixed = [("errors", now + rng.choice(offsets) + i, f"mixed {i}") for i in range(60)]
+    out_of_range = [("errors", now - 20 * DAY_MS, "too old"), ("errors", now + 5 * HOUR_MS, "new")]
+
+    with FaultyProxy(upstream_port=moto.port) as proxy:
+        shipper = CloudWatchShipper(make_config(tmp_path / "j", proxy.url, prefix))
+        shipper.submit_many(small + big + huge + mixed + out_of_range)
+        shipper.start()
+        assert shipper.close(60)
+
+    stats = shipper.stats()
+    assert (stats.truncated, stats.clamped, stats.dropped) == (1, 2, {})
+    assert stats.shipped == len(small) + len(big) + len(huge) + len(mixed) + len(out_of_range)
+    assert len(proxy.batches) >= 3 + 3 + 2  # count, byte and 24 h span cuts all happened
+    for batch in proxy.batches:
+        events = batch["logEvents"]
+        stamps = [e["timestamp"] for e in events]
+        assert len(events) <= MAX_BATCH_EVENTS
+        assert sum(len(e["message"].encode()) + EVENT_OVERHEAD_BYTES for e in events) <= (
+            MAX_BATCH_BYTES
+        )
+        assert stamps == sorted(stamps)
+        assert stamps[-1] - stamps[0] <= DAY_MS
+        assert all(len(e["message"].encode()) <= 256 * 1024 - 26 for e in events)
+
+    client = logs_client(moto.url)
+    services = [e["message"] for e in read_group(client, f"{prefix}/services")]
+    truncated = [m for m in services if m.startswith("hhh")]
+    assert len(services) == 13
+    assert truncated[0].endswith("[truncated by shipper: original 600000 bytes]")
+    assert len(read_group(client, f"{prefix}/api")) == 25_000
+    errors = read_group(client, f"{prefix}/errors")
+    assert len(errors) == 62
+    clamped = {e["message"]: e["timestamp"] for e in errors if e["message"] in ("too old", "new")}
+    assert now - 14 * DAY_MS < clamped["too old"] < now - 13 * DAY_MS
+    assert now < clamped["new"] < now + 2 * HOUR_MS
+
+
+def test_out_of_range_events_are_dropped_visibly_and_rejections_reported(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    real_now = int(time.time() * 1000)
+    reports: list[tuple[str, int, Mapping[str, int]]] = []
+    # The host clock runs a day behind: the shipper's own window check lets through events the
+    # service then refuses as too old, which must come back as rejectedLogEventsInfo.
+    shipper = CloudWatchShipper(
+        make_config(tmp_path / "j", moto.url, prefix, out_of_range="drop"),
+        on_rejected=lambda group, count, info: reports.append((group, count, info)),
+        clock=lambda: time.time() - 86_400,
+    ).start()
+    shipper.submit_many(
+        [("api", real_now - 14 * DAY_MS - HOUR_MS, f"refused {i}") for i in range(3)]
+        + [("api", real_now - DAY_MS, f"fine {i}") for i in range(5)]
+        + [("api", real_now - 20 * DAY_MS, "too old even for the skewed clock")]
+        + [("api", real_now + 3 * HOUR_MS, "too new for the skewed clock")]
+    )
+    assert shipper.close(20)
+
+    stats = shipper.stats()
+    assert stats.dropped == {"too_old": 1, "too_new": 1}
+    stored = [e["message"] for e in read_group(logs_client(moto.url), f"{prefix}/api")]
+    assert sorted(stored) == [f"fine {i}" for i in range(5)]
+    assert len(reports) == 1
+    assert reports[0][0] == f"{prefix}/api"
+    assert "tooOldLogEventEndIndex" in reports[0][2]
+    # AWS documents tooOldLogEventEndIndex as exclusive; moto reports the last too-old index
+    # (inclusive). The shipper follows AWS, so against moto it counts one fewer.
+    assert stats.rejected == reports[0][1]
+    assert stats.rejected in (2, 3)
+
+
+def test_close_respects_its_deadline_and_the_next_start_replays(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    dead_endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    down = CloudWatchShipper(make_config(tmp_path / "j", dead_endpoint, prefix)).start()
+    now = int(time.time() * 1000)
+    down.submit_many([("services", now + i, log_line(i)) for i in range(500)])
+    wait_until(lambda: down.stats().lag_seconds > 0.2, 10, "the shipping lag to show")
+    started = time.monotonic()
+    assert down.close(timeout=1.0) is False
+    assert time.monotonic() - started < 5  # bounded by the deadline, not by the outage
+    stats = down.stats()
+    assert stats.shipped == 0
+    assert stats.retried_batches > 0
+    assert stats.spooled_bytes > 0
+
+    up = CloudWatchShipper(make_config(tmp_path / "j", moto.url, prefix)).start()
+    assert up.close(20)
+    shipped = read_group(logs_client(moto.url), f"{prefix}/services")
+    assert sorted(seq_of(e["message"]) for e in shipped) == list(range(500))
+
+
+def test_a_failure_inside_the_shipper_thread_resumes_the_same_chunk(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    real = logs_client(moto.url)
+    calls = {"put": 0}
+
+    class FlakyClient:
+        """The real client, except that the first PutLogEvents blows up like a bug would."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def put_log_events(self, **kwargs: Any) -> Any:
+            calls["put"] += 1
+            if calls["put"] == 1:
+                raise RuntimeError("unexpected")
+            return real.put_log_events(**kwargs)
+
+    config = make_config(tmp_path / "j", moto.url, prefix, backoff_max_seconds=0.2)
+    shipper = CloudWatchShipper(config, client=FlakyClient()).start()
+    now = int(time.time() * 1000)
+    shipper.submit_many([("api", now, log_line(i)) for i in range(100)])
+    assert shipper.close(20)
+    assert shipper.stats().last_error == "RuntimeError"
+    shipped = read_group(real, f"{prefix}/api")
+    assert sorted(seq_of(e["message"]) for e in shipped) == list(range(100))
+
+
+def test_an_event_the_service_calls_invalid_is_isolated_and_counted(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    real = logs_client(moto.url)
+
+    class PickyClient:
+        """The real client, except that PutLogEvents refuses any batch holding "poison"."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def put_log_events(self, **kwargs: Any) -> Any:
+            if any(e["message"] == "poison" for e in kwargs["logEvents"]):
+                error = {"Code": "InvalidParameterException", "Message": "bad event"}
+                meta = {"HTTPStatusCode": 400}
+                raise ClientError({"Error": error, "ResponseMetadata": meta}, "PutLogEvents")
+            return real.put_log_events(**kwargs)
+
+    shipper = CloudWatchShipper(
+        make_config(tmp_path / "j", moto.url, prefix), client=PickyClient()
+    ).start()
+    now = int(time.time() * 1000)
+    shipper.submit_many([("api", now, "poison" if i == 37 else log_line(i)) for i in range(100)])
+    assert shipper.close(20)
+    assert shipper.stats().dropped == {"invalid": 1}
+    shipped = read_group(real, f"{prefix}/api")
+    assert sorted(seq_of(e["message"]) for e in shipped) == [i for i in range(100) if i != 37]
+
+
+# -- nothing lost: outages, throttling, a moto restart -----------------------------------
+
+
+@pytest.fixture
+def own_moto() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_fifty_thousand_events_survive_outages_throttling_and_a_moto_restart(
+    own_moto: MotoServer, tmp_path: Path
+) -> None:
+    """Every one of 50,000 events reaches CloudWatch; duplicates are counted.
+
+    How "nothing lost" is proven: moto forgets every group and event when it restarts, so
+    reading moto at the end cannot account for what was delivered before the restart. The
+    faulty proxy therefore keeps a ledger of every event inside a PutLogEvents that moto
+    answered 200 to, tagged with the moto incarnation ("generation"). Then:
+      1. every one of the 50,000 sequence numbers is in the ledger (delivered), and
+         ledger size minus distinct numbers is the duplicate count;
+      2. the ledger's entries for the current incarnation equal, as a multiset, what moto
+         returns from filter_log_events, which shows the ledger records real storage and
+         not just traffic, so its entries for the lost incarnation are trustworthy too.
+    Outage 1 (20 s) is the endpoint refusing connections (the proxy's listener closed);
+    outage 2 is moto itself stopped and restarted empty (exercises group recreation).
+    """
+    total = 50_000
+    prefix = "/experimentation-platform"
+    expected_retention = {f"{prefix}/{g}": d for g, d in DEFAULT_RETENTION_DAYS.items()}
+    proxy = FaultyProxy(upstream_port=own_moto.port).start()
+    shipper = CloudWatchShipper(
+        make_config(tmp_path / "journal", proxy.url, prefix, stream_name="host-a/i-1/4242")
+    ).start()
+    seq = 0
+
+    def submit(count: int) -> None:
+        nonlocal seq
+        now = int(time.time() * 1000)
+        shipper.submit_many(
+            (GROUPS[0 if n % 10 < 6 else 1 if n % 10 < 9 else 2], now, log_line(n))
+            for n in range(seq, seq + count)
+        )
+        seq += count
+
+    try:
+        submit(5_000)
+        wait_until(lambda: proxy.accepted_count() > 0, 20, "first delivery")
+
+        proxy.stop()  # outage 1: connection refused for 20 s, events keep coming
+        for _second in range(20):
+            submit(1_000)
+            time.sleep(1.0)
+        proxy.start()
+        wait_until(lambda: proxy.count("forwarded_200") > 6, 20, "recovery after outage 1")
+
+        proxy.mode = "throttle"  # 400 ThrottlingException for every request, 3 s
+        for _tick in range(6):
+            submit(1_000)
+            time.sleep(0.5)
+        proxy.mode, proxy.fail_ratio = "unavailable", 0.5  # then half the requests get 503s
+        for _tick in range(4):
+            submit(1_000)
+            time.sleep(0.5)
+        proxy.mode, proxy.fail_ratio = "pass", 1.0
+        # Groups created while requests were failing still got their retention.
+        wait_until(
+            lambda: retention_of(logs_client(own_moto.url), prefix) == expected_retention,
+            20,
+            "all three groups with their retention",
+        )
+
+        own_moto.stop()  # outage 2: moto gone; it comes back empty on the same port
+        proxy.generation = 1
+        submit(total - seq - 5_000)
+        time.sleep(2.0)
+        before_restart = shipper.stats()
+        restarted = time.monotonic()
+        own_moto.start()
+        submit(5_000)
+        assert seq == total
+        assert shipper.close(timeout=60)
+        drain_seconds = time.monotonic() - restarted
+    finally:
+        proxy.stop()
+
+    stats = shipper.stats()
+    ledger = Counter(seq_of(event.message) for event in proxy.accepted)
+    duplicates = sum(ledger.values()) - len(ledger)
+    print(
+        f"\n[cloudwatch shipper] delivered {len(ledger)}/{total} distinct, "
+        f"{duplicates} duplicates; backlog when moto came back: "
+        f"{before_restart.submitted - before_restart.shipped} events "
+        f"({before_restart.spooled_bytes} bytes, lag {before_restart.lag_seconds:.1f}s), "
+        f"drained {drain_seconds:.1f}s later; "
+        f"proxy outcomes {dict(proxy.outcomes)}; stats {stats}"
+    )
+    assert set(ledger) == set(range(total))  # every event delivered
+    assert duplicates == 0  # no crash happened, so no duplicate is excused
+    assert proxy.count("rejected_batches") == 0
+    assert proxy.count("throttle") > 0
+    assert proxy.count("unavailable") > 0
+    assert proxy.count("upstream_down") > 0
+
+    client = logs_client(own_moto.url)
+    in_moto = Counter()
+    for group in GROUPS:
+        in_moto.update(e["message"] for e in read_group(client, f"{prefix}/{group}"))
+    ledger_now = Counter(e.message for e in proxy.accepted if e.generation == 1)
+    assert in_moto == ledger_now
+    assert len(in_moto) > 0
+    assert retention_of(client, prefix) == expected_retention
+    assert stats.submitted == total
+    assert stats.shipped == total + duplicates
+    assert stats.dropped == {}
+    assert stats.retried_batches > 0
+    assert stats.groups_created == 6  # three at start, three again after the restart
+
+
+# -- nothing lost: SIGKILL mid-stream -----------------------------------------------------
+
+CHILD = """
+import dataclasses, json, sys, time
+from pathlib import Path
+from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+
+journal, endpoint, prefix, stream, mode = sys.argv[1:6]
+config = ShipperConfig(
+    journal_dir=Path(journal), endpoint_url=endpoint, group_prefix=prefix, stream_name=stream,
+    batch_wait_seconds=0.02, backoff_base_seconds=0.05, backoff_max_seconds=0.5,
+)
+shipper = CloudWatchShipper(config).start()
+if mode == "produce":
+    seq = 0
+    while seq < 2_000_000:
+        now = int(time.time() * 1000)
+        shipper.submit_many(
+            ("api" if n % 3 else "services", now, json.dumps({"seq": n}))
+            for n in range(seq, seq + 200)
+        )
+        seq += 200
+        print(seq, flush=True)  # submit_many returned: these are in the journal
+        time.sleep(0.002)
+else:
+    done = shipper.close(timeout=30)
+    print(json.dumps({"done": done, "stats": dataclasses.asdict(shipper.stats())}), flush=True)
+"""
+
+
+@contextlib.contextmanager
+def child(tmp_path: Path, name: str, args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A child shipper process writing its stdout to tmp_path/name.log; killed on exit."""
+    env = {**os.environ, **AWS_TEST_ENV}
+    with (tmp_path / f"{name}.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def last_line(path: Path) -> str:
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    complete = [line.strip() for line in lines if line.endswith("\n") and line.strip()]
+    return complete[-1] if complete else ""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_loses_nothing_the_next_process_replays(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "journal")
+    progress = tmp_path / "first.log"
+    with FaultyProxy(upstream_port=moto.port, delay=0.05) as proxy:  # slow shipping: a backlog
+        args = [journal, proxy.url, prefix, "host/i-1/1", "produce"]
+        with child(tmp_path, "first", args) as first:
+            wait_until(
+                lambda: (
+                    last_line(progress).isdigit()
+                    and int(last_line(progress)) >= 20_000
+                    and proxy.accepted_count() > 0
+                ),
+                30,
+                "the child to submit 20,000 events and ship some",
+            )
+            os.killpg(first.pid, signal.SIGKILL)  # mid-submit and mid-ship
+            first.wait(timeout=10)
+        submitted = int(last_line(progress))
+        shipped_before_kill = proxy.accepted_count()
+
+    args = [journal, moto.url, prefix, "host/i-1/2", "drain"]
+    with child(tmp_path, "second", args) as second:
+        second.wait(timeout=60)
+    result = json.loads(last_line(tmp_path / "second.log"))
+    assert result["done"] is True
+
+    client = logs_client(moto.url)
+    seen = Counter(
+        seq_of(e["message"])
+        for group in ("api", "services")
+        for e in read_group(client, f"{prefix}/{group}")
+    )
+    duplicates = sum(seen.values()) - len(seen)
+    missing = set(range(submitted)) - set(seen)
+    print(
+        f"\n[cloudwatch shipper crash] child reported {submitted} submitted, "
+        f"{shipped_before_kill} shipped before SIGKILL; replay shipped "
+        f"{result['stats']['shipped']}; in CloudWatch {len(seen)} distinct, "
+        f"{duplicates} duplicates, {len(missing)} missing"
+    )
+    assert not missing
+    assert shipped_before_kill < submitted  # the kill really left a backlog to replay
+    assert result["stats"]["shipped"] > 0
+    # Only the batch in flight at the kill can be sent twice (before its checkpoint).
+    assert duplicates <= MAX_BATCH_EVENTS
+    assert max(seen) < submitted + 200 * 50  # nothing invented
