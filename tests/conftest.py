@@ -6,8 +6,18 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
+import observability.logging
 from tests.support.servers import AWS_TEST_ENV, MotoServer, RecordingHTTPServer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging_state() -> Iterator[None]:
+    """Logging is process-global: every test starts and ends with none configured."""
+    yield
+    observability.logging.reset()
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

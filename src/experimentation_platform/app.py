@@ -10,22 +10,40 @@ from fastapi import FastAPI
 from experimentation_platform.api import assignments, events, experiments, flags, health, ops
 from experimentation_platform.api.errors import install_error_handlers
 from experimentation_platform.container import Platform, build_platform
+from experimentation_platform.observe import Observability, setup_observability
 from experimentation_platform.settings import Settings, load_settings
 from observability.asgi import ObservabilityMiddleware
+from observability.logging import get_logger
 
 __all__ = ["create_app"]
 
+log = get_logger("experimentation_platform.app")
 
-def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None,
+    platform: Platform | None = None,
+    observability: Observability | None = None,
+) -> FastAPI:
     settings = settings or load_settings()
+    observability = observability or setup_observability(settings)
     owned = platform is None
     platform = platform or build_platform(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "service_started",
+            release=settings.release,
+            environment=settings.environment,
+            database=platform.db.dialect,
+            cache=platform.cache.backend,
+        )
         yield
+        log.info("service_stopping")
         if owned:
             platform.close()
+        observability.close(timeout=5.0)
 
     app = FastAPI(
         title="Experimentation Platform",
@@ -35,11 +53,13 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.state.platform = platform
     app.state.settings = settings
+    app.state.observability = observability
     install_error_handlers(app)
     for module in (experiments, assignments, flags, events, health, ops):
         app.include_router(module.router)
     app.add_middleware(
         ObservabilityMiddleware,
+        observers=observability.request_observers,
         trusted_proxies=[p for p in settings.trusted_proxies.split(",") if p.strip()],
     )
     return app

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from observability.logging.levels import parse_levels
+
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 # Values of these settings may hold credentials: never echo them in an error message.
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_levels: str = ""  # "sqlalchemy.engine=WARNING,uvicorn.access=ERROR"
     log_dir: Path = Path("./var/log")
+    log_to_file: bool = True
+    log_file_stem: str = "platform"
+    log_rotate_seconds: float = Field(default=86_400.0, ge=1.0)
     log_format: Literal["json", "console"] = "json"
     log_to_stdout: bool = True
     log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -67,6 +72,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_levels")
+    @classmethod
+    def _logger_levels(cls, value: str) -> str:
+        parse_levels(value)  # raises ValueError naming the bad part
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -16,7 +16,8 @@ def assign_user(body: AssignmentRequest, platform: PlatformDep, _: ClientKey) ->
     """Deterministic and sticky; users outside targeting or allocation get
     `in_experiment: false` with the reason, not an error."""
     bind(user_id=body.user_id, experiment_key=body.experiment_key)
-    _config, result = platform.experiments.assign(body.experiment_key, body.user_id, body.attributes)
+    experiments = platform.experiments
+    _config, result = experiments.assign(body.experiment_key, body.user_id, body.attributes)
     return AssignmentOut(
         experiment_key=body.experiment_key,
         user_id=body.user_id,

@@ -1,12 +1,58 @@
-"""Operator endpoints (admin key only): self-tests now; log levels, windows, errors later."""
+"""Operator endpoints (admin key only): log levels at runtime, self-tests."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experimentation_platform.api.deps import AdminKey
+from experimentation_platform.errors import InvalidInput
+from experimentation_platform.observe import Observability
+from observability.logging.levels import LEVELS
 
 router = APIRouter(prefix="/ops", tags=["ops"])
+
+LevelName = Annotated[str, StringConstraints(pattern="^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$")]
+LoggerName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class LogLevels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: LevelName | None = Field(default=None, description="the global level")
+    levels: dict[LoggerName, LevelName | None] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="per logger; null removes the override",
+    )
+
+
+def _observability(request: Request) -> Observability:
+    observability: Observability = request.app.state.observability
+    return observability
+
+
+@router.get("/log-levels")
+def get_log_levels(request: Request, _: AdminKey) -> dict[str, object]:
+    return _observability(request).logs.policy.as_dict()
+
+
+@router.put("/log-levels")
+def set_log_levels(body: LogLevels, request: Request, _: AdminKey) -> dict[str, object]:
+    """Change levels without a restart (this instance only; each instance has its own)."""
+    policy = _observability(request).logs.policy
+    if body.level is None and not body.levels:
+        raise InvalidInput("nothing to change: give 'level' and/or 'levels'", field="body")
+    policy.set(
+        level=LEVELS[body.level.upper()] if body.level else None,
+        levels={name: LEVELS[lvl.upper()] for name, lvl in body.levels.items() if lvl},
+    )
+    for name, lvl in body.levels.items():
+        if lvl is None:
+            policy.reset_logger(name)
+    return policy.as_dict()
 
 
 class SelfTestError(RuntimeError):

@@ -1,0 +1,297 @@
+"""The log pipeline: context -> level filter -> queue -> (writer thread) mask -> render -> sinks.
+
+The caller's thread (the request path) only filters, merges the request context, stamps the
+time and appends to a bounded queue: a few microseconds, no I/O. A single writer thread masks,
+renders JSON with orjson and writes batches to every sink. Masking therefore happens once,
+before any sink sees the data, and rendering is the last step.
+
+structlog loggers and stdlib loggers (uvicorn, SQLAlchemy, httpx, botocore, ...) feed the same
+queue, so every line has one shape. Global state lives in this module with `reset()` for tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from observability.context import current
+from observability.logging.exceptions import structure_exception
+from observability.logging.levels import LevelPolicy
+from observability.logging.queue import SeverityQueue
+from observability.logging.sinks import LogRecordOut, Sink
+
+__all__ = ["LogPipeline", "active_pipeline", "get_logger", "reset"]
+
+Mask = Callable[[dict[str, Any]], dict[str, Any]]
+
+_METHOD_LEVELS = {
+    "debug": 10,
+    "info": 20,
+    "msg": 20,
+    "warning": 30,
+    "warn": 30,
+    "error": 40,
+    "exception": 40,
+    "critical": 50,
+    "fatal": 50,
+}
+_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+_FIRST_KEYS = ("timestamp", "level", "logger", "event")
+
+# Attributes every LogRecord has; anything else came from `extra=` and is kept as a field.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+_pipeline: LogPipeline | None = None
+
+
+def active_pipeline() -> LogPipeline | None:
+    return _pipeline
+
+
+def _identity(event: dict[str, Any]) -> dict[str, Any]:
+    return event
+
+
+class LogPipeline:
+    def __init__(
+        self,
+        sinks: Iterable[Sink],
+        policy: LevelPolicy | None = None,
+        mask: Mask = _identity,
+        queue_size: int = 50_000,
+        flush_interval: float = 0.1,
+        static_fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.sinks = list(sinks)
+        self.policy = policy or LevelPolicy()
+        self.mask = mask
+        self.queue = SeverityQueue(queue_size)
+        self.flush_interval = flush_interval
+        self.static_fields = dict(static_fields or {})
+        self.emitted: Counter[str] = Counter()
+        self.sink_errors: Counter[str] = Counter()
+        self.dropped_by_writer: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    # --- the caller's side ----------------------------------------------------------------
+    def submit(self, level: int, event: dict[str, Any]) -> None:
+        self.emitted[_LEVEL_NAMES.get(level, "info")] += 1
+        if not self.queue.put(level, (level, event)):
+            return
+
+    @property
+    def dropped(self) -> Counter[str]:
+        return self.queue.dropped + self.dropped_by_writer
+
+    # --- the writer's side ----------------------------------------------------------------
+    def _render(self, level: int, event: dict[str, Any]) -> LogRecordOut:
+        event = self.mask(event)
+        stamp = event.get("timestamp")
+        if isinstance(stamp, float):
+            event["timestamp"] = (
+                datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+            )
+        ordered = {key: event.pop(key) for key in _FIRST_KEYS if key in event}
+        ordered.update(self.static_fields)
+        ordered.update(event)
+        line = orjson.dumps(
+            ordered,
+            default=repr,
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
+        )
+        return level, ordered, line
+
+    def _write_batch(self, items: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        records: list[LogRecordOut] = []
+        for level, event in items:
+            try:
+                records.append(self._render(level, event))
+            except Exception:  # an unrenderable event is counted, never a crashed writer
+                self.dropped_by_writer["render_error"] += 1
+        if not records:
+            return
+        for sink in self.sinks:
+            try:
+                sink.write(records)
+                sink.flush()
+            except Exception as exc:  # a broken sink must not starve the others
+                self.sink_errors[sink.name] += 1
+                self._report_sink_error(sink, exc)
+
+    def _report_sink_error(self, sink: Sink, exc: Exception) -> None:
+        # Straight to stderr, never back into the pipeline (that could loop forever).
+        with contextlib.suppress(Exception):  # stderr itself is gone: nothing left to tell
+            sys.stderr.write(
+                orjson.dumps(
+                    {
+                        "timestamp": datetime.now(UTC).isoformat(),
+                        "level": "error",
+                        "logger": "observability.logging",
+                        "event": "log_sink_failed",
+                        "sink": sink.name,
+                        "error": type(exc).__name__,
+                    }
+                ).decode()
+                + "\n"
+            )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.queue.wakeup.wait(self.flush_interval)
+            self.queue.wakeup.clear()
+            items = self.queue.drain()
+            if items:
+                self._idle.clear()
+                self._write_batch(items)
+            self._idle.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far reached the sinks."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._thread.is_alive():
+            if len(self.queue) == 0 and self._idle.is_set():
+                self._idle.clear()
+                self.queue.wakeup.set()
+                # One more idle cycle guarantees the last batch has been written.
+                if self._idle.wait(max(0.0, deadline - time.monotonic())):
+                    return len(self.queue) == 0
+            self.queue.wakeup.set()
+            time.sleep(0.005)
+        return len(self.queue) == 0
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Flush within the deadline, stop the writer, close the sinks (idempotent)."""
+        if self._stop.is_set():
+            return len(self.queue) == 0
+        flushed = self.flush(timeout)
+        self._stop.set()
+        self.queue.wakeup.set()
+        self._thread.join(timeout)
+        leftover = self.queue.drain()
+        if leftover:
+            self._write_batch(leftover)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                self.sink_errors[sink.name] += 1
+        return flushed
+
+
+# --- structlog and stdlib front ends ---------------------------------------------------------
+def _to_queue(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """The whole structlog chain in one processor, to keep the hot path short."""
+    pipeline = _pipeline
+    if pipeline is None:
+        raise structlog.DropEvent
+    level = _METHOD_LEVELS.get(method, 20)
+    name = event_dict.get("logger")
+    if level < pipeline.policy.threshold(name):
+        raise structlog.DropEvent
+    event = dict(event_dict)
+    event["timestamp"] = time.time()
+    event["level"] = _LEVEL_NAMES.get(level, method)
+    ctx = current()
+    if ctx is not None:
+        for key, value in ctx.as_dict().items():
+            event.setdefault(key, value)
+    exc_info = event.pop("exc_info", None)
+    if method == "exception" and exc_info is None:
+        exc_info = True
+    if exc_info:
+        exc = sys.exc_info()[1] if exc_info is True else exc_info
+        if isinstance(exc, tuple):
+            exc = exc[1]
+        if isinstance(exc, BaseException):
+            event["exception"] = structure_exception(exc)
+    pipeline.submit(level, event)
+    raise structlog.DropEvent
+
+
+class StdlibBridge(logging.Handler):
+    """Routes stdlib LogRecords into the same queue, in the caller's thread and context."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pipeline = _pipeline
+        if pipeline is None:
+            return
+        try:
+            event: dict[str, Any] = {
+                "event": record.getMessage(),
+                "logger": record.name,
+                "timestamp": record.created,
+                "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+            }
+            for key, value in record.__dict__.items():
+                if key not in _RECORD_ATTRS and not key.startswith("_"):
+                    event[key] = value
+            ctx = current()
+            if ctx is not None:
+                for key, value in ctx.as_dict().items():
+                    event.setdefault(key, value)
+            if record.exc_info and record.exc_info[1] is not None:
+                event["exception"] = structure_exception(record.exc_info[1])
+            pipeline.submit(record.levelno, event)
+        except Exception:
+            self.handleError(record)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger whose lines carry `logger=name`."""
+    return structlog.get_logger().bind(logger=name)
+
+
+_bridge = StdlibBridge()
+
+
+def install(pipeline: LogPipeline, capture_stdlib: bool = True) -> None:
+    """Make `pipeline` the process's log pipeline (replacing any previous one)."""
+    global _pipeline
+    previous, _pipeline = _pipeline, pipeline
+    structlog.configure(
+        processors=[_to_queue],
+        wrapper_class=structlog.BoundLogger,
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    if capture_stdlib:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.addHandler(_bridge)
+        # Libraries that install their own handlers (uvicorn) would print plain text.
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn", "alembic"):
+            library = logging.getLogger(name)
+            library.handlers.clear()
+            library.propagate = True
+        logging.captureWarnings(True)
+    pipeline.policy.apply_to_stdlib()
+    if previous is not None and previous is not pipeline:
+        previous.close(timeout=2.0)
+
+
+def reset() -> None:
+    """Forget the pipeline (tests): flush and close it, detach the stdlib bridge."""
+    global _pipeline
+    previous, _pipeline = _pipeline, None
+    logging.getLogger().removeHandler(_bridge)
+    logging.captureWarnings(False)
+    if previous is not None:
+        previous.close(timeout=2.0)

@@ -1,0 +1,199 @@
+"""Where rendered log lines go: stdout, rotating JSON files, memory (tests), and adapters.
+
+Sinks are called only by the pipeline's writer thread, with whole batches, so they need no
+locks of their own and the request path never waits on their I/O.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+__all__ = ["CallbackSink", "LogRecordOut", "MemorySink", "RotatingFileSink", "Sink", "StreamSink"]
+
+# (level number, the rendered event as a dict, the JSON line with its trailing newline)
+LogRecordOut = tuple[int, dict[str, Any], bytes]
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, records: Sequence[LogRecordOut]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class StreamSink:
+    """JSON lines to a binary stream (stdout by default)."""
+
+    name = "stdout"
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.stream = stream or sys.stdout.buffer
+
+    def write(self, records: Sequence[LogRecordOut]) -> None:
+        self.stream.write(b"".join(line for _, _, line in records))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+class MemorySink:
+    """Keeps lines in memory: for tests and for the UI's recent-lines view."""
+
+    name = "memory"
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.lines: list[bytes] = []
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, records: Sequence[LogRecordOut]) -> None:
+        for _, event, line in records:
+            self.lines.append(line)
+            self.events.append(event)
+        if len(self.lines) > self.limit:
+            del self.lines[: -self.limit]
+            del self.events[: -self.limit]
+
+    def flush(self) -> None:
+        return
+
+    def close(self) -> None:
+        return
+
+
+class CallbackSink:
+    """Hands each batch to a function (the CloudWatch shipper, for one)."""
+
+    def __init__(self, name: str, callback: Callable[[Sequence[LogRecordOut]], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def write(self, records: Sequence[LogRecordOut]) -> None:
+        self.callback(records)
+
+    def flush(self) -> None:
+        return
+
+    def close(self) -> None:
+        return
+
+
+class RotatingFileSink:
+    """JSON lines in `directory/stem.log`, rotated by size and by age, rotated files gzipped,
+    files older than the retention deleted.
+
+    Rotated files are named `stem.YYYYmmddTHHMMSS.ffffffZ.log.gz` so that a name sort is a time
+    sort. Compression runs in a short-lived thread so the writer never stalls on it.
+    """
+
+    name = "file"
+
+    def __init__(
+        self,
+        directory: Path,
+        stem: str = "platform",
+        max_bytes: int = 100 * 1024 * 1024,
+        rotate_seconds: float = 86_400.0,
+        retention_days: float = 14.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = Path(directory)
+        self.stem = stem
+        self.max_bytes = max_bytes
+        self.rotate_seconds = rotate_seconds
+        self.retention_seconds = retention_days * 86_400.0
+        self.clock = clock
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / f"{stem}.log"
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self._opened_at = 0.0
+        self._compressors: list[threading.Thread] = []
+        self._open()
+        self.delete_expired()
+
+    def _open(self) -> None:
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open between batches
+        self._size = self._file.tell()
+        self._opened_at = self.clock()
+        if self._size:  # an existing file: age it from its last change, not from now
+            self._opened_at = min(self._opened_at, self.path.stat().st_mtime)
+
+    def write(self, records: Sequence[LogRecordOut]) -> None:
+        data = b"".join(line for _, _, line in records)
+        if self._size and (
+            self._size + len(data) > self.max_bytes
+            or self.clock() - self._opened_at >= self.rotate_seconds
+        ):
+            self.rotate()
+        assert self._file is not None
+        self._file.write(data)
+        self._size += len(data)
+
+    def rotate(self) -> Path | None:
+        if self._file is None:
+            return None
+        self._file.close()
+        self._file = None
+        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        rotated = self.directory / f"{self.stem}.{stamp}.log"
+        if self.path.exists() and self.path.stat().st_size:
+            os.replace(self.path, rotated)
+            thread = threading.Thread(target=self._compress, args=(rotated,), daemon=True)
+            thread.start()
+            self._compressors.append(thread)
+        else:
+            rotated = None  # type: ignore[assignment]
+        self._open()
+        self.delete_expired()
+        return rotated
+
+    @staticmethod
+    def _compress(path: Path) -> None:
+        target = path.with_name(path.name + ".gz")
+        partial = target.with_name(target.name + ".partial")
+        with open(path, "rb") as source, gzip.open(partial, "wb", compresslevel=6) as sink:
+            shutil.copyfileobj(source, sink, 1024 * 1024)
+        os.replace(partial, target)  # readers never see a half-written .gz
+        path.unlink()
+
+    def delete_expired(self) -> list[Path]:
+        cutoff = self.clock() - self.retention_seconds
+        removed = []
+        for candidate in self.directory.glob(f"{self.stem}.*.log*"):
+            try:
+                if candidate.stat().st_mtime < cutoff:
+                    candidate.unlink()
+                    removed.append(candidate)
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def wait_for_compression(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._compressors:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._compressors = [t for t in self._compressors if t.is_alive()]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.wait_for_compression()
