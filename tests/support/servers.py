@@ -144,6 +144,7 @@ class RecordingHTTPServer:
 
     status: int = 200
     response_body: bytes = b"ok"
+    response_headers: dict[str, str] = field(default_factory=dict)
     statuses: list[int] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     port: int = 0
@@ -172,6 +173,8 @@ class RecordingHTTPServer:
                     status = recorder.statuses.pop(0) if recorder.statuses else recorder.status
                     recorder._arrived.notify_all()
                 self.send_response(status)
+                for name, value in recorder.response_headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(recorder.response_body)))
                 self.end_headers()
                 self.wfile.write(recorder.response_body)
@@ -183,7 +186,9 @@ class RecordingHTTPServer:
 
         self._server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), Handler)
         self.port = int(self._server.server_address[1])
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:

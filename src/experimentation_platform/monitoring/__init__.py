@@ -1,0 +1,1 @@
+"""The platform's monitoring definitions: dashboards, alert rules, log groups, saved queries."""
