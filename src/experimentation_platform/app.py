@@ -7,7 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from experimentation_platform.api import assignments, events, experiments, flags, health, ops
+from experimentation_platform.api import (
+    assignments,
+    error_groups,
+    events,
+    experiments,
+    flags,
+    health,
+    ops,
+)
 from experimentation_platform.api.errors import install_error_handlers
 from experimentation_platform.container import Platform, build_platform
 from experimentation_platform.observe import Observability, setup_observability
@@ -55,7 +63,7 @@ def create_app(
     app.state.settings = settings
     app.state.observability = observability
     install_error_handlers(app)
-    for module in (experiments, assignments, flags, events, health, ops):
+    for module in (experiments, assignments, flags, events, health, ops, error_groups):
         app.include_router(module.router)
     app.add_middleware(
         ObservabilityMiddleware,

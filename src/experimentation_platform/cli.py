@@ -11,6 +11,7 @@ import httpx
 import typer
 import uvicorn
 
+from experimentation_platform.commands import errors as errors_commands
 from experimentation_platform.settings import Settings, SettingsError, load_settings
 from experimentation_platform.storage.db import Database, migrate
 from experimentation_platform.storage.keys import KeyStore
@@ -22,6 +23,7 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(errors_commands.app, name="errors")
 
 
 def _settings() -> Settings:
@@ -69,7 +71,16 @@ def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> u
         workers=workers,
         proxy_headers=False,  # client IPs come from EP_TRUSTED_PROXIES in our middleware
         server_header=False,
+        log_config=None,  # our pipeline renders uvicorn's lines as JSON like every other
     )
+
+
+def _log_to_pipeline(settings: Settings) -> None:
+    """JSON lines from the first moment: uvicorn's start-up lines go through our pipeline."""
+    from experimentation_platform.observe import logging_config
+    from observability.logging import configure_logging
+
+    configure_logging(logging_config(settings))
 
 
 @app.command()
@@ -84,6 +95,7 @@ def serve(
     if migrate_first:
         migrate(settings.resolved_database_url)
     config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
+    _log_to_pipeline(settings)
     if workers > 1:
         uvicorn.run(
             config.app,
@@ -93,6 +105,7 @@ def serve(
             workers=workers,
             server_header=False,
             proxy_headers=False,
+            log_config=None,
         )
     else:
         uvicorn.Server(config).run()
@@ -141,6 +154,7 @@ def quickstart(
         db.dispose()
     host, port = settings.host, port or settings.port
     base_url = f"http://{host}:{port}"
+    _log_to_pipeline(settings)
     server = uvicorn.Server(_uvicorn_config(settings, host, port, 1))
     traffic = DemoTraffic(base_url, demo_key, rate_per_second=rate)
 

@@ -166,4 +166,4 @@ class DemoTraffic:
             return client.get(
                 "/api/v1/experiments", params={"limit": 20}, headers=headers
             ).status_code
-        return client.post("/ops/selftest/error", headers=headers).status_code
+        return client.post("/api/v1/ops/selftest/error", headers=headers).status_code

@@ -1,35 +1,83 @@
 """How the platform is observed: the one place that turns settings into observability parts.
 
-`app.py` calls this; nothing else in the platform configures logging or metrics.
+`app.py` calls this; nothing else in the platform configures logging, errors or shipping.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+from experimentation_platform.notify import build_dispatcher
 from experimentation_platform.settings import Settings
-from observability.asgi import RequestObserver
+from observability.alerting.notifiers import Dispatcher, Notification
+from observability.asgi import RequestObserver, RequestRecord
+from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+from observability.context import snapshot
+from observability.errors import (
+    DEFAULT_RULES,
+    ClassificationRule,
+    Classifier,
+    ErrorStore,
+    ErrorTracker,
+    ErrorTrigger,
+    Fingerprinter,
+    Severity,
+    install_hooks,
+)
+from observability.errors.sentry import capture_to_sentry, init_sentry, shutdown_sentry
 from observability.logging import (
+    CallbackSink,
     LoggingConfig,
     LogPipeline,
     RequestLogObserver,
     Sink,
     configure_logging,
 )
+from observability.logging.sinks import LogRecordOut
+from observability.masking import Masker, default_masker
 
 __all__ = ["Observability", "setup_observability"]
+
+REQUEST_LOGGER = "observability.request"
+
+# The admin self-test error notifies like a real medium bug, so an operator can prove the
+# whole path (logs, store, Slack) with one call.
+SELFTEST_RULE = ClassificationRule(
+    name="selftest",
+    severity=Severity.MEDIUM,
+    exception_types=("experimentation_platform.api.ops.SelfTestError",),
+)
 
 
 @dataclass
 class Observability:
     settings: Settings
+    masker: Masker
     logs: LogPipeline
+    errors: ErrorTracker
+    dispatcher: Dispatcher
+    shipper: CloudWatchShipper | None = None
     request_observers: list[RequestObserver] = field(default_factory=list)
+    _closers: list[Any] = field(default_factory=list)
 
     def close(self, timeout: float = 5.0) -> None:
-        self.logs.close(timeout)
+        for closer in reversed(self._closers):
+            closer()
+        self.errors.close()
+        self.dispatcher.close()
+        self.errors.store.dispose()  # after the dispatcher: its notification log shares it
+        self.logs.close(timeout)  # after the others: their last words still reach the sinks
+        if self.shipper is not None:
+            self.shipper.close(timeout)
+        if self.settings.sentry_dsn:
+            shutdown_sentry()
 
 
 def instance_id(settings: Settings) -> str:
@@ -51,9 +99,139 @@ def logging_config(settings: Settings) -> LoggingConfig:
     )
 
 
-def setup_observability(settings: Settings, extra_sinks: list[Sink] | None = None) -> Observability:
-    logs = configure_logging(logging_config(settings), extra_sinks=extra_sinks)
-    request_log = RequestLogObserver(
-        sample_rate=settings.log_sample_rate, slow_ms=settings.log_slow_request_ms
+def _mask_event(masker: Masker) -> Any:
+    def mask(event: dict[str, Any]) -> dict[str, Any]:
+        masked = masker.mask(event)
+        return masked if isinstance(masked, dict) else event
+
+    return mask
+
+
+def build_shipper(settings: Settings) -> CloudWatchShipper:
+    config = ShipperConfig(
+        journal_dir=settings.var_dir / "cloudwatch" / f"worker-{os.getpid()}",
+        region=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url or None,
+        group_prefix=settings.cloudwatch_group_prefix,
+        retention_days={
+            "api": settings.cloudwatch_retention_api_days,
+            "services": settings.cloudwatch_retention_services_days,
+            "errors": settings.cloudwatch_retention_errors_days,
+        },
+        instance_id=instance_id(settings).replace(":", "-"),
     )
-    return Observability(settings=settings, logs=logs, request_observers=[request_log])
+    return CloudWatchShipper(config).start()
+
+
+def cloudwatch_sink(shipper: CloudWatchShipper) -> Sink:
+    """Request lines to /api, everything else to /services, error level and above also to
+    /errors. Lines are already masked and rendered: the shipper only moves bytes."""
+
+    def ship(records: Sequence[LogRecordOut]) -> None:
+        batch: list[tuple[str, int, str]] = []
+        for level, event, line in records:
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            stamp = event.get("timestamp")
+            millis = _millis(stamp)
+            group = "api" if event.get("logger") == REQUEST_LOGGER else "services"
+            batch.append((group, millis, text))
+            if level >= 40:
+                batch.append(("errors", millis, text))
+        shipper.submit_many(batch)
+
+    return CallbackSink("cloudwatch", ship)
+
+
+def _millis(stamp: object) -> int:
+    if isinstance(stamp, str):
+        with contextlib.suppress(ValueError):
+            return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+    return int(time.time() * 1000)
+
+
+def _error_observer(tracker: ErrorTracker) -> RequestObserver:
+    def observe(record: RequestRecord) -> None:
+        if record.exception is None:
+            return
+        context = record.context.as_dict()
+        context.update(route=record.route, method=record.method, status_code=record.status)
+        tracker.capture(record.exception, context)
+
+    return observe
+
+
+def _notify_trigger(dispatcher: Dispatcher, settings: Settings) -> Any:
+    titles = {
+        "new_group": "New error group",
+        "regression": "Error regression",
+        "rate_spike": "Error rate spike",
+    }
+
+    def on_trigger(trigger: ErrorTrigger) -> None:
+        rate = f", {trigger.rate_per_minute:.0f}/min" if trigger.rate_per_minute else ""
+        dispatcher.submit(
+            Notification(
+                key=f"error:{trigger.fingerprint}:{trigger.kind}",
+                status="firing",
+                severity=trigger.severity.value,
+                title=f"{titles.get(trigger.kind, trigger.kind)}: {trigger.type_name}",
+                summary=f"{trigger.message} ({trigger.count} so far{rate})",
+                description=(
+                    f"Classified {trigger.severity} by rule '{trigger.rule_name}'. "
+                    f"First request_id: {trigger.first_request_id}. "
+                    f"Search its log lines: ep logs --request-id {trigger.first_request_id}"
+                ),
+                source="error",
+                labels={"fingerprint": trigger.fingerprint, "kind": trigger.kind},
+                evidence_url=f"{settings.base_url}/ops/errors/{trigger.fingerprint}",
+            )
+        )
+
+    return on_trigger
+
+
+def setup_observability(settings: Settings, extra_sinks: list[Sink] | None = None) -> Observability:
+    masker = default_masker()
+    sinks = list(extra_sinks or [])
+    shipper = build_shipper(settings) if settings.cloudwatch_enabled else None
+    if shipper is not None:
+        sinks.append(cloudwatch_sink(shipper))
+    logs = configure_logging(logging_config(settings), mask=_mask_event(masker), extra_sinks=sinks)
+
+    store = ErrorStore.from_url(settings.resolved_errors_database_url)
+    store.create_schema()
+    dispatcher = build_dispatcher(settings, masker, store.engine)
+    if settings.sentry_dsn:
+        init_sentry(
+            settings.sentry_dsn,
+            settings.environment,
+            settings.release,
+            masker.mask,
+            sample_rate=settings.sentry_sample_rate,
+        )
+    tracker = ErrorTracker(
+        store,
+        mask=masker.mask,
+        fingerprinter=Fingerprinter(["experimentation_platform", "observability"]),
+        classifier=Classifier([SELFTEST_RULE, *DEFAULT_RULES]),
+        on_trigger=_notify_trigger(dispatcher, settings),
+        sentry=capture_to_sentry if settings.sentry_dsn else None,
+        context_provider=snapshot,
+    )
+    request_log = RequestLogObserver(
+        logger_name=REQUEST_LOGGER,
+        sample_rate=settings.log_sample_rate,
+        slow_ms=settings.log_slow_request_ms,
+        mask_header=masker.mask_header,
+    )
+    observability = Observability(
+        settings=settings,
+        masker=masker,
+        logs=logs,
+        errors=tracker,
+        dispatcher=dispatcher,
+        shipper=shipper,
+        request_observers=[request_log, _error_observer(tracker)],
+    )
+    observability._closers.append(install_hooks(tracker))
+    return observability

@@ -68,6 +68,37 @@ class Settings(BaseSettings):
     # Security of operator endpoints
     metrics_token: str = ""  # empty: /metrics needs an admin key
 
+    # Errors
+    errors_database_url: str = ""  # empty: the platform database if PostgreSQL, else var/errors.db
+    sentry_dsn: str = ""
+    sentry_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    capture_logged_errors: bool = False  # also capture logger.exception(...) calls
+
+    # Notifications (a receiver is on when its setting is given)
+    public_base_url: str = ""  # links in notifications; default http://host:port
+    pagerduty_routing_key: str = ""
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    slack_webhook_url: str = ""
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "experimentation-platform@localhost"
+    smtp_to: str = ""  # comma-separated
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    sns_topic_arn: str = ""
+    notify_fallback: str = ""  # receiver used when every receiver of a route failed
+
+    # AWS / CloudWatch
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str = ""  # a local moto server in tests
+    cloudwatch_enabled: bool = False
+    cloudwatch_group_prefix: str = "/experimentation-platform"
+    cloudwatch_retention_api_days: int = 30
+    cloudwatch_retention_services_days: int = 90
+    cloudwatch_retention_errors_days: int = 180
+    cloudwatch_namespace: str = "ExperimentationPlatform"
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -84,6 +115,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'platform.db').as_posix()}"
+
+    @cached_property
+    def resolved_errors_database_url(self) -> str:
+        if self.errors_database_url:
+            return self.errors_database_url
+        if not self.is_sqlite:
+            return self.resolved_database_url
+        return f"sqlite:///{(self.var_dir / 'errors.db').as_posix()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://{self.host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -117,7 +117,8 @@ _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 _DETECTOR_REGEX: dict[str, str] = {
     "url_password": r"(?<![A-Za-z0-9+.\-])(?P<url_head>[A-Za-z][A-Za-z0-9+.\-]{0,30}://"
     r"[^\s:/?#@]{0,128}:)[^\s/?#]{1,256}(?=@)",
-    "email": r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}"
+    # "@" or its URL encoding "%40" (query strings are logged as sent).
+    "email": r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}(?:@|%40)[A-Za-z0-9\-]{1,63}"
     r"(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])",
     "jwt": r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"
     r"(?:\.[A-Za-z0-9_\-]*){0,2}",
@@ -279,8 +280,10 @@ class Masker:
 
     def _gates(self, text: str, classes: str) -> tuple[str, ...]:
         """Detectors that could match `text`; usually none, which skips every regex."""
+        encoded_at = "%40" in text
         if (
             "@" not in classes
+            and not encoded_at
             and "U" not in classes
             and "=" not in classes
             and _CARD_RUN not in classes
@@ -290,11 +293,10 @@ class Masker:
             return ()
         on = self._enabled
         names: list[str] = []
-        if "@" in classes:
-            if "://" in text and "url_password" in on:
-                names.append("url_password")
-            if "email" in on:
-                names.append("email")
+        if "@" in classes and "://" in text and "url_password" in on:
+            names.append("url_password")
+        if ("@" in classes or encoded_at) and "email" in on:
+            names.append("email")
         upper = "U" in classes
         if upper and "eyJ" in text and "jwt" in on:
             names.append("jwt")

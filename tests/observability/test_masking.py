@@ -34,6 +34,7 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYCANARYKEY1"
 # (detector, text as it would appear, the secret parts that must never be echoed)
 CANARIES: list[tuple[str, str, tuple[str, ...]]] = [
     ("email", "canary.user@example.org", ("canary.user",)),
+    ("email", "?user_id=canary.user%40example.org&x=1", ("canary.user",)),
     ("card", "4111 1111 1111 1111", ("4111 1111 1111 1111", "4111111111111111")),
     ("card", "5500-0000-0000-0004", ("5500-0000-0000-0004", "5500000000000004")),
     ("card", "378282246310005", ("378282246310005",)),

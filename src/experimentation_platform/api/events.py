@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 
 from experimentation_platform.api.deps import ClientKey, PlatformDep
 from experimentation_platform.api.schemas import EventBatch, EventsAccepted
+from experimentation_platform.signals import EVENTS_INGESTED
+from observability.logging import get_logger
+
+log = get_logger("experimentation_platform.events")
+
+
+def _report_ingested(count: int, conversions: int) -> None:
+    # After the response: the client does not wait for bookkeeping.
+    log.info(EVENTS_INGESTED.removesuffix("_total"), count=count, conversions=conversions)
+
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 
 @router.post("", status_code=202, response_model=EventsAccepted)
-def track_events(body: EventBatch, platform: PlatformDep, _: ClientKey) -> EventsAccepted:
+def track_events(
+    body: EventBatch, platform: PlatformDep, _: ClientKey, background: BackgroundTasks
+) -> EventsAccepted:
     """All events of a batch are stored, or none (an unknown experiment rejects the batch)."""
     events = [event.model_dump() for event in body.events]
-    return EventsAccepted(accepted=platform.events.ingest(events))
+    accepted = platform.events.ingest(events)
+    conversions = sum(1 for e in events if e.get("experiment_key"))
+    background.add_task(_report_ingested, accepted, conversions)
+    return EventsAccepted(accepted=accepted)

@@ -13,9 +13,12 @@ from experimentation_platform.api.schemas import (
     ExperimentPage,
     ExperimentUpdate,
 )
+from experimentation_platform.signals import EXPERIMENT_CREATED, EXPERIMENT_STATUS_CHANGED
 from experimentation_platform.storage.models import Experiment
+from observability.logging import get_logger
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])
+log = get_logger("experimentation_platform.experiments")
 
 KeyPath = Annotated[str, Path(min_length=1, max_length=100)]
 
@@ -26,7 +29,9 @@ def _out(row: Experiment) -> ExperimentOut:
 
 @router.post("", status_code=201, response_model=ExperimentOut)
 def create_experiment(body: ExperimentCreate, platform: PlatformDep, _: AdminKey) -> ExperimentOut:
-    return _out(platform.experiments.create(body.model_dump(mode="json")))
+    row = platform.experiments.create(body.model_dump(mode="json"))
+    log.info(EXPERIMENT_CREATED, experiment_key=row.key, variants=len(row.variants))
+    return _out(row)
 
 
 @router.get("", response_model=ExperimentPage)
@@ -56,7 +61,10 @@ def update_experiment(
 
 def _transition(action: str):  # type: ignore[no-untyped-def]
     def endpoint(key: KeyPath, platform: PlatformDep, _: AdminKey) -> ExperimentOut:
-        return _out(platform.experiments.transition(key, action))
+        row = platform.experiments.transition(key, action)
+        # A configuration change: incident evidence lists these next to a regression.
+        log.info(EXPERIMENT_STATUS_CHANGED, experiment_key=key, action=action, status=row.status)
+        return _out(row)
 
     endpoint.__name__ = f"{action}_experiment"
     endpoint.__doc__ = f"{action.capitalize()} the experiment (validated status transition)."

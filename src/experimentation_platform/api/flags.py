@@ -16,10 +16,13 @@ from experimentation_platform.api.schemas import (
     FlagUpdate,
 )
 from experimentation_platform.domain.flags import FlagResult, evaluate
+from experimentation_platform.signals import FLAG_CHANGED
 from experimentation_platform.storage.models import Flag
 from observability.context import bind
+from observability.logging import get_logger
 
 router = APIRouter(prefix="/api/v1/flags", tags=["flags"])
+log = get_logger("experimentation_platform.flags")
 
 KeyPath = Annotated[str, Path(min_length=1, max_length=100)]
 
@@ -40,7 +43,9 @@ def _evaluation(result: FlagResult, user_id: str) -> FlagEvaluationOut:
 
 @router.post("", status_code=201, response_model=FlagOut)
 def create_flag(body: FlagCreate, platform: PlatformDep, _: AdminKey) -> FlagOut:
-    return _out(platform.flags.create(body.model_dump(mode="json")))
+    row = platform.flags.create(body.model_dump(mode="json"))
+    log.info(FLAG_CHANGED, flag_key=row.key, change="created", enabled=row.enabled)
+    return _out(row)
 
 
 @router.get("", response_model=list[FlagOut])
@@ -56,7 +61,9 @@ def get_flag(key: KeyPath, platform: PlatformDep, _: ClientKey) -> FlagOut:
 @router.patch("/{key}", response_model=FlagOut)
 def update_flag(key: KeyPath, body: FlagUpdate, platform: PlatformDep, _: AdminKey) -> FlagOut:
     changes = body.model_dump(mode="json", exclude_unset=True, exclude_none=True)
-    return _out(platform.flags.update(key, changes))
+    row = platform.flags.update(key, changes)
+    log.info(FLAG_CHANGED, flag_key=key, change="updated", fields=sorted(changes))
+    return _out(row)
 
 
 @router.get("/{key}/evaluation", response_model=FlagEvaluationOut)

@@ -12,7 +12,7 @@ from experimentation_platform.errors import InvalidInput
 from experimentation_platform.observe import Observability
 from observability.logging.levels import LEVELS
 
-router = APIRouter(prefix="/ops", tags=["ops"])
+router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
 
 LevelName = Annotated[str, StringConstraints(pattern="^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$")]
 LoggerName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -59,8 +59,17 @@ class SelfTestError(RuntimeError):
     """Raised on purpose to prove the error pipeline end to end."""
 
 
+class SelfTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(default="", max_length=500, description="appended to the message")
+
+
 @router.post("/selftest/error", status_code=500)
-def selftest_error(_: AdminKey) -> None:
+def selftest_error(_: AdminKey, body: SelfTestRequest | None = None) -> None:
     """Raise an unhandled exception on purpose: the client gets a 500 with its request_id,
-    the error appears in the logs, the error store and (when configured) Sentry."""
-    raise SelfTestError("self-test: deliberate unhandled exception")
+    the error appears in the logs, the error store, Sentry (when configured) and, classified
+    medium, in Slack. The note lets an operator check that secrets in exception messages are
+    masked in every sink."""
+    note = f": {body.note}" if body and body.note else ""
+    raise SelfTestError(f"self-test: deliberate unhandled exception{note}")

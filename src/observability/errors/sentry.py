@@ -153,7 +153,9 @@ def init_sentry(
         default_integrations=default_integrations,
         before_send=make_before_send(mask),  # type: ignore[arg-type]
         before_breadcrumb=_make_before_breadcrumb(mask),
-        **options,
+        # Frame locals hold raw request bodies as bytes reprs with escaped JSON inside, which
+        # no value detector can parse reliably: they stay out of Sentry unless asked for.
+        **{"include_local_variables": False, **options},
     )
 
 

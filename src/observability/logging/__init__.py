@@ -54,6 +54,7 @@ DEFAULT_LOGGER_LEVELS = {
     "boto3": "WARNING",
     "urllib3": "WARNING",
     "httpx": "WARNING",
+    "httpx2": "WARNING",
     "httpcore": "WARNING",
     "alembic": "WARNING",
 }

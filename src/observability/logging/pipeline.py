@@ -53,6 +53,7 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
 
 _pipeline: LogPipeline | None = None
@@ -196,16 +197,30 @@ class LogPipeline:
 
 
 # --- structlog and stdlib front ends ---------------------------------------------------------
-def _to_queue(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+class _NamedLogger:
+    """What structlog wraps: only its name is used (the chain ends before any output)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _logger_factory(*args: Any) -> _NamedLogger:
+    return _NamedLogger(str(args[0]) if args and args[0] else "app")
+
+
+def _to_queue(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """The whole structlog chain in one processor, to keep the hot path short."""
     pipeline = _pipeline
     if pipeline is None:
         raise structlog.DropEvent
     level = _METHOD_LEVELS.get(method, 20)
-    name = event_dict.get("logger")
+    name = event_dict.get("logger") or getattr(logger, "name", "app")
     if level < pipeline.policy.threshold(name):
         raise structlog.DropEvent
     event = dict(event_dict)
+    event["logger"] = name
     event["timestamp"] = time.time()
     event["level"] = _LEVEL_NAMES.get(level, method)
     ctx = current()
@@ -255,7 +270,7 @@ class StdlibBridge(logging.Handler):
 
 def get_logger(name: str) -> Any:
     """A structlog logger whose lines carry `logger=name`."""
-    return structlog.get_logger().bind(logger=name)
+    return structlog.get_logger(name)
 
 
 _bridge = StdlibBridge()
@@ -268,7 +283,7 @@ def install(pipeline: LogPipeline, capture_stdlib: bool = True) -> None:
     structlog.configure(
         processors=[_to_queue],
         wrapper_class=structlog.BoundLogger,
-        logger_factory=structlog.ReturnLoggerFactory(),
+        logger_factory=_logger_factory,
         cache_logger_on_first_use=True,
     )
     if capture_stdlib:
