@@ -167,7 +167,18 @@ def _notify_trigger(dispatcher: Dispatcher, settings: Settings) -> Any:
         "rate_spike": "Error rate spike",
     }
 
+    notified: dict[str, float] = {}
+
     def on_trigger(trigger: ErrorTrigger) -> None:
+        # Storm-safe: a spike of a group we just announced adds nothing the on-call person
+        # does not know yet; it notifies only once the announcement is 10 minutes old.
+        now = time.monotonic()
+        last = notified.get(trigger.fingerprint)
+        if trigger.kind == "rate_spike" and last is not None and now - last < 600:
+            return
+        if len(notified) > 10_000:
+            notified.clear()
+        notified[trigger.fingerprint] = now
         rate = f", {trigger.rate_per_minute:.0f}/min" if trigger.rate_per_minute else ""
         dispatcher.submit(
             Notification(
