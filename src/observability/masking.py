@@ -104,6 +104,9 @@ _MAX_DEPTH = 32  # deeper structures are masked wholesale rather than walked (cy
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 _KEY_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _SCALARS = (int, float, bool, type(None))
+# Text with no capital, "@", "=", ":", space or "%": only a card number could hide in it.
+_PLAIN = re.compile(r"[a-z0-9._\-/{}]{0,256}")
+_DIGIT_RUN = re.compile(r"[0-9\-]{13}")  # maybe a card: the full detectors decide
 # Output of `mask_header`: let it through a second pass so the last-4 hint survives.
 _PRE_MASKED = re.compile(
     r"(?:[A-Za-z][A-Za-z0-9-]{0,30} )?\[MASKED(?::[a-z0-9_]{1,30}|:last4=[^\]\s]{1,4})?\]"
@@ -232,6 +235,8 @@ class Masker:
         self._key_cache: dict[str, bool] = {}
         self._clean: set[str] = set()
         self._build_detectors(terms)
+        # The plain-text shortcut holds only while no opt-in detector could match plain text.
+        self._plain_ok = not cfg.phone_numbers and not cfg.custom_patterns
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -391,13 +396,32 @@ class Masker:
         return value  # datetimes, UUIDs, Decimals, enums: nothing a detector could find
 
     def _mapping(self, mapping: Mapping[Any, Any], depth: int) -> Mapping[Any, Any]:
+        # The hot path of every log line: the common cases (a known clean string, a number,
+        # a key already classified) are decided inline, without a method call per field.
         changed = False
         pairs: list[tuple[Any, object]] = []
+        clean = self._clean
+        key_cache = self._key_cache
         for key, item in mapping.items():
-            new = self._item(key, item, depth)
-            # Keys are data too ({"alice@example.com": 3}); scan them, never mask them by key.
-            new_key = self._text(key) if type(key) is str else key
-            changed = changed or new is not item or new_key is not key
+            if type(key) is str:
+                sensitive = key_cache.get(key)
+                if sensitive is None:
+                    sensitive = self.is_sensitive_key(key)
+                if sensitive:
+                    new = self._sensitive(item)
+                elif type(item) is str:
+                    new = item if item in clean else self._string(item, depth)
+                elif type(item) in _SCALARS:
+                    new = item
+                else:
+                    new = self._value(item, depth)
+                # Keys are data too ({"alice@example.com": 3}); scan them, never mask by key.
+                new_key = key if key in clean else self._text(key)
+            else:
+                new = self._item(key, item, depth)
+                new_key = key
+            if new is not item or new_key is not key:
+                changed = True
             pairs.append((new_key, new))
         return dict(pairs) if changed else mapping
 
@@ -457,6 +481,13 @@ class Masker:
 
     def _text(self, text: str) -> str:
         if text in self._clean:
+            return text
+        if self._plain_ok and _PLAIN.fullmatch(text) and not _DIGIT_RUN.search(text):
+            # Lowercase ids, hex, routes, IPs: no detector but the card one can match such
+            # text, and cards need a run of 13+ digits. Short texts (keys, names) are cached;
+            # long ones are mostly unique ids that would only churn the cache.
+            if len(text) < 24:
+                self._remember_clean(text)
             return text
         names, pairs = self._plan(text)
         if not names and not pairs:

@@ -86,6 +86,8 @@ class LogPipeline:
         self.emitted: Counter[str] = Counter()
         self.sink_errors: Counter[str] = Counter()
         self.dropped_by_writer: Counter[str] = Counter()
+        self._ts_second = -1
+        self._ts_prefix = ""
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
@@ -102,13 +104,20 @@ class LogPipeline:
         return self.queue.dropped + self.dropped_by_writer
 
     # --- the writer's side ----------------------------------------------------------------
+    def _timestamp(self, stamp: float) -> str:
+        # Formatting a datetime costs more than the rest of a line's rendering: the
+        # "YYYY-mm-ddTHH:MM:SS" part is computed once per second and reused.
+        second = int(stamp)
+        if second != self._ts_second:
+            self._ts_second = second
+            self._ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._ts_prefix}.{int((stamp - second) * 1_000_000):06d}Z"
+
     def _render(self, level: int, event: dict[str, Any]) -> LogRecordOut:
         event = self.mask(event)
         stamp = event.get("timestamp")
         if isinstance(stamp, float):
-            event["timestamp"] = (
-                datetime.fromtimestamp(stamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
-            )
+            event["timestamp"] = self._timestamp(stamp)
         ordered = {key: event.pop(key) for key in _FIRST_KEYS if key in event}
         ordered.update(self.static_fields)
         ordered.update(event)
@@ -282,7 +291,8 @@ def install(pipeline: LogPipeline, capture_stdlib: bool = True) -> None:
     previous, _pipeline = _pipeline, pipeline
     structlog.configure(
         processors=[_to_queue],
-        wrapper_class=structlog.BoundLogger,
+        # Real methods per level (no __getattr__ partials): the cheapest structlog front end.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=_logger_factory,
         cache_logger_on_first_use=True,
     )

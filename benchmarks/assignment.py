@@ -1,0 +1,175 @@
+"""Assignment throughput and latency at one worker with a warm cache (run on demand).
+
+    python benchmarks/assignment.py [--rate 500] [--seconds 20] [--wrk-seconds 10]
+
+Method: `ep serve` (1 worker, SQLite, logs to file only) pinned to CPU 0; the load generators
+pinned to CPU 1. Two measurements:
+1. open loop at a fixed rate (default 500 requests/s): latency p50/p95/p99 as a client sees it,
+   for returning users (exposure already recorded) and for new users (one insert each);
+2. closed loop with wrk (-t1 -c32): the maximum throughput and its latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import ManagedProcess, free_port, wait_for_http  # noqa: E402
+
+CLI = [sys.executable, "-m", "experimentation_platform.cli"]
+WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"experiment_key": "bench", "user_id": "wrk-' .. (counter % 5000) .. '"}'
+  return wrk.format("POST", "/api/v1/assignments", nil, body)
+end
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def open_loop(
+    base: str, key: str, rate: float, seconds: float, users: list[str]
+) -> list[float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=10
+    ) as client:
+
+        async def one(user: str) -> None:
+            started = time.perf_counter()
+            response = await client.post(
+                "/api/v1/assignments", json={"experiment_key": "bench", "user_id": user}
+            )
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+        tasks = []
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        total = int(rate * seconds)
+        for n in range(total):
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(users[n % len(users)])))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def report(name: str, latencies: list[float], seconds: float) -> None:
+    ms = [x * 1000 for x in latencies]
+    print(
+        f"{name:<28} {len(ms) / seconds:8.0f} req/s  p50 {percentile(ms, 0.5):6.2f} ms  "
+        f"p95 {percentile(ms, 0.95):6.2f} ms  p99 {percentile(ms, 0.99):6.2f} ms  "
+        f"mean {statistics.fmean(ms):6.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ep-bench-"))
+    env = {
+        **os.environ,
+        "EP_VAR_DIR": str(tmp),
+        "EP_LOG_DIR": str(tmp / "log"),
+        "EP_LOG_TO_STDOUT": "false",
+    }
+    key = (
+        subprocess.run(
+            [*CLI, "keys", "create", "--role", "admin"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = ManagedProcess(
+        ["taskset", "-c", "0", *CLI, "serve", "--port", str(port)],
+        env=env,
+        log_path=tmp / "server.out",
+    )
+    with server:
+        wait_for_http(f"{base}/health/ready", timeout=30)
+        headers = {"Authorization": f"Bearer {key}"}
+        body = {
+            "key": "bench",
+            "name": "bench",
+            "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}],
+        }
+        httpx.post(f"{base}/api/v1/experiments", json=body, headers=headers).raise_for_status()
+        httpx.post(f"{base}/api/v1/experiments/bench/start", headers=headers).raise_for_status()
+        os.sched_setaffinity(0, {1})
+        returning = [f"returning-{n}" for n in range(5_000)]
+        asyncio.run(open_loop(base, key, 200, 5, returning[:1000]))  # warm-up: cache, pool
+        asyncio.run(open_loop(base, key, args.rate, args.seconds / 4, returning))  # expose all
+        print(
+            f"assignment benchmark: 1 worker pinned to CPU 0, SQLite, {args.rate:g} req/s offered"
+        )
+        latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, returning))
+        report("returning users (warm)", latencies, args.seconds)
+        fresh = [f"new-{n}" for n in range(int(args.rate * args.seconds))]
+        latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, fresh))
+        report("new users (one insert each)", latencies, args.seconds)
+        script = tmp / "assign.lua"
+        script.write_text(WRK_SCRIPT)
+        wrk = subprocess.run(
+            [
+                "taskset",
+                "-c",
+                "1",
+                "wrk",
+                "-t1",
+                "-c32",
+                f"-d{args.wrk_seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+                "-H",
+                f"Authorization: Bearer {key}",
+                "-H",
+                "Content-Type: application/json",
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk)
+        p50 = re.search(r"50%\s+([\d.]+\w+)", wrk)
+        p99 = re.search(r"99%\s+([\d.]+\w+)", wrk)
+        print(
+            f"{'closed loop (wrk -c32)':<28} {float(rps.group(1)) if rps else 0:8.0f} req/s  "
+            f"p50 {p50.group(1) if p50 else '?'}  p99 {p99.group(1) if p99 else '?'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
