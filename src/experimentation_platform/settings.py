@@ -57,7 +57,6 @@ class Settings(BaseSettings):
     log_to_file: bool = True
     log_file_stem: str = "platform"
     log_rotate_seconds: float = Field(default=86_400.0, ge=1.0)
-    log_format: Literal["json", "console"] = "json"
     log_to_stdout: bool = True
     log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     log_slow_request_ms: float = Field(default=500.0, ge=0.0)
