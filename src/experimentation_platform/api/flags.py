@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
 
 from experimentation_platform.api.deps import AdminKey, ClientKey, PlatformDep
 from experimentation_platform.api.schemas import (
@@ -15,7 +16,9 @@ from experimentation_platform.api.schemas import (
     FlagOut,
     FlagUpdate,
 )
-from experimentation_platform.domain.flags import FlagResult, evaluate
+from experimentation_platform.container import Platform
+from experimentation_platform.domain.flags import FlagConfig, FlagResult, evaluate
+from experimentation_platform.errors import NotFound
 from experimentation_platform.signals import FLAG_CHANGED
 from experimentation_platform.storage.models import Flag
 from observability.context import bind
@@ -66,25 +69,36 @@ def update_flag(key: KeyPath, body: FlagUpdate, platform: PlatformDep, _: AdminK
     return _out(row)
 
 
+async def _configs(platform: Platform) -> dict[str, FlagConfig]:
+    # In-process cache: no I/O, stay on the event loop; otherwise the threadpool.
+    configs = platform.flags.configs_without_io()
+    if configs is None:
+        configs = await run_in_threadpool(platform.flags.configs)
+    return configs
+
+
 @router.get("/{key}/evaluation", response_model=FlagEvaluationOut)
-def evaluate_flag(
+async def evaluate_flag(
     key: KeyPath,
     platform: PlatformDep,
     _: ClientKey,
     user_id: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> FlagEvaluationOut:
     bind(user_id=user_id, flag_key=key)
-    return _evaluation(evaluate(platform.flags.config(key), user_id), user_id)
+    config = (await _configs(platform)).get(key)
+    if config is None:
+        raise NotFound(f"flag '{key}' not found", field="key")
+    return _evaluation(evaluate(config, user_id), user_id)
 
 
 @router.post("/evaluations", response_model=BatchEvaluationOut)
-def evaluate_all_flags(
+async def evaluate_all_flags(
     body: BatchEvaluationRequest, platform: PlatformDep, _: ClientKey
 ) -> BatchEvaluationOut:
     """Every flag for one user, with attributes for rule matching."""
     bind(user_id=body.user_id)
     flags = {
         key: _evaluation(evaluate(config, body.user_id, body.attributes), body.user_id)
-        for key, config in platform.flags.configs().items()
+        for key, config in (await _configs(platform)).items()
     }
     return BatchEvaluationOut(user_id=body.user_id, flags=flags)

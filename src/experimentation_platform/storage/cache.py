@@ -31,6 +31,7 @@ def _ignore(_backend: str, _outcome: str) -> None:
 
 class ConfigCache(Protocol):
     backend: str
+    local: bool  # True: get() never does I/O, so it may run on the event loop
 
     def get(self, key: str) -> dict[str, Any] | None: ...
     def set(self, key: str, value: dict[str, Any]) -> None: ...
@@ -43,6 +44,7 @@ class MemoryCache:
     """A thread-safe LRU with a time-to-live per entry."""
 
     backend = "memory"
+    local = True
 
     def __init__(
         self,
@@ -102,6 +104,7 @@ class RedisCache:
     """Entries as JSON under a namespaced key with a TTL; Redis errors degrade to misses."""
 
     backend = "redis"
+    local = False
 
     def __init__(
         self,

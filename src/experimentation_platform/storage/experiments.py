@@ -45,6 +45,7 @@ class ExperimentStore:
         self.cache = cache
         self._exposed: OrderedDict[tuple[int, str], None] = OrderedDict()
         self._exposed_lock = threading.Lock()
+        self._parse_memo: dict[str, tuple[dict[str, Any], ExperimentConfig]] = {}
 
     # --- configuration -------------------------------------------------------------------
     def create(self, data: Mapping[str, Any]) -> Experiment:
@@ -132,7 +133,7 @@ class ExperimentStore:
         """The experiment's assignment configuration, through the cache."""
         cached = self.cache.get(_cache_key(key))
         if cached is not None:
-            return None if cached.get("missing") else ExperimentConfig.from_dict(cached)
+            return None if cached.get("missing") else self._parsed(cached)
         with self.db.session() as session:
             row = session.scalar(select(Experiment).where(Experiment.key == key))
             config = None if row is None else ExperimentConfig.from_row(row)
@@ -147,6 +148,33 @@ class ExperimentStore:
             return {status: int(count) for status, count in rows}
 
     # --- assignment ----------------------------------------------------------------------
+    def config_without_io(self, key: str) -> ExperimentConfig | bool | None:
+        """The cached configuration when the cache is in-process; False when only I/O can say."""
+        if not self.cache.local:
+            return False
+        cached = self.cache.get(_cache_key(key))
+        if cached is None:
+            return False
+        return None if cached.get("missing") else self._parsed(cached)
+
+    def _parsed(self, cached: dict[str, Any]) -> ExperimentConfig:
+        # Parsing targeting conditions costs more than the assignment itself: parse once per
+        # cached entry (the in-process cache hands back the same object until it expires).
+        memo = self._parse_memo.get(cached["key"])
+        if memo is not None and memo[0] is cached:
+            return memo[1]
+        config = ExperimentConfig.from_dict(cached)
+        if len(self._parse_memo) > 10_000:
+            self._parse_memo.clear()
+        self._parse_memo[cached["key"]] = (cached, config)
+        return config
+
+    def already_exposed(self, experiment_id: int, user_id: str) -> bool:
+        return (experiment_id, user_id) in self._exposed
+
+    def record_exposure(self, experiment_id: int, user_id: str, variant: str) -> None:
+        self._record_exposure(experiment_id, user_id, variant)
+
     def assign(
         self, key: str, user_id: str, attributes: Mapping[str, Any] | None
     ) -> tuple[ExperimentConfig, Assignment]:

@@ -38,6 +38,7 @@ class FlagStore:
     def __init__(self, db: Database, cache: ConfigCache) -> None:
         self.db = db
         self.cache = cache
+        self._memo: tuple[dict[str, Any], dict[str, FlagConfig]] | None = None
 
     def create(self, data: Mapping[str, Any]) -> Flag:
         row = Flag(
@@ -87,7 +88,26 @@ class FlagStore:
             configs = {row.key: _to_config(row) for row in self.list()}
             self.cache.set(ALL_FLAGS, {"flags": [c.to_dict() for c in configs.values()]})
             return configs
-        return {f["key"]: FlagConfig.from_dict(f) for f in cached["flags"]}
+        return self._parsed(cached)
+
+    def configs_without_io(self) -> dict[str, FlagConfig] | None:
+        """Every flag's configuration when cached in-process; None when only I/O can say."""
+        if not self.cache.local:
+            return None
+        cached = self.cache.get(ALL_FLAGS)
+        if cached is None:
+            return None
+        return self._parsed(cached)
+
+    def _parsed(self, cached: dict[str, Any]) -> dict[str, FlagConfig]:
+        # Parse once per cached entry: the in-process cache returns the same object until
+        # it expires or a change deletes it.
+        memo = self._memo
+        if memo is not None and memo[0] is cached:
+            return memo[1]
+        configs = {f["key"]: FlagConfig.from_dict(f) for f in cached["flags"]}
+        self._memo = (cached, configs)
+        return configs
 
     def config(self, key: str) -> FlagConfig:
         config = self.configs().get(key)

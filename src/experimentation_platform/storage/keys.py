@@ -54,6 +54,13 @@ class KeyStore:
             session.add(ApiKey(id=key_id, key_hash=_hash(key), role=role, name=name))
         return key_id, key
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a recently verified key, without I/O (None: ask authenticate)."""
+        cached = self._verified.get(_hash(key))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
     def authenticate(self, key: str) -> Principal | None:
         if not key.startswith(PREFIX) or "." not in key or len(key) > 200:
             return None
