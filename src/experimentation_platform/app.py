@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,10 +19,17 @@ from experimentation_platform.api import (
 )
 from experimentation_platform.api.errors import install_error_handlers
 from experimentation_platform.container import Platform, build_platform
+from experimentation_platform.instrumentation import (
+    Instrumentation,
+    attach_platform,
+    build_instrumentation,
+)
 from experimentation_platform.observe import Observability, setup_observability
+from experimentation_platform.ops_ui import mount_ops_ui
 from experimentation_platform.settings import Settings, load_settings
 from observability.asgi import ObservabilityMiddleware
 from observability.logging import get_logger
+from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
 
 __all__ = ["create_app"]
 
@@ -35,8 +43,10 @@ def create_app(
 ) -> FastAPI:
     settings = settings or load_settings()
     observability = observability or setup_observability(settings)
+    instruments = build_instrumentation(settings, observability)
     owned = platform is None
-    platform = platform or build_platform(settings)
+    platform = platform or build_platform(settings, cache_observer=instruments.cache.observe)
+    attach_platform(instruments, platform, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -47,8 +57,10 @@ def create_app(
             database=platform.db.dialect,
             cache=platform.cache.backend,
         )
+        await instruments.start()
         yield
         log.info("service_stopping")
+        await instruments.stop()
         if owned:
             platform.close()
         observability.close(timeout=5.0)
@@ -62,12 +74,34 @@ def create_app(
     app.state.platform = platform
     app.state.settings = settings
     app.state.observability = observability
+    app.state.instruments = instruments
     install_error_handlers(app)
     for module in (experiments, assignments, flags, events, health, ops, error_groups):
         app.include_router(module.router)
+    app.add_route(
+        "/metrics", _metrics_app(instruments, platform, settings), include_in_schema=False
+    )
+    mount_ops_ui(app, settings, observability, instruments)
+    app.add_middleware(
+        InFlightMiddleware,
+        gauge=instruments.http.in_flight,
+        exclude_paths=instruments.http.excluded,
+    )
     app.add_middleware(
         ObservabilityMiddleware,
-        observers=observability.request_observers,
+        observers=[*observability.request_observers, instruments.http, instruments.observe_request],
         trusted_proxies=[p for p in settings.trusted_proxies.split(",") if p.strip()],
     )
     return app
+
+
+def _metrics_app(instruments: Instrumentation, platform: Platform, settings: Settings) -> Any:
+    """/metrics for a scraper's token (EP_METRICS_TOKEN) or an admin API key; never open."""
+
+    def is_admin(key: str) -> bool:
+        principal = platform.keys.cached(key) or platform.keys.authenticate(key)
+        return principal is not None and principal.role == "admin"
+
+    return metrics_endpoint(
+        instruments.registry, token=settings.metrics_token or None, authorize=is_admin
+    )

@@ -12,9 +12,11 @@ import typer
 import uvicorn
 
 from experimentation_platform.commands import errors as errors_commands
+from experimentation_platform.commands import logs as logs_commands
 from experimentation_platform.settings import Settings, SettingsError, load_settings
 from experimentation_platform.storage.db import Database, migrate
 from experimentation_platform.storage.keys import KeyStore
+from observability.metrics.prometheus import prepare_multiprocess_dir
 
 app = typer.Typer(
     help="Experimentation platform: run, operate and inspect it.", no_args_is_help=True
@@ -24,6 +26,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(errors_commands.app, name="errors")
+app.command("logs")(logs_commands.search)
 
 
 def _settings() -> Settings:
@@ -97,6 +100,8 @@ def serve(
     config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
     _log_to_pipeline(settings)
     if workers > 1:
+        # Workers import prometheus_client fresh with this set, and write their samples here.
+        prepare_multiprocess_dir(settings.var_dir / "prometheus")
         uvicorn.run(
             config.app,
             factory=True,

@@ -64,8 +64,10 @@ class Settings(BaseSettings):
     log_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     log_queue_size: int = Field(default=50_000, ge=100)
 
-    # Security of operator endpoints
-    metrics_token: str = ""  # empty: /metrics needs an admin key
+    # Metrics and operator endpoints
+    metrics_token: str = ""  # a scraper's bearer token; admin API keys are accepted too
+    slow_query_seconds: float = Field(default=0.5, gt=0.0)
+    ops_refresh_seconds: int = Field(default=30, ge=2, le=3600)  # built-in UI auto-refresh
 
     # Errors
     errors_database_url: str = ""  # empty: the platform database if PostgreSQL, else var/errors.db

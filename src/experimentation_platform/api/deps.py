@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 
 from experimentation_platform.container import Platform
 from experimentation_platform.errors import PlatformError
+from experimentation_platform.metrics import PlatformMetrics
 from experimentation_platform.storage.keys import Principal
 from observability.context import bind
 
-__all__ = ["AdminKey", "ClientKey", "PlatformDep"]
+__all__ = ["AdminKey", "ClientKey", "MetricsDep", "PlatformDep"]
 
 
 class Unauthorized(PlatformError):
@@ -32,6 +33,14 @@ async def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+async def get_metrics(request: Request) -> PlatformMetrics:
+    metrics: PlatformMetrics = request.app.state.instruments.platform
+    return metrics
+
+
+MetricsDep = Annotated[PlatformMetrics, Depends(get_metrics)]
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: <API key>")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from fastapi import APIRouter, BackgroundTasks
 
-from experimentation_platform.api.deps import ClientKey, PlatformDep
+from experimentation_platform.api.deps import ClientKey, MetricsDep, PlatformDep
 from experimentation_platform.api.schemas import EventBatch, EventsAccepted
 from experimentation_platform.signals import EVENTS_INGESTED
 from observability.logging import get_logger
@@ -22,11 +24,17 @@ router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 @router.post("", status_code=202, response_model=EventsAccepted)
 def track_events(
-    body: EventBatch, platform: PlatformDep, _: ClientKey, background: BackgroundTasks
+    body: EventBatch,
+    platform: PlatformDep,
+    metrics: MetricsDep,
+    _: ClientKey,
+    background: BackgroundTasks,
 ) -> EventsAccepted:
     """All events of a batch are stored, or none (an unknown experiment rejects the batch)."""
     events = [event.model_dump() for event in body.events]
     accepted = platform.events.ingest(events)
-    conversions = sum(1 for e in events if e.get("experiment_key"))
+    by_experiment = Counter(e["experiment_key"] for e in events if e.get("experiment_key"))
+    metrics.events(accepted, dict(by_experiment))
+    conversions = sum(by_experiment.values())
     background.add_task(_report_ingested, accepted, conversions)
     return EventsAccepted(accepted=accepted)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from experimentation_platform.api.deps import AdminKey, ClientKey, PlatformDep
+from experimentation_platform.api.deps import AdminKey, ClientKey, MetricsDep, PlatformDep
 from experimentation_platform.api.schemas import (
     ExperimentCreate,
     ExperimentOut,
@@ -28,8 +28,11 @@ def _out(row: Experiment) -> ExperimentOut:
 
 
 @router.post("", status_code=201, response_model=ExperimentOut)
-def create_experiment(body: ExperimentCreate, platform: PlatformDep, _: AdminKey) -> ExperimentOut:
+def create_experiment(
+    body: ExperimentCreate, platform: PlatformDep, metrics: MetricsDep, _: AdminKey
+) -> ExperimentOut:
     row = platform.experiments.create(body.model_dump(mode="json"))
+    metrics.experiment_created()
     log.info(EXPERIMENT_CREATED, experiment_key=row.key, variants=len(row.variants))
     return _out(row)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from experimentation_platform.api.deps import AdminKey, ClientKey, PlatformDep
+from experimentation_platform.api.deps import AdminKey, ClientKey, MetricsDep, PlatformDep
 from experimentation_platform.api.schemas import (
     BatchEvaluationOut,
     BatchEvaluationRequest,
@@ -73,7 +74,7 @@ async def _configs(platform: Platform) -> dict[str, FlagConfig]:
     # In-process cache: no I/O, stay on the event loop; otherwise the threadpool.
     configs = platform.flags.configs_without_io()
     if configs is None:
-        configs = await run_in_threadpool(platform.flags.configs)
+        configs = await run_in_threadpool(platform.flags.configs_after_fast_path)
     return configs
 
 
@@ -81,6 +82,7 @@ async def _configs(platform: Platform) -> dict[str, FlagConfig]:
 async def evaluate_flag(
     key: KeyPath,
     platform: PlatformDep,
+    metrics: MetricsDep,
     _: ClientKey,
     user_id: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> FlagEvaluationOut:
@@ -88,17 +90,22 @@ async def evaluate_flag(
     config = (await _configs(platform)).get(key)
     if config is None:
         raise NotFound(f"flag '{key}' not found", field="key")
-    return _evaluation(evaluate(config, user_id), user_id)
+    started = time.perf_counter()
+    result = evaluate(config, user_id)
+    metrics.flag_evaluation(key, result.enabled, time.perf_counter() - started)
+    return _evaluation(result, user_id)
 
 
 @router.post("/evaluations", response_model=BatchEvaluationOut)
 async def evaluate_all_flags(
-    body: BatchEvaluationRequest, platform: PlatformDep, _: ClientKey
+    body: BatchEvaluationRequest, platform: PlatformDep, metrics: MetricsDep, _: ClientKey
 ) -> BatchEvaluationOut:
     """Every flag for one user, with attributes for rule matching."""
     bind(user_id=body.user_id)
-    flags = {
-        key: _evaluation(evaluate(config, body.user_id, body.attributes), body.user_id)
-        for key, config in (await _configs(platform)).items()
-    }
+    flags = {}
+    for key, config in (await _configs(platform)).items():
+        started = time.perf_counter()
+        result = evaluate(config, body.user_id, body.attributes)
+        metrics.flag_evaluation(key, result.enabled, time.perf_counter() - started)
+        flags[key] = _evaluation(result, body.user_id)
     return BatchEvaluationOut(user_id=body.user_id, flags=flags)

@@ -134,6 +134,15 @@ class ExperimentStore:
         cached = self.cache.get(_cache_key(key))
         if cached is not None:
             return None if cached.get("missing") else self._parsed(cached)
+        return self.load_config(key)
+
+    def config_after_fast_path(self, key: str) -> ExperimentConfig | None:
+        """After `config_without_io` said False: an in-process cache already missed (do not
+        ask it twice), a shared cache has not been asked yet."""
+        return self.load_config(key) if self.cache.local else self.config(key)
+
+    def load_config(self, key: str) -> ExperimentConfig | None:
+        """From the database, then into the cache."""
         with self.db.session() as session:
             row = session.scalar(select(Experiment).where(Experiment.key == key))
             config = None if row is None else ExperimentConfig.from_row(row)

@@ -85,10 +85,17 @@ class FlagStore:
         evaluation needs them all, and flags are few)."""
         cached = self.cache.get(ALL_FLAGS)
         if cached is None:
-            configs = {row.key: _to_config(row) for row in self.list()}
-            self.cache.set(ALL_FLAGS, {"flags": [c.to_dict() for c in configs.values()]})
-            return configs
+            return self.load_configs()
         return self._parsed(cached)
+
+    def configs_after_fast_path(self) -> dict[str, FlagConfig]:
+        """After `configs_without_io` said None: do not ask an in-process cache twice."""
+        return self.load_configs() if self.cache.local else self.configs()
+
+    def load_configs(self) -> dict[str, FlagConfig]:
+        configs = {row.key: _to_config(row) for row in self.list()}
+        self.cache.set(ALL_FLAGS, {"flags": [c.to_dict() for c in configs.values()]})
+        return configs
 
     def configs_without_io(self) -> dict[str, FlagConfig] | None:
         """Every flag's configuration when cached in-process; None when only I/O can say."""

@@ -24,7 +24,7 @@ import queue
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,6 +207,7 @@ class ErrorTracker:
         config: TrackerConfig | None = None,
     ) -> None:
         self.store = store
+        self.by_severity: Counter[str] = Counter()  # captured events, for error_events_total
         self.config = config or TrackerConfig()
         self._mask = mask
         self._fingerprinter = fingerprinter or Fingerprinter()
@@ -284,6 +285,7 @@ class ErrorTracker:
                 rate_per_minute=rate,
             )
         )
+        self.by_severity[verdict.severity.value] += 1
         event = ErrorEvent(
             fingerprint=fp,
             type_name=type_name(type(exc)),

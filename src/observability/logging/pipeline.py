@@ -294,7 +294,9 @@ def install(pipeline: LogPipeline, capture_stdlib: bool = True) -> None:
         # Real methods per level (no __getattr__ partials): the cheapest structlog front end.
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=_logger_factory,
-        cache_logger_on_first_use=True,
+        # Not cached: module-level loggers must follow a reconfiguration (tests capture logs
+        # with structlog's own tools after a pipeline was installed and reset).
+        cache_logger_on_first_use=False,
     )
     if capture_stdlib:
         root = logging.getLogger()

@@ -6,6 +6,7 @@ locks of their own and the request path never waits on their I/O.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import shutil
@@ -95,6 +96,11 @@ class RotatingFileSink:
     """JSON lines in `directory/stem.log`, rotated by size and by age, rotated files gzipped,
     files older than the retention deleted.
 
+    Safe for several processes writing the same file (`ep serve --workers N`): every batch is
+    one `write()` on an O_APPEND descriptor (appends of one write do not interleave on a local
+    file system), and rotation happens under an exclusive lock on `stem.lock`; a process that
+    finds the file already rotated by another simply reopens it.
+
     Rotated files are named `stem.YYYYmmddTHHMMSS.ffffffZ.log.gz` so that a name sort is a time
     sort. Compression runs in a short-lived thread so the writer never stalls on it.
     """
@@ -118,51 +124,79 @@ class RotatingFileSink:
         self.clock = clock
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / f"{stem}.log"
-        self._file: BinaryIO | None = None
-        self._size = 0
+        self.lock_path = self.directory / f"{stem}.lock"
+        self._fd: int | None = None
+        self._inode = 0
         self._opened_at = 0.0
         self._compressors: list[threading.Thread] = []
         self._open()
         self.delete_expired()
 
     def _open(self) -> None:
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open between batches
-        self._size = self._file.tell()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        stat = os.fstat(self._fd)
+        self._inode = stat.st_ino
         self._opened_at = self.clock()
-        if self._size:  # an existing file: age it from its last change, not from now
-            self._opened_at = min(self._opened_at, self.path.stat().st_mtime)
+        if stat.st_size:  # an existing file: age it from its last change, not from now
+            self._opened_at = min(self._opened_at, stat.st_mtime)
+
+    def _reopen(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._open()
+
+    def _current_size(self) -> int | None:
+        """The shared file's size, or None when another process rotated it away from us."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_size if stat.st_ino == self._inode else None
 
     def write(self, records: Sequence[LogRecordOut]) -> None:
         data = b"".join(line for _, _, line in records)
-        if self._size and (
-            self._size + len(data) > self.max_bytes
+        size = self._current_size()
+        if size is None:
+            self._reopen()
+            size = self._current_size() or 0
+        if size and (
+            size + len(data) > self.max_bytes
             or self.clock() - self._opened_at >= self.rotate_seconds
         ):
             self.rotate()
-        assert self._file is not None
-        self._file.write(data)
-        self._size += len(data)
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
 
     def rotate(self) -> Path | None:
-        if self._file is None:
+        if self._fd is None:
             return None
-        self._file.close()
-        self._file = None
-        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        rotated = self.directory / f"{self.stem}.{stamp}.log"
-        if self.path.exists() and self.path.stat().st_size:
-            os.replace(self.path, rotated)
-            thread = threading.Thread(target=self._compress, args=(rotated,), daemon=True)
-            thread.start()
-            self._compressors.append(thread)
-        else:
-            rotated = None  # type: ignore[assignment]
-        self._open()
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._current_size() is None:  # another process rotated it meanwhile
+                self._reopen()
+                return None
+            stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            rotated: Path | None = self.directory / f"{self.stem}.{stamp}.log"
+            if os.fstat(self._fd).st_size and rotated is not None:
+                os.replace(self.path, rotated)
+                thread = threading.Thread(target=self._compress, args=(rotated,), daemon=True)
+                thread.start()
+                self._compressors.append(thread)
+            else:
+                rotated = None
+            self._reopen()
         self.delete_expired()
         return rotated
 
-    @staticmethod
-    def _compress(path: Path) -> None:
+    # Another process may still append one batch to the file it had open when this one renamed
+    # it (it notices the rotation at its next write): compression waits that long.
+    COMPRESS_GRACE_SECONDS = 1.0
+
+    def _compress(self, path: Path) -> None:
+        time.sleep(self.COMPRESS_GRACE_SECONDS)
         target = path.with_name(path.name + ".gz")
         partial = target.with_name(target.name + ".partial")
         with open(path, "rb") as source, gzip.open(partial, "wb", compresslevel=6) as sink:
@@ -183,8 +217,7 @@ class RotatingFileSink:
         return removed
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        return  # every write() already reached the kernel
 
     def wait_for_compression(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -193,7 +226,7 @@ class RotatingFileSink:
         self._compressors = [t for t in self._compressors if t.is_alive()]
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self.wait_for_compression()

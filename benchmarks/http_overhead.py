@@ -1,0 +1,261 @@
+"""Throughput cost of HTTP metrics middleware against a bare FastAPI app (run on demand, not CI).
+
+Method (shared/notes/performance-baseline.md): uvicorn, 1 worker, uvloop + httptools,
+--no-access-log, pinned to CPU 0 (taskset); wrk -t1 -c32 --latency pinned to CPU 1; a warm-up
+run before each measured block; the bare app A re-run between variants; ratio = variant RPS /
+mean RPS of the neighbouring A blocks, so drift over the run cancels out.
+
+Run:  .venv/bin/python benchmarks/http_overhead.py [--duration 10] [--warmup 5] [--variants M,P,S]
+      .venv/bin/python benchmarks/http_overhead.py --in-process   # no server: µs per request
+      calling each app's ASGI callable directly (best of rounds; steadier on a busy machine)
+Needs Debian `wrk`; variants P and S need, in the venv only (not in pyproject):
+      .venv/bin/pip install prometheus-fastapi-instrumentator==8.1.0 starlette-exporter==0.24.0
+Add a variant: a factory in benchmarks/apps.py and a line in VARIANTS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# name -> (factory in benchmarks/apps.py, module it needs or None, description)
+VARIANTS: dict[str, tuple[str, str | None, str]] = {
+    "A": ("apps:bare", None, "bare FastAPI"),
+    "O": ("apps:middleware_only", None, "ObservabilityMiddleware, no observer"),
+    "M": ("apps:ours", None, "ObservabilityMiddleware + HttpMetrics (+ in-flight)"),
+    "P": (
+        "apps:instrumentator",
+        "prometheus_fastapi_instrumentator",
+        "prometheus-fastapi-instrumentator",
+    ),
+    "S": ("apps:starlette_exporter", "starlette_exporter", "starlette-exporter"),
+}
+INSTALL_HINT = (
+    ".venv/bin/pip install prometheus-fastapi-instrumentator==8.1.0 starlette-exporter==0.24.0"
+)
+
+
+@dataclass
+class Block:
+    variant: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server on port {port} did not start")
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, seconds: float, connections: int, cpu: str) -> tuple[float, float, float]:
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            cpu,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return rps, p50, p99
+
+
+def run_block(variant: str, args: argparse.Namespace) -> Block:
+    factory = VARIANTS[variant][0]
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            args.server_cpu,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--app-dir",
+            str(HERE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    try:
+        wait_for_port(port)
+        url = f"http://127.0.0.1:{port}/hello"
+        if args.warmup > 0:
+            wrk(url, args.warmup, args.connections, args.client_cpu)
+        rps, p50, p99 = wrk(url, args.duration, args.connections, args.client_cpu)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    print(f"  {variant}: {rps:,.0f} rps  p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
+    return Block(variant, rps, p50, p99)
+
+
+def in_process(variants: list[str], requests: int = 20_000, rounds: int = 5) -> None:
+    """Best-of-rounds microseconds per request through each app's ASGI callable, no server."""
+    import asyncio
+    import importlib
+
+    sys.path.insert(0, str(HERE))
+    scope_base = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hello",
+        "raw_path": b"/hello",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"bench")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: object) -> None:
+        return
+
+    async def run(app: object, n: int) -> None:
+        for _ in range(n):
+            await app(dict(scope_base), receive, send)  # type: ignore[operator]
+
+    apps = {}
+    for variant in ["A", *variants]:
+        module, _, factory = VARIANTS[variant][0].partition(":")
+        apps[variant] = getattr(importlib.import_module(module), factory)()
+        asyncio.run(run(apps[variant], 500))  # build the middleware stack, warm caches
+    # round-robin rounds, best of each: drift and neighbours' load hit every variant alike
+    results = dict.fromkeys(apps, float("inf"))
+    for _ in range(rounds):
+        for variant, app in apps.items():
+            started = time.perf_counter()
+            asyncio.run(run(app, requests))
+            cost = (time.perf_counter() - started) / requests * 1e6
+            results[variant] = min(results[variant], cost)
+    print(f"{'variant':<58} {'us/req':>8} {'+us/req':>8}")
+    for variant, cost in results.items():
+        extra = "-" if variant == "A" else f"{cost - results['A']:.1f}"
+        label = f"{variant} {VARIANTS[variant][2]}"
+        print(f"{label:<58} {cost:>8.1f} {extra:>8}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--variants", default="M,P,S", help="comma-separated, from: " + ",".join(VARIANTS)
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per block")
+    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per block")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--server-cpu", default="0")
+    parser.add_argument("--client-cpu", default="1")
+    parser.add_argument("--in-process", action="store_true", help="no server: ASGI calls")
+    args = parser.parse_args()
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "A"]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    missing = [
+        v for v in variants if (mod := VARIANTS[v][1]) and importlib.util.find_spec(mod) is None
+    ]
+    if missing:
+        print(f"skipping {', '.join(missing)}: not installed. Install (venv only): {INSTALL_HINT}")
+        variants = [v for v in variants if v not in missing]
+    if args.in_process:
+        in_process(variants)
+        return
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
+
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.duration:g}s (warm-up {args.warmup:g}s); "
+        f"server CPU {args.server_cpu}, client CPU {args.client_cpu}"
+    )
+    blocks = [run_block("A", args)]
+    for variant in variants:  # A, V1, A, V2, A, ...: every variant sits between two A blocks
+        blocks.append(run_block(variant, args))
+        blocks.append(run_block("A", args))
+
+    bare_rps = [b.rps for b in blocks if b.variant == "A"]
+    bare_mean = sum(bare_rps) / len(bare_rps)
+    print()
+    print(f"{'variant':<58} {'RPS':>9} {'ratio':>6} {'+us/req':>8} {'p50 ms':>7} {'p99 ms':>7}")
+    a = [b for b in blocks if b.variant == "A"]
+    print(
+        f"{'A ' + VARIANTS['A'][2] + f' (mean of {len(a)} blocks)':<58} {bare_mean:>9,.0f} "
+        f"{1.0:>6.2f} {'-':>8} {sum(b.p50_ms for b in a) / len(a):>7.2f} "
+        f"{sum(b.p99_ms for b in a) / len(a):>7.2f}"
+    )
+    for i, block in enumerate(blocks):
+        if block.variant == "A":
+            continue
+        neighbours = (blocks[i - 1].rps + blocks[i + 1].rps) / 2
+        ratio = block.rps / neighbours
+        extra_us = 1e6 / block.rps - 1e6 / neighbours
+        label = f"{block.variant} {VARIANTS[block.variant][2]}"
+        print(
+            f"{label:<58} {block.rps:>9,.0f} {ratio:>6.2f} {extra_us:>8.1f} "
+            f"{block.p50_ms:>7.2f} {block.p99_ms:>7.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,512 @@
+"""Prometheus for any ASGI app: registry (single or multi-process), HTTP RED metrics, exposition.
+
+Instruments always take an explicit registry (never prometheus_client's import-time global),
+so tests and apps build their own. Wiring, in order:
+
+    registry = build_registry()                   # multiprocess-aware, see below
+    http = HttpMetrics(registry)                  # an observer of ObservabilityMiddleware
+    app = ObservabilityMiddleware(app, observers=[http])
+    app = http.in_flight_middleware(app)          # in-flight gauge (no start hook upstream)
+    metrics_app = metrics_endpoint(registry, token=..., authorize=...)   # mount at /metrics
+
+Multi-process (`uvicorn --workers N`): prometheus_client writes each worker's values to mmap
+files in PROMETHEUS_MULTIPROC_DIR. The parent calls `prepare_multiprocess_dir()` before it
+spawns workers (it empties the directory and exports the variable, so workers import
+prometheus_client with it set); `build_registry()` in each worker returns a registry whose
+exposition reads every worker's files (MultiProcessCollector) plus the live custom collectors
+registered on it (host metrics). Workers call `mark_worker_dead()` on shutdown so their live
+gauges leave the output. Exemplars are not stored in multi-process mode (a prometheus_client
+limitation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hmac
+import os
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from observability.asgi import UNMATCHED_ROUTE, RequestRecord
+from observability.metrics.cardinality import LabelGuard
+
+__all__ = [
+    "CACHE_EVICTIONS",
+    "CACHE_REQUESTS",
+    "DURATION_BUCKETS",
+    "HTTP_DURATION",
+    "HTTP_IN_FLIGHT",
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_SIZE",
+    "HTTP_RESPONSE_SIZE",
+    "MULTIPROC_ENV",
+    "SIZE_BUCKETS",
+    "CacheMetrics",
+    "HttpMetrics",
+    "InFlightMiddleware",
+    "MetricsEndpoint",
+    "MetricsServer",
+    "MultiProcessRegistry",
+    "build_registry",
+    "mark_worker_dead",
+    "metrics_endpoint",
+    "multiprocess_dir",
+    "prepare_multiprocess_dir",
+    "serve_metrics",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Same spelling as the platform's signals.py; the toolkit must not import the platform.
+HTTP_REQUESTS = "http_requests_total"
+HTTP_DURATION = "http_request_duration_seconds"
+HTTP_IN_FLIGHT = "http_requests_in_flight"
+HTTP_REQUEST_SIZE = "http_request_size_bytes"
+HTTP_RESPONSE_SIZE = "http_response_size_bytes"
+CACHE_REQUESTS = "cache_requests_total"
+CACHE_EVICTIONS = "cache_evictions_total"
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
+DEFAULT_EXCLUDED = ("/metrics", "/health/live", "/health/ready")
+# A client may send any method token; only these become label values (cardinality).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def multiprocess_dir() -> str | None:
+    """The multi-process directory when multi-process mode is on, else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> None:
+    """Parent process, before spawning workers: create `path`, empty it, export the variable.
+
+    Only `*.db` files are removed (stale values of a previous run would otherwise be summed
+    into the new one); anything else an operator put there is left alone.
+    """
+    directory = Path(path).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+
+
+class MultiProcessRegistry(CollectorRegistry):
+    """A registry whose exposition is every worker's values, not just this process's.
+
+    Instruments (Counter, Gauge, Histogram...) register here as usual, so name clashes are
+    still caught, but their values live in the mmap files: `collect()` reads those through
+    MultiProcessCollector and adds only the live custom collectors (host-level metrics such
+    as the system collector), which would otherwise be missing from a multi-process scrape.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._files = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+        self._live: list[Collector] = []
+        self._live_lock = threading.Lock()
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        if not isinstance(collector, MetricWrapperBase):
+            with self._live_lock:
+                self._live.append(collector)
+
+    def unregister(self, collector: Collector) -> None:
+        super().unregister(collector)
+        with self._live_lock:
+            if collector in self._live:
+                self._live.remove(collector)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._files.collect()  # type: ignore[no-untyped-call]
+        with self._live_lock:
+            live = list(self._live)
+        for collector in live:
+            yield from collector.collect()
+
+
+def build_registry() -> CollectorRegistry:
+    """A fresh registry: multi-process aware when PROMETHEUS_MULTIPROC_DIR is set."""
+    path = multiprocess_dir()
+    if path is None:
+        return CollectorRegistry()
+    if values.ValueClass is values.MutexValue:
+        # Values would stay in this process's memory and silently vanish from the scrape.
+        raise RuntimeError(
+            f"{MULTIPROC_ENV} is set but prometheus_client was imported before it was: "
+            "set it in the parent (prepare_multiprocess_dir) before workers import anything"
+        )
+    if not os.path.isdir(path):
+        raise RuntimeError(f"{MULTIPROC_ENV}={path!r} is not a directory")
+    return MultiProcessRegistry(path)
+
+
+def mark_worker_dead(pid: int | None = None) -> None:
+    """On worker exit (app lifespan shutdown): drop its live gauges from the aggregate."""
+    path = multiprocess_dir()
+    if path is not None:
+        mark_process_dead(os.getpid() if pid is None else pid, path)  # type: ignore[no-untyped-call]
+
+
+# --- HTTP RED metrics ----------------------------------------------------------------------
+
+
+class HttpMetrics:
+    """RED metrics from each `RequestRecord` (an ObservabilityMiddleware observer).
+
+    `http_requests_total{method,route,status_class}`, `http_request_duration_seconds{method,
+    route}` (with a trace_id exemplar), request/response size histograms `{method,route}` and
+    `http_requests_in_flight` (fed by `in_flight_middleware`). Labelled children are cached per
+    (method, route, status class): `.labels()` costs more than the observation itself.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        exclude_routes: Iterable[str] = DEFAULT_EXCLUDED,
+        buckets: Iterable[float] = DURATION_BUCKETS,
+        size_buckets: Iterable[float] = SIZE_BUCKETS,
+        exemplars: bool = True,
+        route_guard: LabelGuard | None = None,
+    ) -> None:
+        self.excluded = frozenset(exclude_routes)
+        self.route_guard = route_guard
+        # prometheus_client keeps no exemplars in multi-process mode: skip the work.
+        self.exemplars = exemplars and multiprocess_dir() is None
+        self.requests = Counter(
+            HTTP_REQUESTS,
+            "HTTP requests by method, route template and status class",
+            ["method", "route", "status_class"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            HTTP_DURATION,
+            "Time to the last response byte (background tasks excluded)",
+            ["method", "route"],
+            buckets=tuple(buckets),
+            registry=registry,
+        )
+        self.request_size = Histogram(
+            HTTP_REQUEST_SIZE,
+            "HTTP request body size",
+            ["method", "route"],
+            buckets=tuple(size_buckets),
+            registry=registry,
+        )
+        self.response_size = Histogram(
+            HTTP_RESPONSE_SIZE,
+            "HTTP response body size",
+            ["method", "route"],
+            buckets=tuple(size_buckets),
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            HTTP_IN_FLIGHT,
+            "HTTP requests being served",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+
+    def _labelled(self, method: str, route: str, klass: int) -> tuple[Any, Any, Any, Any]:
+        if method not in _METHODS:
+            method = "OTHER"
+        if self.route_guard is not None and route != UNMATCHED_ROUTE:
+            route = self.route_guard(route)
+        status_class = _STATUS_CLASSES.get(klass, "other")
+        return (
+            self.requests.labels(method, route, status_class),
+            self.duration.labels(method, route),
+            self.request_size.labels(method, route),
+            self.response_size.labels(method, route),
+        )
+
+    def __call__(self, record: RequestRecord) -> None:
+        route = record.route
+        if route in self.excluded or record.path in self.excluded:
+            return
+        key = (record.method, route, record.status // 100)
+        children = self._children.get(key)
+        if children is None:
+            children = self._labelled(*key)
+            if len(self._children) < 10_000:  # the cache itself stays bounded, whatever comes
+                self._children[key] = children
+        count, duration, size_in, size_out = children
+        count.inc()
+        trace_id = record.context.trace_id
+        if self.exemplars and trace_id:
+            duration.observe(record.duration_s, {"trace_id": trace_id})
+        else:
+            duration.observe(record.duration_s)
+        size_in.observe(record.bytes_in)
+        size_out.observe(record.bytes_out)
+
+    def in_flight_middleware(self, app: ASGIApp) -> InFlightMiddleware:
+        return InFlightMiddleware(app, self.in_flight, exclude_paths=self.excluded)
+
+
+class InFlightMiddleware:
+    """Counts requests being served: +1 when one arrives, -1 when the app returns.
+
+    A separate wrapper because ObservabilityMiddleware only reports finished requests. Paths
+    (not route templates: no route is known yet) in `exclude_paths` are not counted.
+    """
+
+    def __init__(self, app: ASGIApp, gauge: Gauge, *, exclude_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        self.gauge = gauge
+        self.exclude = frozenset(exclude_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exclude:
+            await self.app(scope, receive, send)
+            return
+        self.gauge.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gauge.dec()
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+
+class CacheMetrics:
+    """`cache_requests_total{backend,outcome}` and `cache_evictions_total{backend}`.
+
+    `observe(backend, outcome)` (also callable directly) matches the platform caches'
+    `observer(backend, outcome)` hook. An eviction is not a request: it only counts in
+    `cache_evictions_total`. Unknown outcomes count as "other" so the label stays bounded.
+    """
+
+    OUTCOMES = frozenset({"hit", "miss", "error"})
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            CACHE_REQUESTS,
+            "Cache look-ups by backend and outcome",
+            ["backend", "outcome"],
+            registry=registry,
+        )
+        self.evictions = Counter(
+            CACHE_EVICTIONS, "Entries evicted to make room", ["backend"], registry=registry
+        )
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def observe(self, backend: str, outcome: str) -> None:
+        key = (backend, outcome)
+        child = self._children.get(key)
+        if child is None:
+            if outcome == "eviction":
+                child = self.evictions.labels(backend)
+            else:
+                child = self.requests.labels(
+                    backend, outcome if outcome in self.OUTCOMES else "other"
+                )
+            self._children[key] = child
+        child.inc()
+
+    __call__ = observe
+
+
+# --- exposition ----------------------------------------------------------------------------
+
+RegistryProvider = Callable[[], Collector]
+Authorize = Callable[[str], bool]
+
+
+def _credential(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The bearer token or X-API-Key value of a request, if any."""
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1").strip() or None
+    return api_key
+
+
+class MetricsEndpoint:
+    """ASGI app serving the registry: Prometheus text, or OpenMetrics (with exemplars) when the
+    Accept header asks for `application/openmetrics-text`. Gzip when the client accepts it.
+
+    Access needs `Authorization: Bearer <token>` (or `X-API-Key`) matching `token` or accepted
+    by `authorize`; otherwise 401 JSON. Serving without either needs an explicit `public=True`.
+    """
+
+    def __init__(
+        self,
+        registry_provider: RegistryProvider | Collector,
+        *,
+        token: str | None = None,
+        authorize: Authorize | None = None,
+        public: bool = False,
+    ) -> None:
+        if token is None and authorize is None and not public:
+            raise ValueError(
+                "metrics_endpoint needs a token or an authorize callback "
+                "(or public=True behind a private listen address)"
+            )
+        if hasattr(registry_provider, "collect"):  # a registry itself rather than a provider
+            registry = registry_provider
+            self.provider: RegistryProvider = lambda: registry
+        else:
+            self.provider = registry_provider
+        self.token = token.encode() if token else None
+        self.authorize = authorize
+        self.public = public
+        self.errors = 0
+
+    def _allowed(self, credential: str | None) -> bool:
+        if self.public:
+            return True
+        if credential is None:
+            return False
+        if self.token is not None and hmac.compare_digest(credential.encode(), self.token):
+            return True
+        if self.authorize is not None:
+            try:
+                return bool(self.authorize(credential))
+            except Exception:
+                self.errors += 1
+                return False
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # served standalone: nothing to set up
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        headers = scope.get("headers", [])
+        if not self._allowed(_credential(headers)):
+            await _json(send, 401, "unauthorized", "send 'Authorization: Bearer <token>'")
+            return
+        if scope.get("method") not in {"GET", "HEAD"}:
+            await _json(send, 405, "method_not_allowed", "use GET")
+            return
+        accept = encoding = ""
+        for name, value in headers:
+            if name == b"accept":
+                accept = value.decode("latin-1")
+            elif name == b"accept-encoding":
+                encoding = value.decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        try:
+            # Rendering is CPU work (and file reads in multi-process mode): off the event loop.
+            body = await asyncio.get_running_loop().run_in_executor(None, encoder, self.provider())
+        except Exception:
+            self.errors += 1
+            await _json(send, 500, "exposition_failed", "metrics could not be rendered")
+            return
+        response_headers = [(b"content-type", content_type.encode())]
+        if "gzip" in encoding:
+            body = gzip.compress(body, compresslevel=1)
+            response_headers.append((b"content-encoding", b"gzip"))
+        response_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+
+async def _json(send: Send, status: int, code: str, message: str) -> None:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def metrics_endpoint(
+    registry_provider: RegistryProvider | Collector,
+    *,
+    token: str | None = None,
+    authorize: Authorize | None = None,
+    public: bool = False,
+) -> MetricsEndpoint:
+    """The /metrics ASGI app (mount it, e.g. `app.mount("/metrics", metrics_endpoint(...))`)."""
+    return MetricsEndpoint(registry_provider, token=token, authorize=authorize, public=public)
+
+
+class MetricsServer:
+    """The metrics endpoint on its own listen address: a small uvicorn server in a thread.
+
+    For operators who isolate the scrape port by network rather than with a token. In
+    multi-process mode start it once, in the parent, after `prepare_multiprocess_dir()`, over
+    `MultiProcessRegistry(multiprocess_dir())` (plus a `SystemCollector(process=False)`): the
+    workers would otherwise all try to bind the same port. (`build_registry()` refuses in a
+    parent that imported prometheus_client before the variable was set; reading files is fine.)
+    """
+
+    def __init__(self, app: MetricsEndpoint, host: str = "127.0.0.1", port: int = 9464) -> None:
+        import uvicorn  # only operators who choose a separate address pay for the import
+
+        self.host, self.port = host, port
+        config = uvicorn.Config(
+            app, host=host, port=port, lifespan="off", access_log=False, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="metrics-server", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> MetricsServer:
+        self._thread.start()
+        waited = 0.0
+        while not self._server.started and waited < timeout:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"metrics server could not listen on {self.host}:{self.port}")
+            self._thread.join(0.02)
+            waited += 0.02
+        if not self._server.started:
+            raise RuntimeError(f"metrics server did not start on {self.host}:{self.port}")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+
+def serve_metrics(
+    registry_provider: RegistryProvider | Collector,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9464,
+    token: str | None = None,
+    authorize: Authorize | None = None,
+) -> MetricsServer:
+    """Start the endpoint on host:port in a background thread; open unless a token is given."""
+    app = MetricsEndpoint(
+        registry_provider,
+        token=token,
+        authorize=authorize,
+        public=token is None and authorize is None,
+    )
+    return MetricsServer(app, host, port).start()

@@ -1,0 +1,117 @@
+"""Telemetry about telemetry: the log pipeline, error tracker, notifier and CloudWatch shipper
+report their own counters here, read at scrape time from the stats they already keep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from observability.alerting.notifiers import Dispatcher
+from observability.cloud.shipper import CloudWatchShipper
+from observability.errors import ErrorTracker
+from observability.logging import LogPipeline
+
+__all__ = ["TelemetryCollector"]
+
+
+class TelemetryCollector(Collector):
+    def __init__(
+        self,
+        logs: Callable[[], LogPipeline | None],
+        errors: ErrorTracker | None = None,
+        dispatcher: Dispatcher | None = None,
+        shipper: CloudWatchShipper | None = None,
+    ) -> None:
+        self._logs = logs
+        self._errors = errors
+        self._dispatcher = dispatcher
+        self._shipper = shipper
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._log_metrics()
+        if self._errors is not None:
+            stats = self._errors.stats()
+            captured = CounterMetricFamily(
+                "error_events", "Exceptions captured, by severity", labels=["severity"]
+            )
+            for severity in ("critical", "high", "medium", "low"):
+                captured.add_metric([severity], self._errors.by_severity.get(severity, 0))
+            yield captured
+            lost = CounterMetricFamily(
+                "error_events_dropped", "Error events lost (buffer full, store down too long)"
+            )
+            lost.add_metric([], stats.dropped)
+            yield lost
+            buffered = GaugeMetricFamily(
+                "error_events_buffered", "Error events waiting for the error store"
+            )
+            buffered.add_metric([], stats.buffered)
+            yield buffered
+            failures = CounterMetricFamily(
+                "error_store_write_failures", "Failed writes to the error store"
+            )
+            failures.add_metric([], stats.write_failures)
+            yield failures
+        if self._dispatcher is not None:
+            sent = CounterMetricFamily(
+                "notifications_dispatched", "Notifier dispatcher outcomes", labels=["outcome"]
+            )
+            for outcome, value in sorted(self._dispatcher.stats().items()):
+                sent.add_metric([outcome], value)
+            yield sent
+        if self._shipper is not None:
+            yield from self._shipper_metrics(self._shipper)
+
+    def _log_metrics(self) -> Iterator[Metric]:
+        pipeline = self._logs()
+        if pipeline is None:
+            return
+        emitted = CounterMetricFamily(
+            "observability_log_events", "Log events produced, by level", labels=["level"]
+        )
+        for level, value in sorted(pipeline.emitted.items()):
+            emitted.add_metric([level], value)
+        yield emitted
+        dropped = CounterMetricFamily(
+            "observability_log_events_dropped", "Log events dropped, by reason", labels=["reason"]
+        )
+        dropped.add_metric(["none"], 0)  # the series exists before the first drop
+        for reason, value in sorted(pipeline.dropped.items()):
+            dropped.add_metric([reason], value)
+        yield dropped
+        sink_errors = CounterMetricFamily(
+            "observability_log_sink_errors", "Failed writes, by sink", labels=["sink"]
+        )
+        for sink, value in sorted(pipeline.sink_errors.items()):
+            sink_errors.add_metric([sink], value)
+        yield sink_errors
+        queued = GaugeMetricFamily("observability_log_queue_depth", "Log events waiting")
+        queued.add_metric([], len(pipeline.queue))
+        yield queued
+
+    @staticmethod
+    def _shipper_metrics(shipper: CloudWatchShipper) -> Iterator[Metric]:
+        stats = shipper.stats()
+        shipped = CounterMetricFamily("cloudwatch_events_shipped", "Events accepted by CloudWatch")
+        shipped.add_metric([], stats.shipped)
+        yield shipped
+        retried = CounterMetricFamily("cloudwatch_batches_retried", "PutLogEvents retries")
+        retried.add_metric([], stats.retried_batches)
+        yield retried
+        dropped = CounterMetricFamily(
+            "cloudwatch_events_dropped", "Events lost, by reason", labels=["reason"]
+        )
+        dropped.add_metric(["none"], 0)
+        for reason, value in sorted(stats.dropped.items()):
+            dropped.add_metric([reason], value)
+        yield dropped
+        spooled = GaugeMetricFamily("cloudwatch_spooled_bytes", "Bytes waiting in the journal")
+        spooled.add_metric([], stats.spooled_bytes)
+        yield spooled
+        lag = GaugeMetricFamily(
+            "cloudwatch_shipping_lag_seconds", "Age of the oldest event not yet shipped"
+        )
+        lag.add_metric([], stats.lag_seconds)
+        yield lag

@@ -1,0 +1,536 @@
+/* Operations UI: fetches JSON from <base>/api/... with the admin key kept in sessionStorage,
+   draws charts with uPlot (vendored), refreshes without reloading the page.
+   Text from the server is only ever set through textContent: never parsed as HTML. */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var BASE = body.dataset.base || "";
+  var PAGE = body.dataset.page || "";
+  var NAME = body.dataset.name || "";
+  var TOKEN_KEY = "ops.token";
+  var RANGE_KEY = "ops.range";
+  var AUTO_KEY = "ops.auto";
+  var RANGES = ["15m", "1h", "6h", "24h", "7d"];
+  var PALETTE = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#c92a2a", "#0b7285", "#5c940d", "#e67700"];
+  var params = new URLSearchParams(location.search);
+
+  var refreshSeconds = Math.max(1, Number(params.get("refresh")) || Number(body.dataset.refresh) || 30);
+  var range = params.get("range") || sessionStorage.getItem(RANGE_KEY) || "1h";
+  if (RANGES.indexOf(range) < 0) { range = "1h"; }
+  var autoRefresh = sessionStorage.getItem(AUTO_KEY) !== "off";
+  var timer = null;
+  var fetches = 0;
+  var charts = new Map();
+  var inFlight = false;
+
+  // -- helpers ---------------------------------------------------------------------------------
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (key) {
+        var value = attrs[key];
+        if (value === undefined || value === null) { return; }
+        if (key === "text") { node.textContent = String(value); }
+        else if (key === "className") { node.className = value; }
+        else { node.setAttribute(key, value); }
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === null || child === undefined) { continue; }
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+  function toLogin() {
+    var next = location.pathname + location.search;
+    location.assign(BASE + "/login?next=" + encodeURIComponent(next));
+  }
+
+  function api(path) {
+    var t = token();
+    if (!t) { toLogin(); return Promise.reject(new Error("not logged in")); }
+    fetches += 1;
+    body.dataset.fetches = String(fetches);
+    return fetch(BASE + "/api" + path, {
+      headers: { "Authorization": "Bearer " + t, "Accept": "application/json" },
+      cache: "no-store",
+      credentials: "omit"
+    }).then(function (response) {
+      if (response.status === 401 || response.status === 403) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        toLogin();
+        throw new Error("not authorised");
+      }
+      if (!response.ok) { throw new Error("the server answered " + response.status); }
+      return response.json();
+    });
+  }
+
+  function banner(message, kind) {
+    var node = document.getElementById("banner");
+    if (!node) { return; }
+    node.hidden = !message;
+    node.className = "banner" + (kind ? " " + kind : "");
+    node.textContent = message || "";
+  }
+
+  function fmtTime(seconds) {
+    var d = new Date(seconds * 1000);
+    return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  function human(value, units, base) {
+    var i = 0;
+    while (Math.abs(value) >= base && i < units.length - 1) { value /= base; i++; }
+    return (Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(1)) + " " + units[i];
+  }
+
+  function fmt(value, unit) {
+    if (value === null || value === undefined || Number.isNaN(value)) { return "–"; }
+    if (typeof value !== "number") { return String(value); }
+    switch (unit) {
+      case "reqps": return value.toFixed(value < 10 ? 2 : 1) + " req/s";
+      case "ops": return value.toFixed(value < 10 ? 2 : 1) + "/s";
+      case "percentunit": return (value * 100).toFixed(value < 0.1 ? 2 : 1) + "%";
+      case "s": return value < 1 ? (value * 1000).toFixed(value < 0.01 ? 1 : 0) + " ms" : value.toFixed(2) + " s";
+      case "ms": return value.toFixed(value < 10 ? 1 : 0) + " ms";
+      case "bytes": return human(value, ["B", "KiB", "MiB", "GiB", "TiB"], 1024);
+      case "Bps": return human(value, ["B/s", "KiB/s", "MiB/s", "GiB/s"], 1024);
+      default:
+        if (Number.isInteger(value)) { return value.toLocaleString(); }
+        return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2);
+    }
+  }
+
+  function level(value, thresholds) {
+    if (value === null || value === undefined || !thresholds || !thresholds.length) { return ""; }
+    var result = "ok";
+    thresholds.forEach(function (t) {
+      var hit = t.below ? value < t.value : value >= t.value;
+      if (hit && (t.level === "bad" || result !== "bad")) { result = t.level; }
+    });
+    return result;
+  }
+
+  function setUpdated() {
+    var node = document.getElementById("updated");
+    if (node) { node.textContent = "Updated " + new Date().toLocaleTimeString(); }
+  }
+
+  // -- charts ----------------------------------------------------------------------------------
+  function thresholdPlugin(thresholds) {
+    return {
+      hooks: {
+        draw: function (u) {
+          var ctx = u.ctx;
+          (thresholds || []).forEach(function (t) {
+            var y = u.valToPos(t.value, "y", true);
+            if (!(y >= u.bbox.top && y <= u.bbox.top + u.bbox.height)) { return; }
+            ctx.save();
+            ctx.strokeStyle = t.level === "bad" ? "#c62828" : "#b25e00";
+            ctx.setLineDash([6, 4]);
+            ctx.lineWidth = 1;
+            ctx.beginPath();
+            ctx.moveTo(u.bbox.left, y);
+            ctx.lineTo(u.bbox.left + u.bbox.width, y);
+            ctx.stroke();
+            ctx.restore();
+          });
+        }
+      }
+    };
+  }
+
+  function drawChart(container, key, data, unit, thresholds) {
+    var times = data.time || [];
+    var series = data.series || [];
+    var hasData = series.some(function (s) { return s.values.some(function (v) { return v !== null; }); });
+    var old = charts.get(key);
+    var signature = series.map(function (s) { return s.label; }).join("|");
+    if (!hasData) {
+      if (old) { old.chart.destroy(); charts.delete(key); }
+      container.replaceChildren(el("p", { className: "empty", text: "No data in this range yet." }));
+      return;
+    }
+    var columns = [times].concat(series.map(function (s) { return s.values; }));
+    if (old && old.signature === signature && old.container === container) {
+      old.chart.setData(columns);
+      return;
+    }
+    if (old) { old.chart.destroy(); }
+    container.replaceChildren();
+    var width = Math.max(240, container.clientWidth || 400);
+    var opts = {
+      width: width,
+      height: 200,
+      legend: { show: true },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true } },
+      axes: [
+        { stroke: "#5b6472", grid: { stroke: "#eef0f3" }, space: 90 },
+        { stroke: "#5b6472", grid: { stroke: "#eef0f3" }, size: 84,
+          values: function (u, vals) { return vals.map(function (v) { return fmt(v, unit); }); } }
+      ],
+      series: [{ value: function (u, v) { return v === null ? "–" : fmtTime(v); } }].concat(series.map(function (s, i) {
+        return {
+          label: s.label,
+          stroke: PALETTE[i % PALETTE.length],
+          width: 2,
+          spanGaps: true,
+          points: { show: times.length < 3 },
+          value: function (u, v) { return fmt(v, unit); }
+        };
+      })),
+      plugins: [thresholdPlugin(thresholds)]
+    };
+    var chart = new uPlot(opts, columns, container);
+    charts.set(key, { chart: chart, signature: signature, container: container });
+  }
+
+  window.addEventListener("resize", function () {
+    charts.forEach(function (entry) {
+      var width = Math.max(240, entry.container.clientWidth || 400);
+      entry.chart.setSize({ width: width, height: 200 });
+    });
+  });
+
+  // -- panels ----------------------------------------------------------------------------------
+  function linkFor(kind, row, index, table) {
+    if (kind === "route") { return BASE + "/routes?route=" + encodeURIComponent(String(row[0])) + "&range=" + range; }
+    if (kind === "error_group" && table.keys) { return BASE + "/errors/" + encodeURIComponent(table.keys[index]); }
+    return null;
+  }
+
+  function renderTable(table, unit, thresholds, kind) {
+    if (!table.rows || !table.rows.length) { return el("p", { className: "empty", text: "Nothing in this range." }); }
+    var valueColumn = table.value_column;
+    var unitColumn = table.unit_column !== undefined ? table.unit_column : (kind === "table" ? table.columns.length - 1 : valueColumn);
+    var max = 0;
+    if (kind === "topn" && valueColumn !== undefined) {
+      table.rows.forEach(function (row) { max = Math.max(max, Number(row[valueColumn]) || 0); });
+    }
+    var head = el("tr");
+    table.columns.forEach(function (c) { head.appendChild(el("th", { text: c })); });
+    var tbody = el("tbody");
+    table.rows.forEach(function (row, index) {
+      var tr = el("tr");
+      row.forEach(function (cell, col) {
+        var text;
+        var td = el("td");
+        if (typeof cell === "number") {
+          td.className = "num";
+          if (col === unitColumn) { text = fmt(cell, unit); }
+          else if (table.columns[col] === "p95 ms") { text = fmt(cell, "ms"); }
+          else if (table.columns[col] === "req/s") { text = fmt(cell, "reqps"); }
+          else if (table.columns[col] === "last seen") { text = fmtTime(cell); td.className = ""; }
+          else { text = fmt(cell, "short"); }
+          var lvl = col === unitColumn ? level(cell, thresholds) : "";
+          if (lvl && lvl !== "ok") { td.className += " " + lvl; }
+        } else {
+          text = cell === null || cell === undefined ? "–" : String(cell);
+        }
+        if (col === 0 && table.link) {
+          var href = linkFor(table.link, row, index, table);
+          td.appendChild(href ? el("a", { href: href, text: text }) : document.createTextNode(text));
+        } else if (table.columns[col] === "severity") {
+          td.appendChild(el("span", { className: "sev " + text.toLowerCase(), text: text }));
+        } else if (kind === "topn" && col === valueColumn && max > 0) {
+          td.className += " bar";
+          var fill = el("div", { className: "fill" });
+          fill.style.width = Math.round(100 * (Number(cell) || 0) / max) + "%";
+          td.appendChild(fill);
+          td.appendChild(el("span", { text: text }));
+        } else {
+          td.appendChild(document.createTextNode(text));
+        }
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    return el("table", { className: "data" }, el("thead", null, head), tbody);
+  }
+
+  function renderStats(stats, unit, thresholds) {
+    if (!stats || !stats.length) { return el("p", { className: "empty", text: "No data yet." }); }
+    var box = el("div", { className: "stats" });
+    stats.forEach(function (s) {
+      var lvl = level(s.value, thresholds);
+      box.appendChild(el("div", { className: "stat" },
+        el("div", { className: "value " + lvl, text: fmt(s.value, unit) }),
+        el("div", { className: "label", text: s.label })));
+    });
+    return box;
+  }
+
+  function panelCard(panel, key) {
+    var card = document.getElementById("panel-" + key);
+    if (!card) {
+      card = el("section", { className: "card span-" + (panel.width || 6), id: "panel-" + key, "data-kind": panel.kind },
+        el("h2", { text: panel.title }),
+        el("p", { className: "desc", text: panel.description }),
+        el("div", { className: "body" }));
+      document.getElementById("content").appendChild(card);
+    }
+    return card;
+  }
+
+  function renderPanel(panel, key) {
+    var card = panelCard(panel, key);
+    var holder = card.querySelector(".body");
+    if (panel.error) {
+      holder.replaceChildren(el("p", { className: "err", text: panel.error }));
+      return;
+    }
+    if (panel.kind === "timeseries") {
+      var chartBox = holder.querySelector(".chart");
+      if (!chartBox) { chartBox = el("div", { className: "chart" }); holder.replaceChildren(chartBox); }
+      drawChart(chartBox, key, panel, panel.unit, panel.thresholds);
+    } else if (panel.kind === "stat") {
+      holder.replaceChildren(renderStats(panel.stats, panel.unit, panel.thresholds));
+    } else {
+      holder.replaceChildren(renderTable(panel.table, panel.unit, panel.thresholds, panel.kind));
+    }
+    card.dataset.loaded = "true";
+  }
+
+  // -- pages -----------------------------------------------------------------------------------
+  function loadDashboard() {
+    return api("/dashboards/" + encodeURIComponent(NAME) + "?range=" + range).then(function (data) {
+      (data.panels || []).forEach(function (panel) { renderPanel(panel, panel.slug); });
+      banner(data.notes && data.notes.length ? data.notes.join("; ") : "", "info");
+    });
+  }
+
+  function loadRoute() {
+    var route = params.get("route") || "";
+    document.getElementById("page-title").textContent = "Route: " + route;
+    return api("/routes?route=" + encodeURIComponent(route) + "&range=" + range).then(function (data) {
+      renderPanel({ kind: "timeseries", title: "Latency p50 / p95 / p99", width: 12, unit: "s", thresholds: [],
+        description: "How long this route takes. A p99 far above p50 means a few requests wait much longer: look for slow queries or lock contention.",
+        time: data.latency.time, series: data.latency.series }, "route-latency");
+      renderPanel({ kind: "timeseries", title: "Traffic and 5xx ratio", width: 12, unit: "short", thresholds: [],
+        description: "Requests per second and the share that failed. Errors here: open Errors and filter by this route.",
+        time: data.traffic.time, series: data.traffic.series }, "route-traffic");
+    });
+  }
+
+  function genericTable(items, preferred) {
+    if (!items || !items.length) { return el("p", { className: "empty", text: "None." }); }
+    var columns = [];
+    preferred.concat(Object.keys(items[0])).forEach(function (c) {
+      if (columns.indexOf(c) < 0 && items.some(function (it) { return it[c] !== undefined; })) { columns.push(c); }
+    });
+    columns = columns.slice(0, 8);
+    var head = el("tr");
+    columns.forEach(function (c) { head.appendChild(el("th", { text: c })); });
+    var tbody = el("tbody");
+    items.forEach(function (item) {
+      var tr = el("tr");
+      columns.forEach(function (c) {
+        var v = item[c];
+        var text;
+        if (v === undefined || v === null) { text = ""; }
+        else if (typeof v === "number" && /(_at|_since|^at|^since)$/.test(c) && v > 1e9) { text = fmtTime(v); }
+        else if (Array.isArray(v)) { text = v.map(function (x) { return typeof x === "object" ? JSON.stringify(x) : String(x); }).join(", "); }
+        else { text = typeof v === "object" ? JSON.stringify(v) : String(v); }
+        tr.appendChild(el("td", { text: text }));
+      });
+      tbody.appendChild(tr);
+    });
+    return el("table", { className: "data" }, el("thead", null, head), tbody);
+  }
+
+  function simpleCard(key, title, description, content) {
+    var card = document.getElementById("panel-" + key);
+    if (!card) {
+      card = el("section", { className: "card span-12", id: "panel-" + key },
+        el("h2", { text: title }), el("p", { className: "desc", text: description }), el("div", { className: "body" }));
+      document.getElementById("content").appendChild(card);
+    }
+    card.querySelector(".body").replaceChildren(content);
+    card.dataset.loaded = "true";
+    return card;
+  }
+
+  function loadAlerts() {
+    return api("/alerts").then(function (data) {
+      if (!data.available) { banner("No alert evaluator is connected to this UI.", "info"); }
+      var alertCols = ["alertname", "name", "severity", "state", "active_since", "since", "value", "summary"];
+      simpleCard("firing", "Firing (" + data.firing.length + ")", "Alerts whose condition held for their whole 'for' duration. Act on these first: docs/runbook.md has a section per alert.", genericTable(data.firing, alertCols));
+      simpleCard("pending", "Pending (" + data.pending.length + ")", "Conditions true now but not yet for long enough. They fire if nothing changes.", genericTable(data.pending, alertCols));
+      simpleCard("silences", "Silences (" + data.silences.length + ")", "Matchers that mute notifications until they expire.", genericTable(data.silences, ["id", "matchers", "author", "created_by", "reason", "comment", "ends_at"]));
+      simpleCard("notifications", "Notification log", "What was sent, where and whether delivery succeeded.", genericTable(data.notifications, ["at", "title", "alert", "receiver", "status", "outcome", "attempts", "error"]));
+    });
+  }
+
+  function loadErrors() {
+    var status = params.get("status") || "open";
+    return api("/errors?status=" + encodeURIComponent(status)).then(function (data) {
+      if (!data.available) { banner("No error store is connected to this UI.", "info"); }
+      var toolbar = el("div", { className: "toolbar" });
+      ["open", "resolved", "ignored", "all"].forEach(function (s) {
+        var a = el("a", { href: BASE + "/errors?status=" + s, text: s, className: "pill" });
+        if (s === status) { a.setAttribute("aria-current", "page"); a.className = "pill bad"; }
+        toolbar.appendChild(a);
+      });
+      var table = {
+        columns: ["type", "message", "severity", "count", "users", "last seen", "status"],
+        rows: data.groups.map(function (g) { return [g.type, g.message, g.severity, g.count, g.users, g.last_seen, g.status + (g.regression ? " (regression)" : "")]; }),
+        keys: data.groups.map(function (g) { return g.fingerprint; }),
+        link: "error_group"
+      };
+      simpleCard("groups", "Error groups (" + status + ")", "Exceptions grouped by fingerprint, most frequent first. Click a type for its occurrences.",
+        el("div", null, toolbar, renderTable(table, "short", [], "table")));
+    });
+  }
+
+  function loadErrorGroup() {
+    var fingerprint = decodeURIComponent(location.pathname.split("/").pop());
+    return api("/errors/" + encodeURIComponent(fingerprint)).then(function (data) {
+      var g = data.group;
+      document.getElementById("page-title").textContent = g.type + ": " + g.message;
+      var meta = el("dl", { className: "meta" });
+      [["severity", g.severity], ["status", g.status + (g.regression ? " (regression)" : "")], ["occurrences", String(g.count)],
+       ["users", String(g.users)], ["first seen", fmtTime(g.first_seen)], ["last seen", fmtTime(g.last_seen)],
+       ["routes", Object.keys(data.routes).map(function (r) { return r + " (" + data.routes[r] + ")"; }).join(", ")],
+       ["fingerprint", g.fingerprint]].forEach(function (pair) {
+        meta.appendChild(el("dt", { text: pair[0] }));
+        meta.appendChild(el("dd", { text: pair[1] }));
+      });
+      simpleCard("group", "Group", "What this error is and how widespread.", meta);
+      var head = el("tr");
+      ["time", "request id", "route", "message", "where"].forEach(function (c) { head.appendChild(el("th", { text: c })); });
+      var tbody = el("tbody");
+      data.occurrences.forEach(function (o) {
+        var frame = o.frames && o.frames.length ? o.frames[o.frames.length - 1] : null;
+        var where = frame ? (frame.filename || frame.module || "") + ":" + (frame.lineno || "") + " " + (frame.function || "") : "";
+        var rid = o.request_id ? el("a", { href: BASE + "/requests/" + encodeURIComponent(o.request_id), text: o.request_id, className: "request-link" }) : document.createTextNode("–");
+        tbody.appendChild(el("tr", null,
+          el("td", { className: "nowrap", text: fmtTime(o.timestamp) }), el("td", null, rid),
+          el("td", { text: [o.method, o.route].filter(Boolean).join(" ") }),
+          el("td", { text: o.message }), el("td", null, el("code", { text: where }))));
+      });
+      simpleCard("occurrences", "Occurrences (newest first)", "Sample occurrences kept by the store. Click a request id to read every log line of that request.",
+        data.occurrences.length ? el("table", { className: "data" }, el("thead", null, head), tbody) : el("p", { className: "empty", text: "No samples kept." }));
+    });
+  }
+
+  function loadRequest() {
+    var rid = decodeURIComponent(location.pathname.split("/").pop());
+    document.getElementById("page-title").textContent = "Request " + rid;
+    return api("/requests/" + encodeURIComponent(rid) + "/logs").then(function (data) {
+      if (!data.available) { banner("No log lookup is connected to this UI.", "info"); }
+      var head = el("tr");
+      ["time", "level", "event", "logger", "fields"].forEach(function (c) { head.appendChild(el("th", { text: c })); });
+      var tbody = el("tbody");
+      var skip = ["timestamp", "level", "event", "logger", "request_id"];
+      data.lines.forEach(function (line) {
+        var rest = {};
+        Object.keys(line).forEach(function (k) { if (skip.indexOf(k) < 0) { rest[k] = line[k]; } });
+        if (rest.exception && Array.isArray(rest.exception.frames)) {
+          // The innermost frames say where it broke; the full trace is in the error group.
+          var frames = rest.exception.frames;
+          rest.exception = Object.assign({}, rest.exception, { frames: frames.slice(-2), frames_omitted: Math.max(0, frames.length - 2) });
+        }
+        var lvl = String(line.level || "");
+        var ts = String(line.timestamp || "");
+        tbody.appendChild(el("tr", { className: "log-line" },
+          el("td", { className: "nowrap", title: ts, text: ts.replace(/^\d{4}-\d{2}-\d{2}T/, "").replace(/Z$/, "") }),
+          el("td", { className: "nowrap " + (lvl === "error" || lvl === "critical" ? "bad" : (lvl === "warning" ? "warn" : "")), text: lvl }),
+          el("td", { className: "nowrap", text: String(line.event || "") }), el("td", { className: "nowrap", text: String(line.logger || "") }),
+          el("td", null, el("pre", { className: "log", text: JSON.stringify(rest) }))));
+      });
+      simpleCard("logs", "Log lines (" + data.lines.length + ")", "Every masked log event that carried this request id, oldest first.",
+        data.lines.length ? el("table", { className: "data" }, el("thead", null, head), tbody) : el("p", { className: "empty", text: "No log lines found for this request (they may have rotated away)." }));
+    });
+  }
+
+  var LOADERS = { dashboard: loadDashboard, route: loadRoute, alerts: loadAlerts, errors: loadErrors, error: loadErrorGroup, request: loadRequest };
+
+  function refresh() {
+    var loader = LOADERS[PAGE];
+    if (!loader || inFlight) { return; }
+    inFlight = true;
+    loader().then(function () {
+      setUpdated();
+      var node = document.getElementById("banner");
+      if (node && node.className === "banner") { banner(""); }
+    }).catch(function (err) {
+      if (token()) { banner("Could not load data: " + err.message); }
+    }).then(function () { inFlight = false; });
+  }
+
+  function schedule() {
+    if (timer) { clearInterval(timer); timer = null; }
+    if (autoRefresh) { timer = setInterval(refresh, refreshSeconds * 1000); }
+  }
+
+  function setupControls() {
+    var controls = document.getElementById("controls");
+    if (!controls) { return; }
+    controls.hidden = false;
+    // Only charts have a time range; lists of groups, logs and alerts are "now".
+    controls.querySelector(".ranges").hidden = PAGE !== "dashboard" && PAGE !== "route";
+    controls.querySelectorAll("button[data-range]").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(button.dataset.range === range));
+      button.addEventListener("click", function () {
+        range = button.dataset.range;
+        sessionStorage.setItem(RANGE_KEY, range);
+        params.set("range", range);
+        history.replaceState(null, "", location.pathname + "?" + params.toString());
+        controls.querySelectorAll("button[data-range]").forEach(function (b) {
+          b.setAttribute("aria-pressed", String(b.dataset.range === range));
+        });
+        refresh();
+      });
+    });
+    var box = document.getElementById("auto-refresh");
+    box.checked = autoRefresh;
+    document.getElementById("refresh-every").textContent = "(" + refreshSeconds + " s)";
+    box.addEventListener("change", function () {
+      autoRefresh = box.checked;
+      sessionStorage.setItem(AUTO_KEY, autoRefresh ? "on" : "off");
+      schedule();
+    });
+    document.getElementById("logout").addEventListener("click", function () {
+      sessionStorage.removeItem(TOKEN_KEY);
+      location.assign(BASE + "/login");
+    });
+  }
+
+  function setupLogin() {
+    var form = document.getElementById("login-form");
+    var error = document.getElementById("login-error");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var value = document.getElementById("token").value.trim();
+      if (!value) { return; }
+      fetch(BASE + "/api/session", { headers: { "Authorization": "Bearer " + value }, cache: "no-store", credentials: "omit" })
+        .then(function (response) {
+          if (!response.ok) { throw new Error(response.status === 401 || response.status === 403 ? "That key was not accepted." : "The server answered " + response.status + "."); }
+          sessionStorage.setItem(TOKEN_KEY, value);
+          var next = params.get("next") || "";
+          // Only same-app paths: never an open redirect to another origin.
+          if (next.indexOf(BASE + "/") !== 0 || next.indexOf("//") === 0) { next = BASE + "/"; }
+          location.assign(next);
+        })
+        .catch(function (err) { error.hidden = false; error.textContent = err.message; });
+    });
+  }
+
+  function start() {
+    if (PAGE === "login") { setupLogin(); return; }
+    if (!token()) { toLogin(); return; }
+    setupControls();
+    refresh();
+    schedule();
+  }
+
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); }
+  else { start(); }
+}());

@@ -1,0 +1,258 @@
+"""The built-in operations UI: dashboards, errors (with drill-down to a request's log lines),
+alerts. A FastAPI ``APIRouter`` the host includes under a prefix (``/ops`` by default).
+
+Authentication (documented in docs/dashboards.md): the HTML pages and static files are public
+shells that hold no data; every ``/api/...`` route runs the host's ``auth`` dependency. The
+login page keeps the admin key in the tab's ``sessionStorage`` and the script sends it as
+``Authorization: Bearer`` on each fetch - never in a URL, never in a cookie (so no CSRF
+surface), gone when the tab closes. A strict Content-Security-Policy (no inline script, no
+third-party origin) limits what an injected script could do with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import mimetypes
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from observability.dashboards.data import RANGES, DashboardData
+from observability.web.pages import CSP, render_page
+
+__all__ = [
+    "STATIC_DIR",
+    "AlertsProvider",
+    "LogLookup",
+    "alerts_from_evaluator",
+    "build_ops_ui",
+    "static_token_check",
+    "token_auth",
+]
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+LogLookup = Callable[[str], Sequence[Mapping[str, Any]]]
+AlertsProvider = Callable[[], Mapping[str, Any]]
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_MAX_LOG_LINES = 500
+Range = Annotated[str, Query(pattern="^(" + "|".join(RANGES) + ")$")]
+
+
+def token_auth(check: Callable[[str], bool]) -> Callable[[Request], None]:
+    """A ready-made ``auth`` dependency: ``Authorization: Bearer <token>`` accepted by ``check``.
+
+    Hosts with their own key store (the platform's admin keys) pass their own dependency.
+    """
+
+    def dependency(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or not check(token.strip()):
+            raise HTTPException(401, "missing or invalid bearer token")
+
+    return dependency
+
+
+def static_token_check(expected: str) -> Callable[[str], bool]:
+    """``check`` for :func:`token_auth` comparing against one secret in constant time."""
+    want = expected.encode()
+    return lambda token: hmac.compare_digest(token.encode(), want)
+
+
+def alerts_from_evaluator(evaluator: Any, *, notifications: int = 50) -> dict[str, Any]:
+    """An ``alerts_provider`` body for ``observability.alerting.evaluator`` (duck-typed:
+    ``active_alerts()``, ``silences()``, ``notification_log.recent(n)``)."""
+    active = list(evaluator.active_alerts())
+    log = evaluator.notification_log
+    records = log.recent(notifications) if log is not None else []
+    return {
+        "firing": [a for a in active if a.get("state") == "firing"],
+        "pending": [a for a in active if a.get("state") == "pending"],
+        "silences": [s.to_dict() for s in evaluator.silences()],
+        "notifications": [
+            dataclasses.asdict(r) if dataclasses.is_dataclass(r) and not isinstance(r, type) else r
+            for r in records
+        ],
+    }
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    # orjson: NaN/inf become null, datetimes serialise; no-store: live data, never cached.
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS),
+        status_code=status,
+        media_type="application/json",
+        headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"},
+    )
+
+
+def _html(text: str) -> Response:
+    return Response(
+        text,
+        media_type="text/html; charset=utf-8",
+        headers={**_SECURITY_HEADERS, "Cache-Control": "no-cache"},
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        return str(value)
+
+
+def build_ops_ui(
+    data: DashboardData,
+    *,
+    auth: Callable[..., Any],
+    log_lookup: LogLookup | None = None,
+    alerts_provider: AlertsProvider | None = None,
+    prefix: str = "/ops",
+    refresh_seconds: int = 30,
+    title: str = "Operations",
+) -> APIRouter:
+    """The UI as a router with its paths under ``prefix``; include it with ``include_router``.
+
+    ``auth`` is a FastAPI dependency that raises (401/403) unless the caller is an operator.
+    ``log_lookup(request_id)`` returns that request's log events (dicts) for the drill-down;
+    ``alerts_provider()`` returns ``{"firing": [...], "pending": [...], "silences": [...],
+    "notifications": [...]}``. ``refresh_seconds`` is the default auto-refresh interval; a page
+    URL may override it with ``?refresh=N`` (tests use a short one).
+    """
+    base = prefix.rstrip("/")
+    if refresh_seconds < 1:
+        raise ValueError("refresh_seconds must be >= 1")
+    router = APIRouter(prefix=base, include_in_schema=False)
+    protected = [Depends(auth)]
+    nav = [(name, board.title) for name, board in data.dashboards.items()]
+    first = next(iter(data.dashboards), None)
+
+    def page(page_name: str, page_title: str, lead: str = "", name: str = "") -> Response:
+        return _html(
+            render_page(
+                base=base,
+                page=page_name,
+                title=page_title,
+                lead=lead,
+                name=name,
+                refresh_seconds=refresh_seconds,
+                dashboards=nav,
+                app_title=title,
+            )
+        )
+
+    # -- pages (public shells) -------------------------------------------------------------------
+    @router.get("")
+    @router.get("/")
+    def index() -> Response:
+        target = f"{base}/dashboards/{first}" if first else f"{base}/errors"
+        return RedirectResponse(target, status_code=307, headers=_SECURITY_HEADERS)
+
+    @router.get("/login")
+    def login_page() -> Response:
+        return page("login", "Log in", "Operators only: paste an admin API key.")
+
+    @router.get("/dashboards/{name}")
+    def dashboard_page(name: str) -> Response:
+        board = data.dashboards.get(name)
+        if board is None:
+            raise HTTPException(404, "no such dashboard")
+        return page("dashboard", board.title, board.description, name)
+
+    @router.get("/routes")
+    def route_page() -> Response:
+        return page("route", "Route latency", "One route's latency and traffic over time.")
+
+    @router.get("/errors")
+    def errors_page() -> Response:
+        return page("errors", "Errors", "Error groups: click one for its occurrences.")
+
+    @router.get("/errors/{fingerprint}")
+    def error_page(fingerprint: str) -> Response:
+        return page("error", "Error group", "Occurrences: click a request id for its logs.")
+
+    @router.get("/requests/{request_id}")
+    def request_page(request_id: str) -> Response:
+        return page("request", "Request logs", "Every log line this request wrote.")
+
+    @router.get("/alerts")
+    def alerts_page() -> Response:
+        return page("alerts", "Alerts", "Firing and pending alerts, silences, notifications.")
+
+    @router.get("/static/{path:path}")
+    def static(path: str) -> Response:
+        target = (STATIC_DIR / path).resolve()
+        if not target.is_relative_to(STATIC_DIR) or not target.is_file():
+            raise HTTPException(404, "not found")
+        media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if target.suffix == ".js":
+            media = "text/javascript"
+        return Response(
+            target.read_bytes(),
+            media_type=media,
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
+        )
+
+    # -- JSON API (auth required) -----------------------------------------------------------------
+    @router.get("/api/session", dependencies=protected)
+    def session() -> Response:
+        return _json({"ok": True, "dashboards": data.dashboard_list()})
+
+    @router.get("/api/dashboards", dependencies=protected)
+    def dashboards() -> Response:
+        return _json(data.dashboard_list())
+
+    @router.get("/api/dashboards/{name}", dependencies=protected)
+    def dashboard(name: str, range: Range = "1h") -> Response:
+        if name not in data.dashboards:
+            raise HTTPException(404, "no such dashboard")
+        return _json(data.dashboard(name, range))
+
+    @router.get("/api/routes", dependencies=protected)
+    def route(
+        route: Annotated[str, Query(min_length=1, max_length=300)],
+        range: Range = "1h",
+    ) -> Response:
+        return _json(data.route_detail(route, range))
+
+    @router.get("/api/errors", dependencies=protected)
+    def errors(
+        status: Annotated[str, Query(pattern="^(open|resolved|ignored|all)$")] = "open",
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> Response:
+        groups = data.error_groups(status=None if status == "all" else status, limit=limit)
+        return _json({"groups": groups, "available": data.errors is not None})
+
+    @router.get("/api/errors/{fingerprint}", dependencies=protected)
+    def error_group(fingerprint: str) -> Response:
+        detail = data.error_group(fingerprint)
+        if detail is None:
+            raise HTTPException(404, "no such error group")
+        return _json(detail)
+
+    @router.get("/api/requests/{request_id}/logs", dependencies=protected)
+    def request_logs(request_id: str) -> Response:
+        if log_lookup is None:
+            return _json({"request_id": request_id, "lines": [], "available": False})
+        lines = [_jsonable(dict(line)) for line in log_lookup(request_id)[:_MAX_LOG_LINES]]
+        return _json({"request_id": request_id, "lines": lines, "available": True})
+
+    @router.get("/api/alerts", dependencies=protected)
+    def alerts() -> Response:
+        state: Mapping[str, Any] = alerts_provider() if alerts_provider else {}
+        keys = ("firing", "pending", "silences", "notifications")
+        body = {key: _jsonable(list(state.get(key, ()))) for key in keys}
+        body["available"] = alerts_provider is not None
+        return _json(body)
+
+    return router

@@ -1,0 +1,275 @@
+"""A small app wired like the platform: middleware -> RollingWindows, request logs into a
+MemorySink, unhandled exceptions into a real ErrorStore on SQLite, and the ops UI on top.
+Shared by the web tests and the browser test."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException
+
+from experimentation_platform import signals as s
+from experimentation_platform.monitoring.dashboards import DASHBOARDS
+from observability.asgi import ObservabilityMiddleware, RequestRecord
+from observability.dashboards.data import DashboardData
+from observability.errors import ErrorStore, ErrorTracker, Fingerprinter, TrackerConfig
+from observability.logging import (
+    LoggingConfig,
+    LogPipeline,
+    MemorySink,
+    RequestLogObserver,
+    configure_logging,
+    get_logger,
+)
+from observability.metrics.history import MetricHistory
+from observability.metrics.windows import RollingWindows
+from observability.web.ui import build_ops_ui, static_token_check, token_auth
+
+TOKEN = "ops-test-admin-key-7f3a"
+
+
+class FakeHistory:
+    """In-memory stand-in with MetricHistory's read API (the real one is built in parallel)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    def _grid(self, start: float, end: float, step_s: int) -> list[float]:
+        first = (int(start) // step_s + 1) * step_s
+        return [float(t) for t in range(first, int(end), step_s)]
+
+    def request_series(
+        self, start: float, end: float, step_s: int, route: str | None = None
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for i, t in enumerate(self._grid(start, end, step_s)):
+            requests = 100 + 20 * (i % 7)
+            rows.append(
+                {
+                    "t": t,
+                    "requests": requests,
+                    "errors_5xx": i % 3,
+                    "errors_4xx": 2,
+                    "p50_ms": 12.0 + i % 5,
+                    "p95_ms": 40.0 + i % 9,
+                    "p99_ms": 90.0 + i % 11,
+                }
+            )
+        return rows
+
+    def counter_series(
+        self, name: str, start: float, end: float, step_s: int
+    ) -> list[dict[str, Any]]:
+        return [{"t": t, "total": 5.0 * step_s / 60} for t in self._grid(start, end, step_s)]
+
+    def gauge_series(
+        self, name: str, start: float, end: float, step_s: int
+    ) -> list[dict[str, Any]]:
+        return [{"t": t, "value": 0.4} for t in self._grid(start, end, step_s)]
+
+    def request_stats(self, start: float, end: float, route: str | None = None) -> dict[str, Any]:
+        return {"requests": 1000.0, "errors_5xx": 3, "errors_4xx": 10, "p95_ms": 42.0}
+
+    def counter_total(self, name: str, start: float, end: float) -> float:
+        return 50.0
+
+    def top_routes(self, start: float, end: float, by: str, limit: int) -> list[dict[str, Any]]:
+        return [
+            {"route": "GET /hello", "requests": 900.0, "p95_ms": 20.0, "errors_5xx": 0},
+            {"route": "GET /boom", "requests": 40.0, "p95_ms": 5.0, "errors_5xx": 40},
+        ][:limit]
+
+
+def system_gauges() -> dict[str, float]:
+    """What the platform's system collector would hand the UI (values are plausible, fixed-ish)."""
+    t = time.time()
+    return {
+        s.SYSTEM_CPU: 0.2 + 0.1 * random.random(),
+        s.SYSTEM_MEMORY: 0.55,
+        f'{s.SYSTEM_DISK}{{mount="/"}}': 0.61,
+        f'{s.SYSTEM_NETWORK}{{direction="sent"}}': 1_000_000 + 5000 * t % 1e6,
+        f'{s.SYSTEM_NETWORK}{{direction="received"}}': 2_000_000 + 8000 * t % 1e6,
+        s.EVENT_LOOP_LAG: 0.002,
+        f'{s.SERVICE_READY}{{dependency="database"}}': 1.0,
+        f'{s.SERVICE_READY}{{dependency="cache"}}': 1.0,
+        f'{s.EXPERIMENTS}{{status="running"}}': 3.0,
+        f'{s.EXPERIMENTS}{{status="draft"}}': 1.0,
+        f'{s.SAMPLE_RATIO_MISMATCH}{{experiment="checkout-button"}}': 0.0,
+        f'{s.SAMPLE_RATIO_MISMATCH}{{experiment="pricing-page"}}': 1.0,
+    }
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    app: FastAPI
+    windows: RollingWindows
+    store: ErrorStore
+    tracker: ErrorTracker
+    sink: MemorySink
+    pipeline: LogPipeline
+    data: DashboardData
+    alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if isinstance(self.data.history, MetricHistory):
+            self.data.history.engine.dispose()
+        self.tracker.close()
+        self.pipeline.close()
+        self.store.dispose()
+
+
+def business_counts(windows: RollingWindows) -> None:
+    """What the platform counts per assignment/flag/event (labels in Prometheus text form)."""
+    windows.count(f'{s.ASSIGNMENTS}{{outcome="assigned"}}', 3)
+    windows.count(f'{s.ASSIGNMENTS}{{outcome="not_running"}}', 1)
+    windows.count(f'{s.FLAG_EVALUATIONS}{{result="on"}}', 4)
+    windows.count(f'{s.FLAG_EVALUATIONS}{{result="off"}}', 2)
+    for variant, exposures, conversions in (("control", 5, 1), ("treatment", 5, 2)):
+        labels = f'experiment="checkout-button",variant="{variant}"'
+        windows.count(f"{s.EXPOSURES}{{{labels}}}", exposures)
+        windows.count(f"{s.CONVERSION_EVENTS}{{{labels}}}", conversions)
+
+
+def backfill(windows_clock: list[float], windows: RollingWindows, minutes: int = 20) -> None:
+    """Write `minutes` of past traffic by moving the windows' clock forward from the past."""
+    now = time.time()
+    for m in range(minutes, 0, -1):
+        for k in range(12):  # one write burst every 5 s of the past minute
+            windows_clock[0] = now - m * 60 + k * 5
+            for _ in range(5):
+                windows.observe_request("GET", "/hello", 200, random.uniform(0.002, 0.03))
+            windows.observe_request("GET", "/slow", 200, random.uniform(0.1, 0.3))
+            if k % 4 == 0:
+                windows.observe_request("GET", "/boom", 500, 0.004)
+                windows.observe_request("GET", "/missing", 404, 0.001)
+            business_counts(windows)
+    windows_clock[0] = 0.0  # back to real time
+
+
+def seed_errors(tracker: ErrorTracker, store: ErrorStore) -> None:
+    """Two captured errors before the app starts: one still open, one already resolved."""
+    for exc, rid in ((KeyError("variant"), "seed-req-1"), (TimeoutError("db pool"), "seed-req-2")):
+        try:
+            raise exc
+        except Exception as caught:
+            tracker.capture(caught, {"request_id": rid, "route": "/assignments", "method": "POST"})
+    tracker.flush()
+    for group in store.list_groups(status="open"):
+        if group.type.endswith("TimeoutError"):
+            store.resolve(group.fingerprint)
+
+
+def make_stack(tmp_path: Path, *, history: bool = False) -> Stack:
+    # The windows start 20 minutes in the past so backfilled traffic has its real span.
+    offset = [time.time() - 20 * 60 - 1]
+
+    def clock() -> float:
+        return offset[0] or time.time()
+
+    windows = RollingWindows(clock=clock)
+    sink = MemorySink()
+    pipeline = configure_logging(LoggingConfig(directory=None, stdout=False), extra_sinks=[sink])
+    store = ErrorStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
+    store.create_schema()
+    tracker = ErrorTracker(
+        store, fingerprinter=Fingerprinter(["tests"]), config=TrackerConfig(linger_seconds=0.01)
+    )
+    backfill(offset, windows)
+    seed_errors(tracker, store)
+    metric_history: MetricHistory | None = None
+    if history:  # the real per-minute store, fed with the backfilled minutes
+        metric_history = MetricHistory(
+            sa.create_engine(f"sqlite:///{tmp_path / 'history.db'}"), instance="test-1"
+        )
+        metric_history.create_schema()
+        metric_history.record(windows.completed_minutes(since=0))
+        for minute in range(20):
+            metric_history.record_gauges(time.time() - minute * 60, system_gauges())
+    data = DashboardData(
+        DASHBOARDS,
+        windows=windows,
+        history=metric_history,
+        errors=store,
+        gauges=system_gauges,
+        instance="test-1",
+        gauge_interval_s=0.5,
+    )
+
+    def to_windows(record: RequestRecord) -> None:
+        windows.observe_request(record.method, record.route, record.status, record.duration_s)
+        business_counts(windows)
+
+    def to_errors(record: RequestRecord) -> None:
+        if record.exception is not None:
+            ctx = record.context
+            tracker.capture(
+                record.exception,
+                {"request_id": ctx.request_id, "route": record.route, "method": record.method},
+            )
+
+    app = FastAPI()
+    log = get_logger("tests.app")
+
+    @app.get("/hello")
+    def hello() -> dict[str, str]:
+        log.info("hello_served")
+        return {"hello": "world"}
+
+    @app.get("/slow")
+    def slow() -> dict[str, str]:
+        time.sleep(0.05)
+        return {"slow": "yes"}
+
+    @app.get("/boom")
+    def boom() -> None:
+        log.warning("about_to_fail", step="charge")
+        raise Boom("card processor unavailable")
+
+    @app.get("/missing")
+    def missing() -> None:
+        raise HTTPException(404)
+
+    alerts: dict[str, list[dict[str, Any]]] = {
+        "firing": [
+            {"name": "HighErrorRate", "severity": "page", "state": "firing", "since": "12:01:00",
+             "summary": "5xx ratio above 5% for 5 minutes"},
+        ],
+        "pending": [
+            {"name": "SlowAssignments", "severity": "ticket", "state": "pending",
+             "since": "12:04:30", "summary": "assignment p99 above 100 ms"},
+        ],
+        "silences": [
+            {"id": "s-1", "matchers": "alertname=DiskFilling", "created_by": "ops",
+             "comment": "resize scheduled", "ends_at": "18:00"},
+        ],
+        "notifications": [
+            {"at": "12:01:02", "alert": "HighErrorRate", "receiver": "pagerduty",
+             "status": "delivered"},
+        ],
+    }  # fmt: skip
+
+    def log_lookup(request_id: str) -> list[Mapping[str, Any]]:
+        return [e for e in list(sink.events) if e.get("request_id") == request_id]
+
+    app.include_router(
+        build_ops_ui(
+            data,
+            auth=token_auth(static_token_check(TOKEN)),
+            log_lookup=log_lookup,
+            alerts_provider=lambda: alerts,
+        )
+    )
+    app.add_middleware(
+        ObservabilityMiddleware, observers=[to_windows, to_errors, RequestLogObserver()]
+    )
+    return Stack(app, windows, store, tracker, sink, pipeline, data, alerts)

@@ -1,0 +1,171 @@
+"""The log pipeline's promises: bounded queue shedding the least severe first, levels per
+logger changeable at runtime, sampling that keeps what matters, flush on close."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import structlog
+
+from observability.asgi import RequestRecord
+from observability.context import RequestContext
+from observability.logging import (
+    LevelPolicy,
+    LoggingConfig,
+    MemorySink,
+    RequestLogObserver,
+    configure_logging,
+    get_logger,
+    parse_levels,
+)
+from observability.logging.pipeline import LogPipeline, install
+from observability.logging.queue import SeverityQueue
+
+
+def test_queue_sheds_least_severe_first_and_never_errors_for_less() -> None:
+    queue = SeverityQueue(maxsize=10, error_reserve=5)
+    for n in range(5):
+        assert queue.put(10, ("debug", n))
+        assert queue.put(20, ("info", n))
+    assert queue.put(30, ("warning", 0))  # full: the oldest debug line makes room
+    assert queue.dropped == {"overflow_level_0": 1}
+    for n in range(3):
+        queue.put(40, ("error", n))
+    assert queue.dropped == {"overflow_level_0": 4}  # still debug lines to shed
+    for n in range(3, 10):
+        queue.put(40, ("error", n))
+    # Shed in order: every debug line, then every info line, then the warning.
+    assert queue.dropped == {"overflow_level_0": 5, "overflow_level_1": 5, "overflow_level_2": 1}
+    for n in range(10, 17):  # nothing less severe left: errors use their reserve of 5
+        queue.put(40, ("error", n))
+    assert queue.dropped["overflow_level_3"] == 2  # past the reserve, counted
+    assert [n for _, n in queue.drain()] == list(range(15))
+
+
+def test_queue_drops_an_event_no_more_severe_than_anything_queued() -> None:
+    queue = SeverityQueue(maxsize=2, error_reserve=0)
+    assert queue.put(20, "a")
+    assert queue.put(20, "b")
+    assert not queue.put(20, "c")
+    assert not queue.put(10, "d")
+    assert queue.dropped == {"overflow_level_1": 1, "overflow_level_0": 1}
+    assert queue.drain() == ["a", "b"]  # order kept
+
+
+def test_parse_levels_names_the_bad_part() -> None:
+    assert parse_levels("sqlalchemy.engine=warning, uvicorn.access=ERROR") == {
+        "sqlalchemy.engine": 30,
+        "uvicorn.access": 40,
+    }
+    with pytest.raises(ValueError, match="bad logger level 'x=LOUD'"):
+        parse_levels("a=INFO,x=LOUD")
+
+
+def test_levels_per_logger_most_specific_prefix_wins_and_change_at_runtime() -> None:
+    policy = LevelPolicy(logging.INFO, {"noisy": logging.WARNING, "noisy.useful": logging.DEBUG})
+    assert policy.threshold("noisy.sub") == logging.WARNING
+    assert policy.threshold("noisy.useful.deeper") == logging.DEBUG
+    assert policy.threshold("other") == logging.INFO
+    policy.set(levels={"noisy": logging.ERROR})
+    assert policy.threshold("noisy.sub") == logging.ERROR
+    assert logging.getLogger("noisy").level == logging.ERROR  # stdlib loggers follow
+    policy.reset_logger("noisy")
+    assert policy.threshold("noisy.sub") == logging.INFO
+    assert logging.getLogger("noisy").level == logging.NOTSET
+
+
+def test_structlog_and_stdlib_share_one_shape_and_levels(tmp_path: Path) -> None:
+    memory = MemorySink()
+    pipeline = configure_logging(
+        LoggingConfig(directory=tmp_path, stdout=False, levels="quiet=ERROR"),
+        extra_sinks=[memory],
+    )
+    get_logger("app.module").info("thing_happened", count=3)
+    get_logger("quiet.child").warning("not_shown")
+    logging.getLogger("lib.client").warning("stdlib says %s", "hello", extra={"peer": "db"})
+    logging.getLogger("quiet").error("shown")
+    try:
+        raise KeyError("missing")
+    except KeyError:
+        logging.getLogger("lib.client").exception("lookup_failed")
+    assert pipeline.flush(5)
+    events = {e["event"]: e for e in memory.events}
+    assert set(events) == {"thing_happened", "stdlib says hello", "shown", "lookup_failed"}
+    assert events["thing_happened"]["logger"] == "app.module"
+    assert events["thing_happened"]["count"] == 3
+    assert events["stdlib says hello"]["peer"] == "db"
+    assert events["lookup_failed"]["exception"]["type"] == "KeyError"
+    lines = (tmp_path / "platform.log").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == [e["event"] for e in memory.events]
+
+
+def test_a_broken_sink_is_counted_and_the_others_still_write() -> None:
+    class Broken:
+        name = "broken"
+
+        def write(self, records: object) -> None:
+            raise OSError("disk gone")
+
+        def flush(self) -> None:
+            return
+
+        def close(self) -> None:
+            return
+
+    memory = MemorySink()
+    pipeline = LogPipeline([Broken(), memory])
+    install(pipeline)
+    get_logger("x").error("still_written")
+    assert pipeline.flush(5)
+    assert memory.events[0]["event"] == "still_written"
+    assert pipeline.sink_errors["broken"] == 1
+
+
+def test_close_flushes_everything_queued() -> None:
+    memory = MemorySink()
+    pipeline = LogPipeline([memory], flush_interval=10.0)  # the writer would sleep 10 s
+    install(pipeline)
+    log = get_logger("x")
+    for n in range(1000):
+        log.info("line", n=n)
+    assert pipeline.close(timeout=5)
+    assert [e["n"] for e in memory.events] == list(range(1000))
+    structlog.reset_defaults()
+
+
+def _record(status: int, duration_s: float) -> RequestRecord:
+    ctx = RequestContext(request_id="r1", trace_id="t1", method="GET", route="/x")
+    return RequestRecord(
+        "GET",
+        "/x",
+        "/x",
+        status,
+        duration_s,
+        0,
+        10,
+        0.0,
+        ctx,
+        {"authorization": "Bearer abcdefghijklmnop1234"},
+    )
+
+
+def test_sampling_keeps_errors_and_slow_requests_and_marks_sampled_lines() -> None:
+    memory = MemorySink()
+    pipeline = LogPipeline([memory])
+    install(pipeline)
+    rolls = iter([0.9, 0.05] * 100)
+    observer = RequestLogObserver(sample_rate=0.1, slow_ms=500, random_source=lambda: next(rolls))
+    observer(_record(200, 0.01))  # roll 0.9: sampled out
+    observer(_record(200, 0.01))  # roll 0.05: kept, marked
+    observer(_record(404, 0.01))
+    observer(_record(500, 0.01))
+    observer(_record(200, 0.9))  # slow: always kept
+    assert pipeline.flush(5)
+    kept = [(e["status"], e.get("sample_rate"), e.get("slow")) for e in memory.events]
+    assert kept == [(200, 0.1, None), (404, None, None), (500, None, None), (200, None, True)]
+    assert observer.sampled_out == 1
+    assert [e["level"] for e in memory.events] == ["info", "warning", "error", "info"]
+    assert memory.events[0]["headers"]["authorization"] == "****1234"
