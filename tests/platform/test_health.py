@@ -34,3 +34,18 @@ def test_not_ready_names_the_dependency_that_is_down(tmp_path: Path) -> None:
         }
         api.client.post("/api/v1/experiments", json=body, headers=api.admin)
         assert api.client.get("/api/v1/flags", headers=api.user).status_code == 200
+
+
+def test_windows_endpoint_reports_the_last_minute(sqlite_api: Instance) -> None:
+    api = sqlite_api
+    for _ in range(5):
+        api.client.get("/api/v1/experiments", headers=api.user)
+    api.client.get("/api/v1/experiments/missing", headers=api.user)
+    assert api.client.get("/api/v1/ops/windows", headers=api.user).status_code == 403
+    snapshot = api.client.get("/api/v1/ops/windows", headers=api.admin).json()
+    minute = snapshot["windows"]["1m"]
+    routes = minute["routes"]
+    assert routes["GET /api/v1/experiments"]["requests"] == 5
+    assert routes["GET /api/v1/experiments/{key}"]["client_errors_4xx"] == 1
+    assert minute["overall"]["p99_ms"] is not None
+    assert not any(route.startswith("GET /health") for route in routes)  # operator traffic

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -53,6 +53,14 @@ def set_log_levels(body: LogLevels, request: Request, _: AdminKey) -> dict[str, 
         if lvl is None:
             policy.reset_logger(name)
     return policy.as_dict()
+
+
+@router.get("/windows")
+def rolling_windows(request: Request, _: AdminKey) -> dict[str, Any]:
+    """Request rate, error rate and p50/p95/p99 per route and overall over the last 1 minute,
+    5 minutes and 1 hour, plus business counters and domain latencies (this instance)."""
+    snapshot: dict[str, Any] = request.app.state.instruments.windows.snapshot()
+    return snapshot
 
 
 class SelfTestError(RuntimeError):
