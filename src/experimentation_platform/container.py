@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from experimentation_platform.faults import Faults, FaultyCache
 from experimentation_platform.settings import Settings
 from experimentation_platform.storage.cache import CacheObserver, ConfigCache, make_cache
 from experimentation_platform.storage.db import Database
@@ -24,6 +25,7 @@ class Platform:
     experiments: ExperimentStore
     flags: FlagStore
     events: EventStore
+    faults: Faults
 
     def close(self) -> None:
         self.cache.close()
@@ -38,6 +40,10 @@ def build_platform(settings: Settings, cache_observer: CacheObserver | None = No
         prefix=settings.cache_prefix,
         **({"observer": cache_observer} if cache_observer else {}),
     )
+    faults = Faults(enabled=settings.fault_injection)
+    if faults.enabled:
+        cache = FaultyCache(cache, faults)
+        faults.instrument_engine(db.engine)
     experiments = ExperimentStore(db, cache)
     return Platform(
         settings=settings,
@@ -47,4 +53,5 @@ def build_platform(settings: Settings, cache_observer: CacheObserver | None = No
         experiments=experiments,
         flags=FlagStore(db, cache),
         events=EventStore(db, experiments),
+        faults=faults,
     )

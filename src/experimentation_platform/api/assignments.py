@@ -24,6 +24,8 @@ async def assign_user(
     `in_experiment: false` with the reason, not an error."""
     bind(user_id=body.user_id, experiment_key=body.experiment_key)
     started = time.perf_counter()
+    if platform.faults.enabled:
+        platform.faults.maybe_fail_assignment()
     experiments = platform.experiments
     # Fast path on the event loop: configuration cached in-process and a returning user
     # whose exposure is already recorded need no I/O and no thread hop.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from experimentation_platform.api.deps import AdminKey
-from experimentation_platform.errors import InvalidInput
+from experimentation_platform.api.deps import AdminKey, PlatformDep
+from experimentation_platform.container import Platform
+from experimentation_platform.errors import InvalidInput, NotFound
+from experimentation_platform.faults import Faults
 from experimentation_platform.observe import Observability
 from observability.logging.levels import LEVELS
 
@@ -53,6 +56,39 @@ def set_log_levels(body: LogLevels, request: Request, _: AdminKey) -> dict[str, 
         if lvl is None:
             policy.reset_logger(name)
     return policy.as_dict()
+
+
+class FaultChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db_latency_ms: float | None = Field(default=None, ge=0, le=60_000)
+    db_unavailable: bool | None = None
+    cache_unavailable: bool | None = None
+    assignment_error_rate: float | None = Field(default=None, ge=0, le=1)
+    memory_pressure_mb: int | None = Field(default=None, ge=0, le=4096)
+
+
+def _faults(platform: Platform) -> Faults:
+    if not platform.faults.enabled:
+        raise NotFound("fault injection is off (EP_FAULT_INJECTION=true turns it on)")
+    return platform.faults
+
+
+@router.get("/faults")
+def get_faults(platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+    return asdict(_faults(platform).state)
+
+
+@router.put("/faults")
+def set_faults(body: FaultChanges, platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+    """Inject faults in this running instance (game days)."""
+    changes = body.model_dump(exclude_none=True)
+    return asdict(_faults(platform).update(**changes))
+
+
+@router.delete("/faults")
+def clear_faults(platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+    return asdict(_faults(platform).clear())
 
 
 @router.get("/windows")

@@ -31,7 +31,11 @@ def _ignore(_backend: str, _outcome: str) -> None:
 
 class ConfigCache(Protocol):
     backend: str
-    local: bool  # True: get() never does I/O, so it may run on the event loop
+
+    @property
+    def local(self) -> bool:
+        """True: get() never does I/O, so it may run on the event loop."""
+        ...
 
     def get(self, key: str) -> dict[str, Any] | None: ...
     def set(self, key: str, value: dict[str, Any]) -> None: ...

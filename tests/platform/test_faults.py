@@ -1,0 +1,77 @@
+"""Fault injection: off unless configured, admin only, and each fault acts where the real
+failure would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.platform import Instance, backend_settings, running_instance
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[Instance]:
+    settings = backend_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", False, "x:")
+    with running_instance(settings.model_copy(update={"fault_injection": True})) as api:
+        body = {
+            "key": "e",
+            "name": "n",
+            "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}],
+        }
+        api.client.post("/api/v1/experiments", json=body, headers=api.admin)
+        api.client.post("/api/v1/experiments/e/start", headers=api.admin)
+        yield api
+
+
+def test_off_by_default_and_admin_only(sqlite_api: Instance, faulty: Instance) -> None:
+    assert sqlite_api.client.get("/api/v1/ops/faults", headers=sqlite_api.admin).status_code == 404
+    assert (
+        faulty.client.put(
+            "/api/v1/ops/faults", json={"db_unavailable": True}, headers=faulty.user
+        ).status_code
+        == 403
+    )
+
+
+def test_database_unavailable_fails_reads_and_readiness(faulty: Instance) -> None:
+    api = faulty
+    assert (
+        api.client.put(
+            "/api/v1/ops/faults", json={"db_unavailable": True}, headers=api.admin
+        ).status_code
+        == 200
+    )
+    assert api.client.get("/api/v1/experiments", headers=api.admin).status_code == 500
+    ready = api.client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"].startswith("unavailable")
+    api.client.delete("/api/v1/ops/faults", headers=api.admin)
+    assert api.client.get("/api/v1/experiments", headers=api.admin).status_code == 200
+    assert api.client.get("/health/ready").status_code == 200
+
+
+def test_assignment_error_burst_and_cache_outage(faulty: Instance) -> None:
+    api = faulty
+    api.client.put("/api/v1/ops/faults", json={"assignment_error_rate": 1.0}, headers=api.admin)
+    failed = api.client.post(
+        "/api/v1/assignments", json={"experiment_key": "e", "user_id": "u"}, headers=api.user
+    )
+    assert failed.status_code == 500
+    api.client.put(
+        "/api/v1/ops/faults",
+        json={"assignment_error_rate": 0.0, "cache_unavailable": True},
+        headers=api.admin,
+    )
+    assert (
+        api.client.get("/health/ready").json()["checks"]["cache"] == "unavailable: ConnectionError"
+    )
+    # Reads fall back to the database: assignment still answers during a cache outage.
+    ok = api.client.post(
+        "/api/v1/assignments", json={"experiment_key": "e", "user_id": "u"}, headers=api.user
+    )
+    assert ok.status_code == 200
+    state = api.client.get("/api/v1/ops/faults", headers=api.admin).json()
+    assert state["cache_unavailable"] is True
+    assert state["assignment_error_rate"] == 0.0
