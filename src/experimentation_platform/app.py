@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from experimentation_platform.alerting import build_alerting
 from experimentation_platform.api import (
     assignments,
     error_groups,
@@ -30,6 +31,7 @@ from experimentation_platform.settings import Settings, load_settings
 from observability.asgi import ObservabilityMiddleware
 from observability.logging import get_logger
 from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
+from observability.web import alerts_from_evaluator
 
 __all__ = ["create_app"]
 
@@ -47,6 +49,7 @@ def create_app(
     owned = platform is None
     platform = platform or build_platform(settings, cache_observer=instruments.cache.observe)
     attach_platform(instruments, platform, settings)
+    alerting = build_alerting(settings, observability, instruments)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -58,8 +61,12 @@ def create_app(
             cache=platform.cache.backend,
         )
         await instruments.start()
+        if settings.alerts_enabled:
+            alerting.start()
         yield
         log.info("service_stopping")
+        if settings.alerts_enabled:
+            alerting.stop()
         await instruments.stop()
         if owned:
             platform.close()
@@ -75,6 +82,8 @@ def create_app(
     app.state.settings = settings
     app.state.observability = observability
     app.state.instruments = instruments
+    app.state.alerting = alerting
+    app.state.alerts_provider = lambda: alerts_from_evaluator(alerting.evaluator)
     install_error_handlers(app)
     for module in (experiments, assignments, flags, events, health, ops, error_groups):
         app.include_router(module.router)

@@ -11,6 +11,8 @@ import httpx
 import typer
 import uvicorn
 
+from experimentation_platform.commands import alerts as alerts_commands
+from experimentation_platform.commands import cloud as cloud_commands
 from experimentation_platform.commands import errors as errors_commands
 from experimentation_platform.commands import logs as logs_commands
 from experimentation_platform.settings import Settings, SettingsError, load_settings
@@ -26,6 +28,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(errors_commands.app, name="errors")
+app.add_typer(alerts_commands.app, name="alerts")
+app.add_typer(cloud_commands.app, name="cloud")
 app.command("logs")(logs_commands.search)
 
 

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # Metrics and operator endpoints
     metrics_token: str = ""  # a scraper's bearer token; admin API keys are accepted too
     slow_query_seconds: float = Field(default=0.5, gt=0.0)
+    alerts_enabled: bool = True  # the embedded evaluator (off when Prometheus evaluates)
+    alert_interval_seconds: float = Field(default=30.0, ge=1.0, le=600.0)
     fault_injection: bool = False  # game days only: /api/v1/ops/faults for admin keys
     ops_refresh_seconds: int = Field(default=30, ge=2, le=3600)  # built-in UI auto-refresh
 

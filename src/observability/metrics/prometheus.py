@@ -82,7 +82,23 @@ CACHE_REQUESTS = "cache_requests_total"
 CACHE_EVICTIONS = "cache_evictions_total"
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# 0.3 s is the API latency SLO threshold (monitoring/alerts.py): the SLI needs that bound.
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.3,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 SIZE_BUCKETS = (100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
 DEFAULT_EXCLUDED = ("/metrics", "/health/live", "/health/ready")
 # A client may send any method token; only these become label values (cardinality).

@@ -1,0 +1,312 @@
+"""The platform's alert rules, routes and receivers: defined once, rendered everywhere.
+
+    RULES          the rule set (SLOs and thresholds) the embedded evaluator runs and the
+                   renderers turn into deploy/prometheus/rules.yml and CloudWatch alarms
+    ROUTES         severity -> receiver names (embedded Dispatcher and Alertmanager alike)
+    GROUPING, INHIBIT_RULES, RECEIVERS   for Alertmanager (deploy/alertmanager/alertmanager.yml)
+    render_deploy_files(root)            writes both deploy files (tests compare them)
+
+Thresholds and why (tuned with `observability.alerting.backtest`, see docs/alerting.md):
+- API availability 99.9% of requests without a 5xx over 30 days.
+- API latency: 99% of requests complete in under 300 ms. The API's own median is a few ms; 300
+  ms is where a client's page load visibly suffers and leaves room for a cold database.
+- Assignment latency: 99% under 50 ms (the domain call SDKs make on every page view).
+- Saturation: CPU > 90% or memory > 90% for 10 minutes, disk > 85% for 10 minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from experimentation_platform import signals
+from observability.alerting.alertmanager_render import (
+    EmailReceiver,
+    PagerDutyReceiver,
+    Receiver,
+    SlackReceiver,
+    SnsReceiver,
+    render_alertmanager_yaml,
+)
+from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
+from observability.alerting.notifiers import Route, Severity, routes_from_table
+from observability.alerting.prometheus_render import render_rules_yaml
+from observability.alerting.rules import (
+    CounterIncrease,
+    ErrorRatio,
+    GaugeValue,
+    Grouping,
+    HttpMetrics,
+    InhibitRule,
+    LatencyAbove,
+    Rule,
+    SloRule,
+    Stalled,
+    ThresholdRule,
+)
+
+__all__ = [
+    "API_LATENCY_THRESHOLD_S",
+    "ASSIGNMENT_LATENCY_THRESHOLD_S",
+    "GROUPING",
+    "HTTP_METRICS",
+    "INHIBIT_RULES",
+    "RECEIVERS",
+    "ROUTES",
+    "ROUTE_TABLE",
+    "RULES",
+    "cloudwatch_alarms",
+    "render_deploy_files",
+]
+
+API_LATENCY_THRESHOLD_S: Final = 0.3
+ASSIGNMENT_LATENCY_THRESHOLD_S: Final = 0.05
+EVENTS_ROUTE: Final = "/api/v1/events"
+
+HTTP_METRICS = HttpMetrics(
+    requests=signals.HTTP_REQUESTS,
+    duration=signals.HTTP_DURATION,
+    status_label="status_class",
+    error_status="5xx",
+)
+
+_API = {"service": "api"}
+
+
+def _signal(name: str) -> dict[str, str]:
+    # `signal` groups related alerts into one notification and scopes inhibition.
+    return {**_API, "signal": name}
+
+
+RULES: tuple[Rule, ...] = (
+    SloRule(
+        name="api_availability",
+        objective=0.999,
+        sli=ErrorRatio(),
+        summary="API availability: error budget burning at {value:.1f}x (over {threshold:g}x)",
+        description=(
+            "The share of 5xx responses would exhaust the {objective} availability SLO's "
+            "30-day error budget ({budget} of requests) early if it continues."
+        ),
+        dashboard="api-performance",
+        labels=_signal("availability"),
+    ),
+    SloRule(
+        name="api_latency",
+        objective=0.99,
+        sli=LatencyAbove(API_LATENCY_THRESHOLD_S),
+        summary="API latency: requests over 300 ms burn the budget at {value:.1f}x",
+        description=(
+            "More than 1% of requests take longer than 300 ms ({objective} SLO); the error "
+            "budget burns at {value:.1f}x the sustainable rate."
+        ),
+        dashboard="api-performance",
+        labels=_signal("latency"),
+    ),
+    SloRule(
+        name="assignment_latency",
+        objective=0.99,
+        sli=LatencyAbove(ASSIGNMENT_LATENCY_THRESHOLD_S, distribution=signals.ASSIGNMENT_DURATION),
+        summary="Assignment latency: calls over 50 ms burn the budget at {value:.1f}x",
+        description="More than 1% of assignments take longer than 50 ms ({objective} SLO).",
+        dashboard="business-metrics",
+        labels=_signal("assignment_latency"),
+    ),
+    ThresholdRule(
+        name="error_rate_spike",
+        expr=ErrorRatio(window_s=120),
+        comparison=">",
+        threshold=0.05,
+        for_seconds=180,
+        severity="critical",
+        summary="5xx ratio {value:.1%} for 3 minutes (threshold {threshold:.0%})",
+        description="More than one request in twenty fails; see the error groups for the cause.",
+        dashboard="api-performance",
+        labels=_signal("availability"),
+    ),
+    ThresholdRule(
+        name="critical_error_group",
+        expr=CounterIncrease(signals.ERROR_EVENTS, {"severity": "critical"}, window_s=300),
+        comparison=">",
+        threshold=0,
+        severity="high",
+        summary="{value:.0f} critical error event(s) in the last 5 minutes",
+        description="An error classified critical was captured; open its error group.",
+        dashboard="error-tracking",
+        labels=_signal("errors"),
+    ),
+    ThresholdRule(
+        name="dependency_not_ready",
+        expr=GaugeValue(signals.SERVICE_READY),
+        comparison="<",
+        threshold=1,
+        for_seconds=60,
+        severity="critical",
+        summary="Dependency {dependency} not ready for over a minute",
+        description="The readiness probe of {dependency} fails; requests that need it fail.",
+        dashboard="system-health",
+        labels=_signal("dependencies"),
+    ),
+    ThresholdRule(
+        name="log_shipping_lag",
+        expr=GaugeValue(signals.CLOUDWATCH_LAG),
+        comparison=">",
+        threshold=300,
+        for_seconds=300,
+        severity="medium",
+        summary="CloudWatch log shipping {value:.0f}s behind (threshold {threshold:.0f}s)",
+        description="Logs reach CloudWatch late; the local journal is buffering them.",
+        dashboard="system-health",
+        labels=_signal("telemetry"),
+    ),
+    ThresholdRule(
+        name="log_events_dropped",
+        expr=CounterIncrease(signals.LOG_EVENTS_DROPPED, window_s=600),
+        comparison=">",
+        threshold=0,
+        severity="medium",
+        summary="{value:.0f} log events dropped in the last 10 minutes",
+        description="The logging queue overflowed or a sink failed; evidence is being lost.",
+        dashboard="system-health",
+        labels=_signal("telemetry"),
+    ),
+    ThresholdRule(
+        name="event_ingestion_stalled",
+        expr=Stalled(
+            signals.EVENTS_INGESTED, window_s=900, while_route=EVENTS_ROUTE, while_method="POST"
+        ),
+        comparison="<=",
+        threshold=0,
+        severity="high",
+        summary="No events ingested for 15 minutes while clients keep posting them",
+        description="POST /api/v1/events receives traffic but events_ingested_total is flat.",
+        dashboard="business-metrics",
+        labels=_signal("ingestion"),
+    ),
+    ThresholdRule(
+        name="sample_ratio_mismatch",
+        expr=GaugeValue(signals.SAMPLE_RATIO_MISMATCH),
+        comparison=">=",
+        threshold=1,
+        for_seconds=300,
+        severity="medium",
+        summary="Sample-ratio mismatch on experiment {experiment}",
+        description="Observed assignment counts deviate from the configured split (chi-squared).",
+        dashboard="business-metrics",
+        labels=_signal("experiments"),
+    ),
+    ThresholdRule(
+        name="cpu_saturation",
+        expr=GaugeValue(signals.SYSTEM_CPU),
+        comparison=">",
+        threshold=0.9,
+        for_seconds=600,
+        severity="medium",
+        summary="CPU at {value:.0%} for 10 minutes (threshold {threshold:.0%})",
+        dashboard="system-health",
+        labels=_signal("saturation"),
+    ),
+    ThresholdRule(
+        name="memory_saturation",
+        expr=GaugeValue(signals.SYSTEM_MEMORY),
+        comparison=">",
+        threshold=0.9,
+        for_seconds=600,
+        severity="high",
+        summary="Memory at {value:.0%} for 10 minutes (threshold {threshold:.0%})",
+        dashboard="system-health",
+        labels=_signal("saturation"),
+    ),
+    ThresholdRule(
+        name="disk_saturation",
+        expr=GaugeValue(signals.SYSTEM_DISK),
+        comparison=">",
+        threshold=0.85,
+        for_seconds=600,
+        severity="high",
+        summary="Disk {mount} at {value:.0%} (threshold {threshold:.0%})",
+        dashboard="system-health",
+        labels=_signal("saturation"),
+    ),
+)
+
+# critical pages someone; high goes to chat and mail; medium to chat; low stays on dashboards.
+ROUTE_TABLE: dict[Severity, list[str]] = {
+    "critical": ["pagerduty"],
+    "high": ["slack", "email"],
+    "medium": ["slack"],
+    "low": [],
+}
+ROUTES: tuple[Route, ...] = routes_from_table(ROUTE_TABLE)
+
+GROUPING = Grouping(
+    group_by=("service", "signal"),
+    group_wait_s=30,
+    group_interval_s=300,
+    repeat_interval_s=4 * 3600,
+)
+# A firing critical alert mutes the lower-severity alerts of the same signal (the SLO page
+# mutes its ticket; the error-spike page mutes the availability ticket).
+INHIBIT_RULES: tuple[InhibitRule, ...] = (InhibitRule(equal=("signal",)),)
+
+# Alertmanager receivers for deploy/; secrets are mounted files, never literals.
+RECEIVERS: tuple[Receiver, ...] = (
+    PagerDutyReceiver(),
+    SlackReceiver(channel="#ep-alerts"),
+    EmailReceiver(
+        to="oncall@example.com",
+        sender="alertmanager@example.com",
+        smarthost="smtp.example.com:587",
+        auth_username="alertmanager@example.com",
+        auth_password_file="/etc/alertmanager/secrets/smtp_password",  # noqa: S106 - a path
+    ),
+    SnsReceiver(topic_arn="arn:aws:sns:us-east-1:123456789012:ep-alerts", region="us-east-1"),
+)
+
+RUNBOOK_URL = "https://github.com/example/experimentation-platform/blob/main/docs/runbook.md"
+DASHBOARD_URL = "http://localhost:8000/ops/dashboards"
+
+
+# The EmfPublisher's base dimensions (instrumentation.py): alarms must name the same ones.
+EMF_DIMENSIONS: Final = {"Service": "experimentation-platform"}
+
+
+def cloudwatch_alarms(
+    namespace: str = "ExperimentationPlatform", dimensions: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """AWS::CloudWatch::Alarm Properties for the rules, over the EMF metrics in `namespace`.
+
+    Actions reference SNS topics by logical id: AlertTopicCritical, AlertTopicHigh,
+    AlertTopicMedium, AlertTopicLow. `dimensions` default to the EmfPublisher's base ones.
+    """
+    dims = EMF_DIMENSIONS if dimensions is None else dimensions
+    return render_cloudwatch_alarms(RULES, namespace=namespace, dimensions=dims)
+
+
+def render_prometheus_rules() -> str:
+    return render_rules_yaml(
+        RULES,
+        metrics=HTTP_METRICS,
+        group_name="experimentation-platform",
+        runbook_base_url=RUNBOOK_URL,
+        dashboard_base_url=DASHBOARD_URL,
+    )
+
+
+def render_alertmanager() -> str:
+    return render_alertmanager_yaml(
+        ROUTE_TABLE, RECEIVERS, grouping=GROUPING, inhibit_rules=INHIBIT_RULES
+    )
+
+
+def render_deploy_files(root: Path) -> dict[Path, str]:
+    """Write deploy/prometheus/rules.yml and deploy/alertmanager/alertmanager.yml under root."""
+    files = {
+        root / "deploy" / "prometheus" / "rules.yml": render_prometheus_rules(),
+        root / "deploy" / "alertmanager" / "alertmanager.yml": render_alertmanager(),
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return files
