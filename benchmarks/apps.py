@@ -11,13 +11,128 @@ from prometheus_client import CollectorRegistry
 
 
 def bare() -> FastAPI:
-    """A: the hello route and nothing else."""
+    """A: the hello route and nothing else; plus /assign/{user_id}, the platform's assignment
+    decision (domain code, a targeting-free 50/50 experiment) as a heavier route."""
+    from experimentation_platform.domain.experiments import ExperimentConfig, assign
+
     app = FastAPI()
+    config = ExperimentConfig(1, "bench", "running", "salt", (("a", 50), ("b", 50)), (), 100.0, 1)
 
     @app.get("/hello")
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
 
+    @app.get("/assign/{user_id}")
+    async def assignment(user_id: str) -> dict[str, object]:
+        result = assign(config, user_id)
+        return {"user_id": user_id, "variant": result.variant, "in": result.in_experiment}
+
+    return app
+
+
+def _log_pipeline() -> None:
+    """Our pipeline with masking on, writing JSON lines to a temporary file (stdout off)."""
+    import tempfile
+    from pathlib import Path
+
+    from observability.logging import LoggingConfig, configure_logging
+    from observability.masking import default_masker
+
+    masker = default_masker()
+
+    def mask(event: dict[str, object]) -> dict[str, object]:
+        masked = masker.mask(event)
+        return masked if isinstance(masked, dict) else event
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    configure_logging(LoggingConfig(directory=directory, stdout=False), mask=mask)
+
+
+def ours_logging() -> FastAPI:
+    """L: ObservabilityMiddleware + one masked JSON request line (context, request id)."""
+    from observability.asgi import ObservabilityMiddleware
+    from observability.logging import RequestLogObserver
+
+    _log_pipeline()
+    app = bare()
+    app.add_middleware(ObservabilityMiddleware, observers=[RequestLogObserver()])  # type: ignore[arg-type]
+    return app
+
+
+def ours_full() -> FastAPI:
+    """F: context + request id + one masked JSON line + Prometheus metrics + rolling windows."""
+    from observability.asgi import ObservabilityMiddleware, RequestRecord
+    from observability.logging import RequestLogObserver
+    from observability.metrics.prometheus import HttpMetrics, InFlightMiddleware
+    from observability.metrics.windows import RollingWindows
+
+    _log_pipeline()
+    app = bare()
+    http = HttpMetrics(CollectorRegistry())
+    windows = RollingWindows()
+
+    def window(record: RequestRecord) -> None:
+        windows.observe_request(record.method, record.route, record.status, record.duration_s)
+
+    app.add_middleware(
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        observers=[RequestLogObserver(), http, window],
+    )
+    app.add_middleware(
+        InFlightMiddleware,  # type: ignore[arg-type]
+        gauge=http.in_flight,
+        exclude_paths=http.excluded,
+    )
+    return app
+
+
+def typical_stack() -> FastAPI:
+    """D: the hand-assembled stack: asgi-correlation-id + @app.middleware("http") writing one
+    structlog line through the stdlib chain, rendered as JSON to a file."""
+    import logging
+    import tempfile
+    import time
+
+    import structlog
+    from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+    from fastapi import Request
+
+    handler = logging.FileHandler(tempfile.mktemp(prefix="bench-typical-", suffix=".log"))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer())
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    log = structlog.get_logger("access")
+    app = bare()
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info(
+            "request_completed",
+            request_id=correlation_id.get(),
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    app.add_middleware(CorrelationIdMiddleware)
     return app
 
 

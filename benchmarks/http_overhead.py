@@ -41,9 +41,17 @@ VARIANTS: dict[str, tuple[str, str | None, str]] = {
         "prometheus-fastapi-instrumentator",
     ),
     "S": ("apps:starlette_exporter", "starlette_exporter", "starlette-exporter"),
+    "L": ("apps:ours_logging", None, "ours: context + request id + one masked JSON line"),
+    "F": ("apps:ours_full", None, "ours: L + Prometheus metrics + rolling windows"),
+    "D": (
+        "apps:typical_stack",
+        "asgi_correlation_id",
+        "typical: asgi-correlation-id + @app.middleware + structlog stdlib JSON",
+    ),
 }
 INSTALL_HINT = (
     ".venv/bin/pip install prometheus-fastapi-instrumentator==8.1.0 starlette-exporter==0.24.0"
+    " asgi-correlation-id==5.0.1"
 )
 
 
@@ -132,7 +140,7 @@ def run_block(variant: str, args: argparse.Namespace) -> Block:
     )
     try:
         wait_for_port(port)
-        url = f"http://127.0.0.1:{port}/hello"
+        url = f"http://127.0.0.1:{port}{args.path}"
         if args.warmup > 0:
             wrk(url, args.warmup, args.connections, args.client_cpu)
         rps, p50, p99 = wrk(url, args.duration, args.connections, args.client_cpu)
@@ -204,6 +212,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per block")
     parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per block")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--path", default="/hello", help="/hello, or /assign/u1 (assignment)")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--in-process", action="store_true", help="no server: ASGI calls")

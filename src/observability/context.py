@@ -15,6 +15,8 @@ from typing import Any
 
 __all__ = [
     "RequestContext",
+    "activate",
+    "deactivate",
     "bind",
     "current",
     "merge_context",
@@ -48,11 +50,33 @@ class RequestContext:
     client_ip: str | None
     user_agent: str | None
 
-    def __init__(self, **values: Any) -> None:
-        for name in _FIELDS:
-            setattr(self, name, values.pop(name, None))
-        self.scope: MutableMapping[str, Any] | None = values.pop("scope", None)
-        self.extra: dict[str, Any] = values
+    def __init__(
+        self,
+        *,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        user_id: str | None = None,
+        principal: str | None = None,
+        method: str | None = None,
+        route: str | None = None,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+        scope: MutableMapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        # Explicit assignments: this runs once per request, a setattr loop costs twice as much.
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.user_id = user_id
+        self.principal = principal
+        self.method = method
+        self.route = route
+        self.client_ip = client_ip
+        self.user_agent = user_agent
+        self.scope = scope
+        self.extra: dict[str, Any] = extra
 
     def resolved_route(self) -> str | None:
         """The route template once the router matched (FastAPI puts the route in the scope)."""
@@ -84,6 +108,15 @@ def request_context(ctx: RequestContext) -> Iterator[RequestContext]:
         yield ctx
     finally:
         _current.reset(token)
+
+
+def activate(ctx: RequestContext) -> Token[RequestContext | None]:
+    """Make `ctx` current; hand the token to `deactivate` (cheaper than a context manager)."""
+    return _current.set(ctx)
+
+
+def deactivate(token: Token[RequestContext | None]) -> None:
+    _current.reset(token)
 
 
 def bind(**values: Any) -> None:

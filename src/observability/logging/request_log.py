@@ -19,6 +19,29 @@ __all__ = ["RequestLogObserver"]
 
 HeaderMasker = Callable[[str, str], str]
 
+# Produced by the middleware from validated input: numbers, the route template, hex ids, an IP
+# address parsed as one. Everything else (path, query, headers, request id, user id, user
+# agent) goes through the masker.
+TRUSTED_FIELDS = frozenset(
+    {
+        "event",
+        "logger",
+        "timestamp",
+        "level",
+        "route",
+        "status",
+        "duration_ms",
+        "bytes_in",
+        "bytes_out",
+        "slow",
+        "sample_rate",
+        "trace_id",
+        "span_id",
+        "client_ip",
+        "error_type",
+    }
+)
+
 
 def _keep_last_four(_name: str, value: str) -> str:
     return "****" + value[-4:] if len(value) >= 12 else "****"
@@ -103,4 +126,4 @@ class RequestLogObserver:
             for key, value in record.context.as_dict().items():
                 failure.setdefault(key, value)
             pipeline.submit(40, failure)
-        pipeline.submit(level, event)
+        pipeline.submit(level, event, TRUSTED_FIELDS)

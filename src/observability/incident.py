@@ -1,0 +1,636 @@
+"""Incident evidence: for one alert, everything an on-call person looks at first, in one place.
+
+    evidence = gather_evidence(alert, definitions=defs, windows=windows, history=history,
+                               errors=store, logs=LogSearch(log_dir), config_events=(...))
+    print(evidence.render_text())          # the CLI, a notification body
+    page_json = evidence.to_dict()         # a UI page
+
+What it gathers (each part optional: a missing source leaves a note, never an exception):
+
+* the metric that breached: the alert's query, value and threshold, and its recent curve --
+  the same query the evaluator ran, re-evaluated at earlier moments over `RollingWindows`
+  (<= 1 h, 5 s slots) or over `MetricHistory` minutes (longer, or when no windows are at hand);
+* the slowest and the most failing routes in the alert's window;
+* the top error groups active since the alert started (with new ones marked);
+* sample failing requests (error-level log lines) with every log line of each request;
+* recent configuration changes: log lines of the given `config_events` in the last hour.
+
+Why hand-written: it joins this toolkit's own stores (windows, history, error groups, log
+search); no library knows them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from observability.alerting.rules import (
+    AlertDefinition,
+    BurnRate,
+    CounterIncrease,
+    CounterRate,
+    ErrorRatio,
+    GaugeValue,
+    LatencyAbove,
+    LatencyQuantile,
+    MetricSource,
+    Query,
+    Stalled,
+    parse_series_key,
+)
+from observability.alerting.sources import LiveSource, MinuteStore
+from observability.alerting.state import AlertInstance
+from observability.errors.store import ErrorStore
+from observability.logsearch import LogQuery, LogSearch, LogSearchError
+from observability.metrics.history import MetricHistory
+from observability.metrics.windows import RollingWindows
+
+__all__ = [
+    "ConfigChange",
+    "CurvePoint",
+    "ErrorGroupEvidence",
+    "FailingRequest",
+    "IncidentEvidence",
+    "MetricEvidence",
+    "RouteEvidence",
+    "alert_from_view",
+    "describe_query",
+    "gather_evidence",
+]
+
+_HOUR = 3600
+_MINUTE = 60
+_MAX_POINTS = 60
+_FIELD_LIMIT = 2000  # a stack trace in a log line is cut here: evidence, not an archive
+_QUIET_FIELDS = ("service", "instance", "logger")  # the same on every line of one instance
+
+
+# -- the evidence ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CurvePoint:
+    t: float
+    value: float | None
+
+
+@dataclass(frozen=True)
+class MetricEvidence:
+    query: str  # what the rule computes, in words
+    comparison: str
+    threshold: float | None
+    value: float | None  # what the evaluator saw last
+    window_s: int | None
+    resolution_s: int
+    curve: list[CurvePoint] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RouteEvidence:
+    route: str  # "METHOD /template"
+    requests: int
+    errors_5xx: int
+    error_rate: float
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class ErrorGroupEvidence:
+    fingerprint: str
+    type: str
+    message: str
+    severity: str
+    rule: str
+    count: int
+    first_seen: float
+    last_seen: float
+    new: bool  # first seen after the evidence window opened
+    routes: dict[str, int]
+    first_request_id: str | None
+
+
+@dataclass(frozen=True)
+class FailingRequest:
+    request_id: str
+    route: str | None
+    status: int | None
+    lines: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    timestamp: str
+    event: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class IncidentEvidence:
+    alert: dict[str, Any]
+    gathered_at: float
+    since: float
+    metric: MetricEvidence | None = None
+    dependencies: list[str] = field(default_factory=list)  # from the alert's labels
+    slowest_routes: list[RouteEvidence] = field(default_factory=list)
+    failing_routes: list[RouteEvidence] = field(default_factory=list)
+    error_groups: list[ErrorGroupEvidence] = field(default_factory=list)
+    failing_requests: list[FailingRequest] = field(default_factory=list)
+    config_changes: list[ConfigChange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # sources that were missing or failed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (floats may be NaN-free None; times are epoch seconds and ISO text)."""
+        data = asdict(self)
+        data["gathered_at_iso"] = _iso(self.gathered_at)
+        data["since_iso"] = _iso(self.since)
+        return data
+
+    def mentions(self, text: str) -> list[str]:
+        """Which parts of the evidence name `text` (a route, a dependency, an error type)."""
+        needle = text.lower()
+        found = []
+        if any(needle in d.lower() for d in self.dependencies):
+            found.append("dependency")
+        if any(needle in r.route.lower() for r in self.slowest_routes):
+            found.append("slowest_routes")
+        if any(needle in r.route.lower() for r in self.failing_routes):
+            found.append("failing_routes")
+        for g in self.error_groups:
+            haystack = " ".join([g.type, g.message, g.rule, *g.routes]).lower()
+            if needle in haystack:
+                found.append("error_groups")
+                break
+        return found
+
+    def render_text(self, *, lines_per_request: int = 6) -> str:
+        """Plain text for a terminal or a notification body."""
+        a = self.alert
+        out = [
+            f"ALERT {a.get('alertname')} [{a.get('severity')}] {str(a.get('state', '')).upper()}",
+            f"  {a.get('summary') or ''}".rstrip(),
+            f"  since {_iso(a.get('fired_at') or a.get('active_since'))}; "
+            f"evidence from {_iso(self.since)} to {_iso(self.gathered_at)}",
+        ]
+        labels = {k: v for k, v in (a.get("labels") or {}).items() if k not in ("alertname",)}
+        if labels:
+            out.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
+        if self.dependencies:
+            out.append("  dependency: " + ", ".join(self.dependencies))
+        m = self.metric
+        if m is not None:
+            out += ["", "METRIC"]
+            out.append(
+                f"  {m.query}: value {_num(m.value)} {m.comparison} threshold {_num(m.threshold)}"
+            )
+            if m.curve:
+                shown = [p for p in m.curve if p.value is not None]
+                out.append(f"  curve ({m.resolution_s}s steps, oldest first): {_sparkline(shown)}")
+                if shown:
+                    peak = max(shown, key=lambda p: p.value or 0.0)
+                    out.append(f"  peak {_num(peak.value)} at {_iso(peak.t)}")
+        if self.failing_routes:
+            out += ["", "MOST FAILING ROUTES"]
+            out += [_route_line(r) for r in self.failing_routes]
+        if self.slowest_routes:
+            out += ["", "SLOWEST ROUTES"]
+            out += [_route_line(r) for r in self.slowest_routes]
+        if self.error_groups:
+            out += ["", "TOP ERROR GROUPS"]
+            for g in self.error_groups:
+                routes = ", ".join(sorted(g.routes, key=lambda r: -g.routes[r])[:3])
+                out.append(
+                    f"  {g.count:>6}x [{g.severity}] {g.type}: {g.message[:120]}"
+                    f"{' (new)' if g.new else ''}"
+                )
+                out.append(f"          {g.fingerprint} rule={g.rule} routes: {routes or '-'}")
+        if self.failing_requests:
+            out += ["", "FAILING REQUESTS"]
+            for req in self.failing_requests:
+                out.append(f"  request_id={req.request_id} {req.route or ''} status={req.status}")
+                for line in req.lines[:lines_per_request]:
+                    out.append("    " + _line_text(line))
+        if self.config_changes:
+            out += ["", "CONFIGURATION CHANGES (last hour)"]
+            for c in self.config_changes:
+                detail = ", ".join(f"{k}={v}" for k, v in c.fields.items())
+                out.append(f"  {c.timestamp} {c.event} {detail}".rstrip())
+        if self.notes:
+            out += ["", "NOTES"] + [f"  {n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+
+# -- gathering --------------------------------------------------------------------------------
+def gather_evidence(
+    alert: AlertInstance,
+    *,
+    definitions: Sequence[AlertDefinition] = (),
+    windows: RollingWindows | None = None,
+    history: MetricHistory | None = None,
+    route_stats: Mapping[str, Mapping[str, Any]] | None = None,
+    errors: ErrorStore | None = None,
+    logs: LogSearch | None = None,
+    config_events: Sequence[str] = (),
+    mask: Callable[[Any], Any] | None = None,
+    now: float | None = None,
+    lookback_s: float = 300.0,
+    top: int = 5,
+    sample_requests: int = 3,
+    clock: Callable[[], float] | None = None,
+) -> IncidentEvidence:
+    """Evidence for `alert` (an evaluator `AlertInstance`, see `alert_from_view`).
+
+    The window opens at the alert's start less the rule's window (or `lookback_s` for gauges),
+    at most an hour back. `route_stats` ({"METHOD /route": {"requests", "errors_5xx", "p95_ms",
+    ...}}, e.g. a `/windows` snapshot of a remote instance) stands in for `windows`. `mask` is
+    applied to log lines and messages once more (they are masked at the source already).
+    """
+    now = (clock or time.time)() if now is None else now
+    definition = next((d for d in definitions if d.name == alert.name), None)
+    expr = definition.clauses[0][0].expr if definition is not None else None
+    window_s = _window_of(expr)
+    started = alert.active_since or alert.fired_at or now
+    since = max(started - min(float(window_s or lookback_s), _HOUR), now - _HOUR)
+    since = min(since, now - 1.0)
+    evidence = IncidentEvidence(alert=alert.view(), gathered_at=now, since=since)
+    evidence.dependencies = [
+        v for k, v in sorted(alert.labels.items()) if k in ("dependency", "component")
+    ]
+    if definition is None:
+        evidence.notes.append(f"no rule definition for {alert.name!r}: metric curve skipped")
+    else:
+        _guard(evidence, "metric", lambda: _metric(evidence, alert, definition, windows, history))
+    _guard(evidence, "routes", lambda: _routes(evidence, windows, history, route_stats, top))
+    if errors is None:
+        evidence.notes.append("error groups: no error store")
+    else:
+        _guard(evidence, "error groups", lambda: _error_groups(evidence, errors, top))
+    if logs is None:
+        evidence.notes.append("logs: no log directory")
+    else:
+        _guard(evidence, "failing requests", lambda: _failing(evidence, logs, sample_requests))
+        _guard(evidence, "config changes", lambda: _changes(evidence, logs, config_events))
+    if mask is not None:
+        _mask_evidence(evidence, mask)
+    return evidence
+
+
+def _guard(evidence: IncidentEvidence, part: str, fn: Callable[[], None]) -> None:
+    # One unreadable source must not cost the other parts: note it and go on.
+    try:
+        fn()
+    except LogSearchError as exc:
+        evidence.notes.append(f"{part}: {exc}")
+    except Exception as exc:
+        evidence.notes.append(f"{part}: unavailable ({type(exc).__name__})")
+
+
+# -- the metric -----------------------------------------------------------------------------
+def _window_of(expr: Query | None) -> int | None:
+    if isinstance(expr, BurnRate):
+        return expr.sli.window_s
+    window = getattr(expr, "window_s", None)
+    return int(window) if window is not None else None
+
+
+def describe_query(expr: Query) -> str:
+    """A rule's query in words, e.g. 'burn rate of 5xx ratio over 36s (budget 0.001)'."""
+    if isinstance(expr, BurnRate):
+        return f"burn rate of {describe_query(expr.sli)} (budget {expr.budget:g})"
+    where = ""
+    route = getattr(expr, "route", None)
+    if route:
+        where = f" on {getattr(expr, 'method', None) or ''} {route}".replace("  ", " ")
+    if isinstance(expr, ErrorRatio):
+        return f"5xx ratio{where} over {expr.window_s}s"
+    if isinstance(expr, LatencyAbove):
+        what = expr.distribution or "request latency"
+        return f"share of {what}{where} above {expr.threshold_s * 1000:g} ms over {expr.window_s}s"
+    if isinstance(expr, LatencyQuantile):
+        what = expr.distribution or "request latency"
+        return f"p{expr.q * 100:g} of {what}{where} over {expr.window_s}s"
+    if isinstance(expr, CounterIncrease):
+        return f"increase of {_series(expr.name, expr.labels)} over {expr.window_s}s"
+    if isinstance(expr, CounterRate):
+        return f"rate of {_series(expr.name, expr.labels)} over {expr.window_s}s"
+    if isinstance(expr, Stalled):
+        return f"increase of {expr.name} over {expr.window_s}s while requests flow"
+    return f"gauge {_series(expr.name, expr.labels)}"
+
+
+def _series(name: str, labels: Mapping[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}" if inner else name
+
+
+def _widen(expr: Query, minimum: int) -> Query:
+    """Minute data cannot answer a window shorter than a couple of minutes: widen it."""
+    if isinstance(expr, BurnRate):
+        sli = _widen(expr.sli, minimum)
+        assert isinstance(sli, ErrorRatio | LatencyAbove)
+        return replace(expr, sli=sli)
+    window = getattr(expr, "window_s", None)
+    if window is None or window >= minimum:
+        return expr
+    widened: Query = replace(cast(Any, expr), window_s=minimum)
+    return widened
+
+
+def _metric(
+    evidence: IncidentEvidence,
+    alert: AlertInstance,
+    definition: AlertDefinition,
+    windows: RollingWindows | None,
+    history: MetricHistory | None,
+) -> None:
+    condition = definition.clauses[0][0]
+    expr = condition.expr
+    window_s = _window_of(expr)
+    now, start = evidence.gathered_at, evidence.since
+    curve: list[CurvePoint] = []
+    resolution = _MINUTE
+    if isinstance(expr, GaugeValue):
+        if history is not None:
+            curve = _gauge_curve(history, expr, alert.labels, start, now)
+        else:
+            evidence.notes.append("metric curve: gauges have no history here (current only)")
+    elif windows is not None and (window_s or 0) <= _HOUR:
+        # Fine slots are kept 6 minutes: steps of one slot while that covers the span.
+        span = now - start
+        resolution = max(5, math.ceil(span / _MAX_POINTS / 5) * 5)
+        source: MetricSource = LiveSource(windows, history=history)
+        curve = _evaluated_curve(source, expr, alert.labels, start, now, resolution)
+    elif history is not None:
+        store = MinuteStore()
+        store.prepare([definition])
+        reach = max(window_s or 0, 2 * _MINUTE)
+        for rollup in history.rollups(start - reach, now):
+            store.add(rollup)
+        widened = _widen(expr, 2 * _MINUTE)
+        if widened != expr:
+            evidence.notes.append("metric curve: minute history, windows widened to 120s")
+        curve = _evaluated_curve(store, widened, alert.labels, start, now, _MINUTE)
+    else:
+        evidence.notes.append("metric curve: no rolling windows and no metric history")
+    evidence.metric = MetricEvidence(
+        query=describe_query(expr),
+        comparison=condition.comparison,
+        threshold=alert.threshold if alert.threshold is not None else condition.threshold,
+        value=alert.value,
+        window_s=window_s,
+        resolution_s=resolution,
+        curve=curve,
+    )
+
+
+def _steps(start: float, end: float, step: int) -> list[float]:
+    count = min(_MAX_POINTS, max(1, math.ceil((end - start) / step)))
+    return [end - step * i for i in range(count)][::-1]
+
+
+def _matching(samples: Iterable[tuple[dict[str, str], float]], labels: Mapping[str, str]) -> float:
+    values = [v for series, v in samples if all(labels.get(k) == val for k, val in series.items())]
+    return max(values) if values else math.nan
+
+
+def _evaluated_curve(
+    source: MetricSource,
+    expr: Query,
+    labels: Mapping[str, str],
+    start: float,
+    end: float,
+    step: int,
+) -> list[CurvePoint]:
+    points = []
+    for t in _steps(start, end, step):
+        value = _matching(expr.evaluate(source, t), labels)
+        points.append(CurvePoint(t, None if math.isnan(value) else value))
+    return points
+
+
+def _gauge_curve(
+    history: MetricHistory,
+    expr: GaugeValue,
+    labels: Mapping[str, str],
+    start: float,
+    end: float,
+) -> list[CurvePoint]:
+    points = []
+    for minute, values in sorted(history.gauges(start - _MINUTE, end).items()):
+        samples = []
+        for key, value in values.items():
+            name, series = parse_series_key(key)
+            if name == expr.name and all(series.get(k) == v for k, v in expr.labels.items()):
+                samples.append((series, value))
+        value = _matching(samples, labels)
+        points.append(CurvePoint(float(minute), None if math.isnan(value) else value))
+    return points[-_MAX_POINTS:]
+
+
+# -- routes ---------------------------------------------------------------------------------
+def _routes(
+    evidence: IncidentEvidence,
+    windows: RollingWindows | None,
+    history: MetricHistory | None,
+    route_stats: Mapping[str, Mapping[str, Any]] | None,
+    top: int,
+) -> None:
+    rows: list[RouteEvidence] = []
+    seconds = int(min(max(evidence.gathered_at - evidence.since, 1.0), _HOUR))
+    if windows is not None:
+        for key, s in windows.route_stats(seconds, now=evidence.gathered_at).items():
+            rows.append(
+                RouteEvidence(key, s.requests, s.errors_5xx, s.error_rate, s.p95_ms, s.p99_ms)
+            )
+    elif route_stats is not None:
+        for key, raw in route_stats.items():
+            n = int(raw.get("requests", 0))
+            e5 = int(raw.get("errors_5xx", 0))
+            rows.append(
+                RouteEvidence(
+                    key, n, e5, e5 / n if n else 0.0, raw.get("p95_ms"), raw.get("p99_ms")
+                )
+            )
+    elif history is not None:
+        for r in history.top_routes(evidence.since, evidence.gathered_at, by="requests", limit=50):
+            rows.append(
+                RouteEvidence(
+                    r["route"], r["requests"], r["errors_5xx"], r["error_rate"], r["p95_ms"], None
+                )
+            )
+        evidence.notes.append("routes: from minute history (complete minutes only)")
+    else:
+        evidence.notes.append("routes: no rolling windows, snapshot or history")
+        return
+    rows = [r for r in rows if r.requests > 0]
+    evidence.slowest_routes = sorted(rows, key=lambda r: -(r.p95_ms or 0.0))[:top]
+    failing = [r for r in rows if r.errors_5xx > 0]
+    evidence.failing_routes = sorted(failing, key=lambda r: (-r.errors_5xx, -r.error_rate))[:top]
+
+
+# -- error groups ---------------------------------------------------------------------------
+def _error_groups(evidence: IncidentEvidence, errors: ErrorStore, top: int) -> None:
+    since = datetime.fromtimestamp(evidence.since, UTC)
+    groups = errors.list_groups(since=since, sort="count", limit=top)
+    for g in groups:
+        detail = errors.get_group(g.fingerprint, occurrences=0)
+        evidence.error_groups.append(
+            ErrorGroupEvidence(
+                fingerprint=g.fingerprint,
+                type=g.type,
+                message=g.message,
+                severity=str(g.severity),
+                rule=g.rule_name,
+                count=g.count,
+                first_seen=g.first_seen.timestamp(),
+                last_seen=g.last_seen.timestamp(),
+                new=g.first_seen.timestamp() >= evidence.since,
+                routes=dict(detail.routes) if detail is not None else {},
+                first_request_id=g.first_request_id,
+            )
+        )
+
+
+# -- logs -----------------------------------------------------------------------------------
+def _failing(evidence: IncidentEvidence, logs: LogSearch, sample: int) -> None:
+    since = datetime.fromtimestamp(evidence.since, UTC)
+    errors = logs.search(LogQuery(level="error", since=since, limit=500))
+    picked: dict[str, dict[str, Any]] = {}
+    routes: set[str | None] = set()
+    # Newest first, one request per route before a second of the same route: variety helps.
+    for prefer_new_route in (True, False):
+        for line in reversed(errors):
+            fields = line.fields
+            rid = fields.get("request_id")
+            if not isinstance(rid, str) or rid in picked or len(picked) >= sample:
+                continue
+            route = fields.get("route")
+            if prefer_new_route and route in routes:
+                continue
+            picked[rid] = fields
+            routes.add(route)
+    for rid, fields in picked.items():
+        lines = logs.search(LogQuery(request_id=rid, limit=50))
+        status = fields.get("status")
+        evidence.failing_requests.append(
+            FailingRequest(
+                request_id=rid,
+                route=_route_of(fields),
+                status=int(status) if isinstance(status, int | float) else None,
+                lines=[_compact(line.fields) for line in lines],
+            )
+        )
+
+
+def _route_of(fields: Mapping[str, Any]) -> str | None:
+    route = fields.get("route")
+    if not isinstance(route, str):
+        return None
+    method = fields.get("method")
+    return f"{method} {route}" if isinstance(method, str) else route
+
+
+def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _QUIET_FIELDS:
+            continue
+        if isinstance(value, str) and len(value) > _FIELD_LIMIT:
+            value = value[:_FIELD_LIMIT] + "..."
+        elif isinstance(value, list | dict) and len(repr(value)) > _FIELD_LIMIT:
+            value = repr(value)[:_FIELD_LIMIT] + "..."
+        out[key] = value
+    return out
+
+
+def _changes(evidence: IncidentEvidence, logs: LogSearch, events: Sequence[str]) -> None:
+    since = datetime.fromtimestamp(evidence.gathered_at - _HOUR, UTC)
+    found: list[ConfigChange] = []
+    for name in events:
+        for line in logs.search(LogQuery(event=name, since=since, limit=20)):
+            fields = {
+                k: v
+                for k, v in line.fields.items()
+                if k not in ("timestamp", "event", "level", *_QUIET_FIELDS)
+            }
+            found.append(ConfigChange(line.timestamp, name, _compact(fields)))
+    evidence.config_changes = sorted(found, key=lambda c: c.timestamp)[-30:]
+
+
+def _mask_evidence(evidence: IncidentEvidence, mask: Callable[[Any], Any]) -> None:
+    for i, req in enumerate(evidence.failing_requests):
+        lines = [m if isinstance(m := mask(line), dict) else line for line in req.lines]
+        evidence.failing_requests[i] = FailingRequest(req.request_id, req.route, req.status, lines)
+    for i, change in enumerate(evidence.config_changes):
+        masked = mask(change.fields)
+        fields = masked if isinstance(masked, dict) else change.fields
+        evidence.config_changes[i] = ConfigChange(change.timestamp, change.event, fields)
+    for i, g in enumerate(evidence.error_groups):
+        message = mask(g.message)
+        evidence.error_groups[i] = ErrorGroupEvidence(
+            **{**asdict(g), "message": message if isinstance(message, str) else g.message}
+        )
+
+
+# -- alerts from views -------------------------------------------------------------------------
+def alert_from_view(view: Mapping[str, Any]) -> AlertInstance:
+    """An `AlertInstance` from `AlertInstance.view()` (e.g. the `/ops/api/alerts` JSON)."""
+    labels = {str(k): str(v) for k, v in (view.get("labels") or {}).items()}
+    name = str(view.get("alertname") or view.get("name") or labels.get("alertname", ""))
+    return AlertInstance(
+        key=str(view.get("key") or name),
+        name=name,
+        rule=str(view.get("rule") or name),
+        severity=str(view.get("severity") or labels.get("severity", "")),
+        labels=labels,
+        state=view.get("state") or "firing",
+        active_since=view.get("active_since"),
+        fired_at=view.get("fired_at"),
+        resolved_at=view.get("resolved_at"),
+        value=view.get("value"),
+        threshold=view.get("threshold"),
+        summary=str(view.get("summary") or ""),
+    )
+
+
+# -- text helpers ---------------------------------------------------------------------------
+def _iso(stamp: Any) -> str:
+    if not isinstance(stamp, int | float):
+        return "-"
+    return datetime.fromtimestamp(float(stamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def _sparkline(points: Sequence[CurvePoint]) -> str:
+    values = [p.value for p in points if p.value is not None]
+    if not values:
+        return "(no data)"
+    high = max(values) or 1.0
+    bars = "".join(_BARS[min(8, int((v / high) * 8))] if high > 0 else _BARS[0] for v in values)
+    return f"{bars}  (max {_num(max(values))})"
+
+
+def _route_line(r: RouteEvidence) -> str:
+    p95 = "-" if r.p95_ms is None else f"{r.p95_ms:.0f}"
+    return (
+        f"  {r.route:<40} {r.requests:>6} req  {r.errors_5xx:>5} 5xx "
+        f"({r.error_rate:.1%})  p95 {p95} ms"
+    )
+
+
+def _line_text(line: Mapping[str, Any]) -> str:
+    head = f"{line.get('timestamp', '')} {line.get('level', '')!s:<7} {line.get('event', '')}"
+    rest = ", ".join(
+        f"{k}={v}"
+        for k, v in line.items()
+        if k not in ("timestamp", "level", "event", "request_id") and not isinstance(v, dict | list)
+    )
+    return (head + " " + rest)[:300]
