@@ -92,12 +92,13 @@ def typical_stack() -> FastAPI:
     import logging
     import tempfile
     import time
+    from pathlib import Path
 
     import structlog
     from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
     from fastapi import Request
 
-    handler = logging.FileHandler(tempfile.mktemp(prefix="bench-typical-", suffix=".log"))
+    handler = logging.FileHandler(Path(tempfile.mkdtemp(prefix="bench-typical-")) / "access.log")
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer())
     )

@@ -16,9 +16,9 @@ from typing import Any
 __all__ = [
     "RequestContext",
     "activate",
-    "deactivate",
     "bind",
     "current",
+    "deactivate",
     "merge_context",
     "request_context",
     "snapshot",
