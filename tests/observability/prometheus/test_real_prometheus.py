@@ -126,8 +126,8 @@ def prometheus(tmp_path: Path, apps: list[str]) -> Iterator[str]:
 
 
 def send_traffic(apps: list[str]) -> None:
-    """Per instance: 50 /items (fast), 90 fast /work, 10 /work of 300 ms, 15 /fail (500).
-    Totals: 300 OK, 30 5xx; /work: 180 under 0.1 s and 20 in the (0.25 s, 0.5 s] bucket."""
+    """Per instance: 50 /items (fast), 90 fast /work, 10 /work of 400 ms, 15 /fail (500).
+    Totals: 300 OK, 30 5xx; /work: 180 under 0.1 s and 20 in the (0.3 s, 0.5 s] bucket (0.3 is a bucket bound: the latency SLO)."""
     with httpx.Client(timeout=10) as client:
         for base in apps:
             for n in range(50):
@@ -138,7 +138,7 @@ def send_traffic(apps: list[str]) -> None:
                 assert client.get(f"http://{base}/fail").status_code == 500
 
     def slow(base: str) -> int:
-        return httpx.get(f"http://{base}/work", params={"ms": 300}, timeout=10).status_code
+        return httpx.get(f"http://{base}/work", params={"ms": 400}, timeout=10).status_code
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         assert list(pool.map(slow, apps * 10)) == [200] * 20
@@ -193,14 +193,14 @@ def test_prometheus_sees_exactly_the_traffic_sent(prometheus: str, apps: list[st
     )
     assert ratio == pytest.approx(30 / 332, abs=1e-12)
 
-    # p95 of /work: rank 190 of 200 falls in the (0.25, 0.5] bucket holding the 20 slow
-    # requests after 180 fast ones: 0.25 + 0.25 * (190 - 180) / 20 = 0.375
+    # p95 of /work: rank 190 of 200 falls in the (0.3, 0.5] bucket holding the 20 slow
+    # requests after 180 fast ones: 0.3 + 0.2 * (190 - 180) / 20 = 0.4
     p95 = scalar(
         prometheus,
         "histogram_quantile(0.95, sum by (le) "
         '(http_request_duration_seconds_bucket{route="/work"}))',
     )
-    assert p95 == pytest.approx(0.375, abs=1e-9)
+    assert p95 == pytest.approx(0.4, abs=1e-9)
 
     # the in-process exposition carried the runtime metrics too
     assert scalar(prometheus, "count(process_resident_memory_bytes)") == 2
