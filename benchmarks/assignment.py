@@ -48,31 +48,47 @@ def percentile(values: list[float], q: float) -> float:
 async def open_loop(
     base: str, key: str, rate: float, seconds: float, users: list[str]
 ) -> list[float]:
+    """Fixed-rate load over raw keep-alive connections: an HTTP client library costs more CPU
+    per request than the server does, and would measure itself. Latency counts from the
+    scheduled send time, so a slow server cannot hide behind a slow client (open loop)."""
+    host, port = base.removeprefix("http://").split(":")
+    connections: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(32):
+        connections.put_nowait(await asyncio.open_connection(host, int(port)))
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, limits=limits, timeout=10
-    ) as client:
 
-        async def one(user: str) -> None:
-            started = time.perf_counter()
-            response = await client.post(
-                "/api/v1/assignments", json={"experiment_key": "bench", "user_id": user}
-            )
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
+    async def one(user: str, scheduled: float) -> None:
+        reader, writer = await connections.get()
+        body = f'{{"experiment_key": "bench", "user_id": "{user}"}}'.encode()
+        writer.write(
+            b"POST /api/v1/assignments HTTP/1.1\r\nHost: bench\r\n"
+            + f"Authorization: Bearer {key}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - scheduled)
+        connections.put_nowait((reader, writer))
+        if status != 200:
+            raise RuntimeError(f"status {status}")
 
-        tasks = []
-        interval = 1.0 / rate
-        start = time.perf_counter()
-        total = int(rate * seconds)
-        for n in range(total):
-            delay = start + n * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(users[n % len(users)])))
-        await asyncio.gather(*tasks)
+    tasks = []
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        scheduled = start + n * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(users[n % len(users)], scheduled)))
+    await asyncio.gather(*tasks)
+    while not connections.empty():
+        _, writer = connections.get_nowait()
+        writer.close()
     return latencies
 
 
