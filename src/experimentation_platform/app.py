@@ -49,6 +49,9 @@ def create_app(
     owned = platform is None
     platform = platform or build_platform(settings, cache_observer=instruments.cache.observe)
     attach_platform(instruments, platform, settings)
+    if platform.faults.enabled:
+        # After query timing is attached: injected latency shows in db_query_duration_seconds.
+        platform.faults.instrument_engine(platform.db.engine)
     alerting = build_alerting(settings, observability, instruments)
 
     @asynccontextmanager

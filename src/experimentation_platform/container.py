@@ -42,8 +42,7 @@ def build_platform(settings: Settings, cache_observer: CacheObserver | None = No
     )
     faults = Faults(enabled=settings.fault_injection)
     if faults.enabled:
-        cache = FaultyCache(cache, faults)
-        faults.instrument_engine(db.engine)
+        cache = FaultyCache(cache, faults)  # the database hook comes after query timing
     experiments = ExperimentStore(db, cache)
     return Platform(
         settings=settings,

@@ -12,12 +12,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from experimentation_platform.notify import build_dispatcher
 from experimentation_platform.settings import Settings
 from observability.alerting.notifiers import Dispatcher, Notification
 from observability.asgi import RequestObserver, RequestRecord
+from observability.cloud.journal import JournalLockedError
 from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
 from observability.context import snapshot
 from observability.errors import (
@@ -108,8 +110,19 @@ def _mask_event(masker: Masker) -> Any:
 
 
 def build_shipper(settings: Settings) -> CloudWatchShipper:
+    """One journal per worker slot: the first slot whose journal no live process holds. A
+    restarted worker takes a free slot and replays what its predecessor left unshipped."""
+    for slot in range(256):
+        try:
+            return _shipper(settings, settings.var_dir / "cloudwatch" / f"worker-{slot}")
+        except JournalLockedError:
+            continue
+    raise RuntimeError("256 CloudWatch journals are held by live processes")
+
+
+def _shipper(settings: Settings, journal_dir: Path) -> CloudWatchShipper:
     config = ShipperConfig(
-        journal_dir=settings.var_dir / "cloudwatch" / f"worker-{os.getpid()}",
+        journal_dir=journal_dir,
         region=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url or None,
         group_prefix=settings.cloudwatch_group_prefix,
