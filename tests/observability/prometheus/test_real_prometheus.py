@@ -127,7 +127,8 @@ def prometheus(tmp_path: Path, apps: list[str]) -> Iterator[str]:
 
 def send_traffic(apps: list[str]) -> None:
     """Per instance: 50 /items (fast), 90 fast /work, 10 /work of 400 ms, 15 /fail (500).
-    Totals: 300 OK, 30 5xx; /work: 180 under 0.1 s and 20 in the (0.3 s, 0.5 s] bucket (0.3 is a bucket bound: the latency SLO)."""
+    Totals: 300 OK, 30 5xx; /work: 180 under 0.1 s and 20 in the (0.3 s, 0.5 s] bucket
+    (0.3 s is a bucket bound: the latency SLO's threshold)."""
     with httpx.Client(timeout=10) as client:
         for base in apps:
             for n in range(50):
