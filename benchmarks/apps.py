@@ -6,6 +6,8 @@ their factory, so the file imports without them; http_overhead.py says how to in
 
 from __future__ import annotations
 
+import time
+
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -30,7 +32,7 @@ def bare() -> FastAPI:
     return app
 
 
-def _log_pipeline() -> None:
+def _log_pipeline(shipping: bool = False) -> None:
     """Our pipeline with masking on, writing JSON lines to a temporary file (stdout off)."""
     import tempfile
     from pathlib import Path
@@ -45,7 +47,31 @@ def _log_pipeline() -> None:
         return masked if isinstance(masked, dict) else event
 
     directory = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    configure_logging(LoggingConfig(directory=directory, stdout=False), mask=mask)
+    sinks = []
+    if shipping:
+        import os
+
+        from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+        from observability.logging import CallbackSink
+
+        shipper = CloudWatchShipper(
+            ShipperConfig(
+                journal_dir=directory / "journal",
+                endpoint_url=os.environ["BENCH_AWS_ENDPOINT"],
+                stream_name=f"bench-{os.getpid()}",
+            )
+        ).start()
+
+        def ship(records: object) -> None:
+            shipper.submit_many(
+                ("api", int(time.time() * 1000), line.decode().rstrip("\n"))
+                for _, _, line in records  # type: ignore[attr-defined]
+            )
+
+        sinks.append(CallbackSink("cloudwatch", ship))
+    configure_logging(
+        LoggingConfig(directory=directory, stdout=False), mask=mask, extra_sinks=sinks
+    )
 
 
 def ours_logging() -> FastAPI:
@@ -61,12 +87,21 @@ def ours_logging() -> FastAPI:
 
 def ours_full() -> FastAPI:
     """F: context + request id + one masked JSON line + Prometheus metrics + rolling windows."""
+    return _full(shipping=False)
+
+
+def ours_full_shipping() -> FastAPI:
+    """C: F with every line also shipped to CloudWatch (a moto server at BENCH_AWS_ENDPOINT)."""
+    return _full(shipping=True)
+
+
+def _full(shipping: bool) -> FastAPI:
     from observability.asgi import ObservabilityMiddleware, RequestRecord
     from observability.logging import RequestLogObserver
     from observability.metrics.prometheus import HttpMetrics, InFlightMiddleware
     from observability.metrics.windows import RollingWindows
 
-    _log_pipeline()
+    _log_pipeline(shipping)
     app = bare()
     http = HttpMetrics(CollectorRegistry())
     windows = RollingWindows()

@@ -16,6 +16,7 @@ Add a variant: a factory in benchmarks/apps.py and a line in VARIANTS.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import os
 import re
@@ -43,6 +44,7 @@ VARIANTS: dict[str, tuple[str, str | None, str]] = {
     "S": ("apps:starlette_exporter", "starlette_exporter", "starlette-exporter"),
     "L": ("apps:ours_logging", None, "ours: context + request id + one masked JSON line"),
     "F": ("apps:ours_full", None, "ours: L + Prometheus metrics + rolling windows"),
+    "C": ("apps:ours_full_shipping", None, "ours: F + every line shipped to CloudWatch (moto)"),
     "D": (
         "apps:typical_stack",
         "asgi_correlation_id",
@@ -228,6 +230,23 @@ def main() -> None:
     if missing:
         print(f"skipping {', '.join(missing)}: not installed. Install (venv only): {INSTALL_HINT}")
         variants = [v for v in variants if v not in missing]
+    if "C" in variants and "BENCH_AWS_ENDPOINT" not in os.environ:
+        # CloudWatch shipping needs an endpoint: a local moto server for the whole run.
+        for key, value in (
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ):
+            os.environ.setdefault(key, value)
+        moto_port = free_port()
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        atexit.register(moto.terminate)  # the run stops it by itself, however it ends
+        wait_for_port(moto_port)
+        os.environ["BENCH_AWS_ENDPOINT"] = f"http://127.0.0.1:{moto_port}"
     if args.in_process:
         in_process(variants)
         return
