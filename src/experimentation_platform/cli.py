@@ -14,6 +14,8 @@ import uvicorn
 from experimentation_platform.commands import alerts as alerts_commands
 from experimentation_platform.commands import cloud as cloud_commands
 from experimentation_platform.commands import errors as errors_commands
+from experimentation_platform.commands import gameday as gameday_commands
+from experimentation_platform.commands import incident as incident_commands
 from experimentation_platform.commands import logs as logs_commands
 from experimentation_platform.settings import Settings, SettingsError, load_settings
 from experimentation_platform.storage.db import Database, migrate
@@ -31,6 +33,8 @@ app.add_typer(errors_commands.app, name="errors")
 app.add_typer(alerts_commands.app, name="alerts")
 app.add_typer(cloud_commands.app, name="cloud")
 app.command("logs")(logs_commands.search)
+app.add_typer(incident_commands.app, name="incident")
+app.command("gameday")(gameday_commands.run)
 
 
 def _settings() -> Settings:

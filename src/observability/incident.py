@@ -67,6 +67,8 @@ _MINUTE = 60
 _MAX_POINTS = 60
 _FIELD_LIMIT = 2000  # a stack trace in a log line is cut here: evidence, not an archive
 _QUIET_FIELDS = ("service", "instance", "logger")  # the same on every line of one instance
+# Correlation and client details: in the JSON lines for drill-down, noise in a summary.
+_SUMMARY_SKIP = ("trace_id", "span_id", "client_ip", "user_agent", "path", "bytes_in", "bytes_out")
 
 
 # -- the evidence ---------------------------------------------------------------------------
@@ -202,7 +204,7 @@ class IncidentEvidence:
             for g in self.error_groups:
                 routes = ", ".join(sorted(g.routes, key=lambda r: -g.routes[r])[:3])
                 out.append(
-                    f"  {g.count:>6}x [{g.severity}] {g.type}: {g.message[:120]}"
+                    f"  {g.count:>6}x [{g.severity}] {g.type}: {_one_line(g.message)[:120]}"
                     f"{' (new)' if g.new else ''}"
                 )
                 out.append(f"          {g.fingerprint} rule={g.rule} routes: {routes or '-'}")
@@ -537,6 +539,10 @@ def _compact(fields: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if key in _QUIET_FIELDS:
             continue
+        if isinstance(value, dict) and "frames" in value:  # an exception: its frames are long
+            frames = value.get("frames")
+            value = {k: v for k, v in value.items() if k != "frames"}
+            value["frames"] = len(frames) if isinstance(frames, list) else 0
         if isinstance(value, str) and len(value) > _FIELD_LIMIT:
             value = value[:_FIELD_LIMIT] + "..."
         elif isinstance(value, list | dict) and len(repr(value)) > _FIELD_LIMIT:
@@ -550,11 +556,10 @@ def _changes(evidence: IncidentEvidence, logs: LogSearch, events: Sequence[str])
     found: list[ConfigChange] = []
     for name in events:
         for line in logs.search(LogQuery(event=name, since=since, limit=20)):
-            fields = {
-                k: v
-                for k, v in line.fields.items()
-                if k not in ("timestamp", "event", "level", *_QUIET_FIELDS)
-            }
+            # The change itself and who made it; the request that carried it is not the point.
+            skip: tuple[str, ...] = ("timestamp", "event", "level", "request_id", "method")
+            skip += ("route", *_QUIET_FIELDS, *_SUMMARY_SKIP)
+            fields = {k: v for k, v in line.fields.items() if k not in skip}
             found.append(ConfigChange(line.timestamp, name, _compact(fields)))
     evidence.config_changes = sorted(found, key=lambda c: c.timestamp)[-30:]
 
@@ -626,11 +631,21 @@ def _route_line(r: RouteEvidence) -> str:
     )
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # SQL errors and tracebacks span lines
+
+
 def _line_text(line: Mapping[str, Any]) -> str:
     head = f"{line.get('timestamp', '')} {line.get('level', '')!s:<7} {line.get('event', '')}"
-    rest = ", ".join(
-        f"{k}={v}"
-        for k, v in line.items()
-        if k not in ("timestamp", "level", "event", "request_id") and not isinstance(v, dict | list)
-    )
+    skip = ("timestamp", "level", "event", "request_id", "principal", *_SUMMARY_SKIP)
+    parts = []
+    for key, value in line.items():
+        if key in skip:
+            continue
+        if isinstance(value, dict) and "message" in value:  # an exception
+            value = f"{value.get('type')}: {value.get('message')}"
+        elif isinstance(value, dict | list):
+            continue
+        parts.append(f"{key}={value}")
+    rest = _one_line(", ".join(parts))
     return (head + " " + rest)[:300]

@@ -1,9 +1,11 @@
 """The platform's alert rules, routes and receivers: defined once, rendered everywhere.
 
-    RULES          the rule set (SLOs and thresholds) the embedded evaluator runs and the
-                   renderers turn into deploy/prometheus/rules.yml and CloudWatch alarms
+    BASE_RULES     the rule set (SLOs and thresholds) the renderers turn into
+                   deploy/prometheus/rules.yml and CloudWatch alarms
+    RULES          what the embedded evaluator runs: BASE_RULES at EP_ALERT_WINDOW_SCALE
     ROUTES         severity -> receiver names (embedded Dispatcher and Alertmanager alike)
-    GROUPING, INHIBIT_RULES, RECEIVERS   for Alertmanager (deploy/alertmanager/alertmanager.yml)
+    BASE_GROUPING, INHIBIT_RULES, RECEIVERS   for Alertmanager (deploy/alertmanager/...)
+    GROUPING       the embedded evaluator's grouping: BASE_GROUPING at the same scale
     render_deploy_files(root)            writes both deploy files (tests compare them)
 
 Thresholds and why (tuned with `observability.alerting.backtest`, see docs/alerting.md):
@@ -12,11 +14,18 @@ Thresholds and why (tuned with `observability.alerting.backtest`, see docs/alert
   ms is where a client's page load visibly suffers and leaves room for a cold database.
 - Assignment latency: 99% under 50 ms (the domain call SDKs make on every page view).
 - Saturation: CPU > 90% or memory > 90% for 10 minutes, disk > 85% for 10 minutes.
+
+Shortened windows (game days, tests): EP_ALERT_WINDOW_SCALE (default 1.0, accepted 0 < s <= 1)
+multiplies every rule's windows and `for` durations and the notification grouping timers of
+what the embedded evaluator runs (`RULES`, `GROUPING`), so the same code path detects within
+seconds. The deploy renderings always use the unscaled `BASE_RULES` / `BASE_GROUPING`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +42,7 @@ from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
 from observability.alerting.notifiers import Route, Severity, routes_from_table
 from observability.alerting.prometheus_render import render_rules_yaml
 from observability.alerting.rules import (
+    BurnRate,
     CounterIncrease,
     ErrorRatio,
     GaugeValue,
@@ -49,6 +59,8 @@ from observability.alerting.rules import (
 __all__ = [
     "API_LATENCY_THRESHOLD_S",
     "ASSIGNMENT_LATENCY_THRESHOLD_S",
+    "BASE_GROUPING",
+    "BASE_RULES",
     "GROUPING",
     "HTTP_METRICS",
     "INHIBIT_RULES",
@@ -56,8 +68,11 @@ __all__ = [
     "ROUTES",
     "ROUTE_TABLE",
     "RULES",
+    "WINDOW_SCALE",
     "cloudwatch_alarms",
     "render_deploy_files",
+    "scale_grouping",
+    "scale_rules",
 ]
 
 API_LATENCY_THRESHOLD_S: Final = 0.3
@@ -79,7 +94,7 @@ def _signal(name: str) -> dict[str, str]:
     return {**_API, "signal": name}
 
 
-RULES: tuple[Rule, ...] = (
+BASE_RULES: tuple[Rule, ...] = (
     SloRule(
         name="api_availability",
         objective=0.999,
@@ -240,7 +255,7 @@ ROUTE_TABLE: dict[Severity, list[str]] = {
 }
 ROUTES: tuple[Route, ...] = routes_from_table(ROUTE_TABLE)
 
-GROUPING = Grouping(
+BASE_GROUPING = Grouping(
     group_by=("service", "signal"),
     group_wait_s=30,
     group_interval_s=300,
@@ -249,6 +264,77 @@ GROUPING = Grouping(
 # A firing critical alert mutes the lower-severity alerts of the same signal (the SLO page
 # mutes its ticket; the error-spike page mutes the availability ticket).
 INHIBIT_RULES: tuple[InhibitRule, ...] = (InhibitRule(equal=("signal",)),)
+
+# -- shortened windows ------------------------------------------------------------------------
+SCALE_ENV: Final = "EP_ALERT_WINDOW_SCALE"
+# The embedded evaluator reads windows <= 1 h from RollingWindows in 5 s slots: a window shorter
+# than two slots would see a fraction of one slot, so scaled windows stop at 10 s.
+MIN_SCALED_WINDOW_S: Final = 10
+
+
+def _read_scale() -> float:
+    raw = os.environ.get(SCALE_ENV, "").strip() or "1.0"
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = float("nan")
+    if not 0.0 < scale <= 1.0:  # also rejects NaN
+        raise ValueError(f"{SCALE_ENV}: expected a number with 0 < value <= 1 (got {raw!r})")
+    return scale
+
+
+def _window(seconds: int, scale: float) -> int:
+    return max(MIN_SCALED_WINDOW_S, round(seconds * scale))
+
+
+def _scale_query(query: Any, scale: float) -> Any:
+    if isinstance(query, BurnRate):
+        return replace(query, sli=_scale_query(query.sli, scale))
+    window = getattr(query, "window_s", None)
+    return query if window is None else replace(query, window_s=_window(window, scale))
+
+
+def scale_rules(rules: tuple[Rule, ...], scale: float) -> tuple[Rule, ...]:
+    """The rules with every window and `for` multiplied by `scale` (1.0 returns them as is)."""
+    if scale == 1.0:
+        return rules
+    out: list[Rule] = []
+    for rule in rules:
+        if isinstance(rule, SloRule):
+            windows = []
+            for w in rule.windows:
+                short = _window(w.short_s, scale)
+                # Keep short < long (the burn-rate pair) even where both hit the floor.
+                long = max(_window(w.long_s, scale), short + 5)
+                windows.append(replace(w, long_s=long, short_s=short))
+            out.append(replace(rule, windows=tuple(windows)))
+        else:
+            out.append(
+                replace(
+                    rule,
+                    expr=_scale_query(rule.expr, scale),
+                    for_seconds=round(rule.for_seconds * scale),
+                )
+            )
+    return tuple(out)
+
+
+def scale_grouping(grouping: Grouping, scale: float) -> Grouping:
+    """Grouping timers multiplied by `scale` (a resolve would otherwise wait a full 5 minutes)."""
+    if scale == 1.0:
+        return grouping
+    return replace(
+        grouping,
+        group_wait_s=max(1, round(grouping.group_wait_s * scale)),
+        group_interval_s=max(1, round(grouping.group_interval_s * scale)),
+        repeat_interval_s=max(1, round(grouping.repeat_interval_s * scale)),
+    )
+
+
+WINDOW_SCALE: Final = _read_scale()
+# What the embedded evaluator runs: the base definitions at EP_ALERT_WINDOW_SCALE.
+RULES: tuple[Rule, ...] = scale_rules(BASE_RULES, WINDOW_SCALE)
+GROUPING: Grouping = scale_grouping(BASE_GROUPING, WINDOW_SCALE)
 
 # Alertmanager receivers for deploy/; secrets are mounted files, never literals.
 RECEIVERS: tuple[Receiver, ...] = (
@@ -281,12 +367,12 @@ def cloudwatch_alarms(
     AlertTopicMedium, AlertTopicLow. `dimensions` default to the EmfPublisher's base ones.
     """
     dims = EMF_DIMENSIONS if dimensions is None else dimensions
-    return render_cloudwatch_alarms(RULES, namespace=namespace, dimensions=dims)
+    return render_cloudwatch_alarms(BASE_RULES, namespace=namespace, dimensions=dims)
 
 
 def render_prometheus_rules() -> str:
     return render_rules_yaml(
-        RULES,
+        BASE_RULES,
         metrics=HTTP_METRICS,
         group_name="experimentation-platform",
         runbook_base_url=RUNBOOK_URL,
@@ -296,7 +382,7 @@ def render_prometheus_rules() -> str:
 
 def render_alertmanager() -> str:
     return render_alertmanager_yaml(
-        ROUTE_TABLE, RECEIVERS, grouping=GROUPING, inhibit_rules=INHIBIT_RULES
+        ROUTE_TABLE, RECEIVERS, grouping=BASE_GROUPING, inhibit_rules=INHIBIT_RULES
     )
 
 
