@@ -3,6 +3,7 @@ failure would."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,20 @@ def test_assignment_error_burst_and_cache_outage(faulty: Instance) -> None:
     state = api.client.get("/api/v1/ops/faults", headers=api.admin).json()
     assert state["cache_unavailable"] is True
     assert state["assignment_error_rate"] == 0.0
+
+
+def test_incident_evidence_endpoint_names_the_dependency(faulty: Instance) -> None:
+    api = faulty
+    assert api.client.get("/api/v1/ops/incidents/nothing", headers=api.admin).status_code == 404
+    api.client.put("/api/v1/ops/faults", json={"db_unavailable": True}, headers=api.admin)
+    evaluator = api.client.app.state.alerting.evaluator  # type: ignore[attr-defined]
+    now = time.time()
+    for step in range(4):  # pending, then firing once the rule's `for` has passed
+        evaluator.evaluate_once(now + step * 60)
+    firing = [a for a in evaluator.active_alerts() if a["state"] == "firing"]
+    assert any(a["alertname"] == "dependency_not_ready" for a in firing), firing
+    evidence = api.client.get(
+        "/api/v1/ops/incidents/dependency_not_ready", headers=api.admin
+    ).json()
+    assert "database" in evidence["dependencies"]
+    assert evidence["alert"]["alertname"] == "dependency_not_ready"

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experimentation_platform.api.deps import AdminKey, PlatformDep
@@ -97,6 +98,41 @@ def rolling_windows(request: Request, _: AdminKey) -> dict[str, Any]:
     5 minutes and 1 hour, plus business counters and domain latencies (this instance)."""
     snapshot: dict[str, Any] = request.app.state.instruments.windows.snapshot()
     return snapshot
+
+
+@router.get("/incidents/{alert}")
+def incident_evidence(
+    alert: Annotated[str, FastApiPath(min_length=1, max_length=300)],
+    request: Request,
+    _: AdminKey,
+) -> dict[str, Any]:
+    """One view of a firing alert: the breached metric and its live curve, top error groups
+    since it started, slowest and most failing routes, sample failing requests with their log
+    lines, recent configuration changes. Alert notifications link here."""
+    from experimentation_platform.commands.incident import CONFIG_EVENTS, find_alert
+    from experimentation_platform.monitoring import alerts as platform_alerts
+    from observability.alerting.rules import definitions
+    from observability.incident import gather_evidence
+    from observability.logsearch import LogSearch
+
+    state = request.app.state
+    found = find_alert(state.alerting.evaluator.alert_instances(), alert)
+    if found is None:
+        raise NotFound(f"no alert named '{alert}' on this instance", field="alert")
+    settings = state.settings
+    state.observability.logs.flush(1.0)
+    evidence = gather_evidence(
+        found,
+        definitions=definitions(platform_alerts.RULES),
+        windows=state.instruments.windows,
+        history=state.instruments.history,
+        errors=state.observability.errors.store,
+        logs=LogSearch(settings.log_dir, settings.log_file_stem),
+        config_events=CONFIG_EVENTS,
+        mask=state.observability.masker.mask,
+    )
+    result: dict[str, Any] = evidence.to_dict()
+    return result
 
 
 class SelfTestError(RuntimeError):

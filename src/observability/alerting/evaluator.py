@@ -143,6 +143,11 @@ class Evaluator:
             self._groups = groups
 
     # -- public views -----------------------------------------------------------------------
+    def alert_instances(self) -> dict[str, AlertInstance]:
+        """A copy of every alert this evaluator tracks, by key (incident evidence reads it)."""
+        with self._lock:
+            return dict(self._alerts)
+
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending, firing and recently resolved alerts, most severe first."""
         with self._lock:
