@@ -4,9 +4,6 @@ request."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -15,14 +12,16 @@ import httpx
 import psycopg
 
 from tests.support.platform import (
+    CLI,
     POSTGRES_ADMIN_DSN,
     backend_settings,
+    create_key,
+    home_env,
     postgres_database,
     running_instance,
 )
 from tests.support.servers import ManagedProcess, RecordingHTTPServer, free_port, wait_for_http
 
-CLI = [sys.executable, "-m", "experimentation_platform.cli"]
 STORM = 10_000
 
 
@@ -30,25 +29,8 @@ def test_ten_thousand_identical_exceptions_are_one_group_and_one_notification(
     tmp_path: Path,
 ) -> None:
     with RecordingHTTPServer() as slack:
-        env = {
-            **os.environ,
-            "EP_VAR_DIR": str(tmp_path),
-            "EP_LOG_DIR": str(tmp_path / "log"),
-            "EP_LOG_TO_STDOUT": "false",
-            "EP_SLACK_WEBHOOK_URL": f"{slack.url}/hook",
-        }
-        key = (
-            subprocess.run(
-                [*CLI, "keys", "create", "--role", "admin"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        env = home_env(tmp_path, EP_SLACK_WEBHOOK_URL=f"{slack.url}/hook")
+        key = create_key(env, "admin")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         statuses: Counter[int] = Counter()

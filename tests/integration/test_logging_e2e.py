@@ -6,17 +6,13 @@ exception's traceback."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.platform import CLI, create_key, home_env
 from tests.support.servers import ManagedProcess, free_port, wait_for_http
-
-CLI = [sys.executable, "-m", "experimentation_platform.cli"]
 
 
 def read_lines(path: Path) -> list[str]:
@@ -24,24 +20,8 @@ def read_lines(path: Path) -> list[str]:
 
 
 def test_every_line_is_json_with_request_context(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "EP_VAR_DIR": str(tmp_path),
-        "EP_LOG_DIR": str(tmp_path / "log"),
-        "EP_LOG_LEVELS": "uvicorn.access=INFO",
-    }
-    key = (
-        subprocess.run(
-            [*CLI, "keys", "create", "--role", "admin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    env = home_env(tmp_path, EP_LOG_TO_STDOUT="true", EP_LOG_LEVELS="uvicorn.access=INFO")
+    key = create_key(env, "admin")
     port = free_port()
     stdout_path = tmp_path / "stdout.jsonl"
     server = ManagedProcess([*CLI, "serve", "--port", str(port)], env=env, log_path=stdout_path)

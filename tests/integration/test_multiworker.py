@@ -4,42 +4,21 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
+from tests.support.platform import CLI, create_key, home_env
 from tests.support.servers import ManagedProcess, free_port, wait_for_http
 
-CLI = [sys.executable, "-m", "experimentation_platform.cli"]
 TOKEN = "multiworker-scrape-token"
 N = 400
 
 
 def test_four_workers_report_exactly_the_requests_sent(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "EP_VAR_DIR": str(tmp_path),
-        "EP_LOG_DIR": str(tmp_path / "log"),
-        "EP_LOG_TO_STDOUT": "false",
-        "EP_METRICS_TOKEN": TOKEN,
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    key = (
-        subprocess.run(
-            [*CLI, "keys", "create", "--role", "client"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    env = home_env(tmp_path, EP_METRICS_TOKEN=TOKEN)
+    key = create_key(env, "client")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with ManagedProcess(

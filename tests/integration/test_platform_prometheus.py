@@ -4,19 +4,16 @@ rate, 5xx ratio, p95 latency, assignment rate and cache hit rate says what the t
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.platform import CLI, create_key, home_env
 from tests.support.prometheus import running_prometheus, scalar, wait_until
 from tests.support.servers import ManagedProcess, free_port, wait_for_http
 
-CLI = [sys.executable, "-m", "experimentation_platform.cli"]
 TOKEN = "scrape-token-for-tests"
 ASSIGNMENTS = 100
 FAILURES = 10
@@ -29,26 +26,9 @@ def instances(tmp_path: Path) -> Iterator[list[tuple[str, str]]]:
     with contextlib.ExitStack() as stack:
         for n in range(2):
             home = tmp_path / f"instance{n}"
-            env = {
-                **os.environ,
-                "EP_VAR_DIR": str(home),
-                "EP_LOG_DIR": str(home / "log"),
-                "EP_LOG_TO_STDOUT": "false",
-                "EP_METRICS_TOKEN": TOKEN,
-                "EP_CACHE_TTL_SECONDS": "3600",  # one miss per experiment, then only hits
-            }
-            key = (
-                subprocess.run(
-                    [*CLI, "keys", "create", "--role", "admin"],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=60,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
+            # A long cache TTL: one miss per experiment, then only hits.
+            env = home_env(home, EP_METRICS_TOKEN=TOKEN, EP_CACHE_TTL_SECONDS="3600")
+            key = create_key(env, "admin")
             port = free_port()
             stack.enter_context(
                 ManagedProcess([*CLI, "serve", "--port", str(port)], env=env, log_path=home / "out")

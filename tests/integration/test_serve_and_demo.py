@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
+from tests.support.platform import CLI, create_key, home_env
 from tests.support.servers import ManagedProcess, free_port, wait_for_http
 
 
 def test_serve_then_demo_traffic(tmp_path: Path) -> None:
-    env = {**os.environ, "EP_VAR_DIR": str(tmp_path), "EP_LOG_DIR": str(tmp_path / "log")}
-    cli = [sys.executable, "-m", "experimentation_platform.cli"]
-    key = (
-        subprocess.run(
-            [*cli, "keys", "create", "--role", "admin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    env = home_env(tmp_path)
+    cli = CLI
+    key = create_key(env, "admin")
     port = free_port()
     with ManagedProcess(
         [*cli, "serve", "--port", str(port)], env=env, log_path=tmp_path / "server.out"

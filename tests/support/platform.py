@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,36 @@ from experimentation_platform.app import create_app
 from experimentation_platform.container import Platform
 from experimentation_platform.settings import Settings, load_settings
 from experimentation_platform.storage.db import migrate
+
+CLI = [sys.executable, "-m", "experimentation_platform.cli"]
+
+
+def home_env(home: Path, **settings: str) -> dict[str, str]:
+    """The environment of a platform process whose files live under `home`: its SQLite
+    database, log files and journals; EP_* settings given here come on top."""
+    env = {
+        **os.environ,
+        "EP_VAR_DIR": str(home),
+        "EP_LOG_DIR": str(home / "log"),
+        "EP_LOG_TO_STDOUT": "false",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(settings)
+    return env
+
+
+def create_key(env: dict[str, str], role: str = "admin") -> str:
+    """`ep keys create` as an operator runs it: the key is the last line of stdout."""
+    result = subprocess.run(
+        [*CLI, "keys", "create", "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
 
 POSTGRES_ADMIN_DSN = os.environ.get("EP_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("EP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
