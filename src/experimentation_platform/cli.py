@@ -182,6 +182,7 @@ def quickstart(
         banner = (
             f"\n  Experimentation platform running at {base_url}\n"
             f"  API docs:        {base_url}/docs\n"
+            f"  Operations UI:   {base_url}/ops  (log in with the admin key)\n"
             f"  Admin API key:   {admin_key}\n"
             f"  Demo traffic:    {rate:g} requests/s (Ctrl+C stops everything)\n"
         )
