@@ -14,10 +14,8 @@ from sqlalchemy.exc import IntegrityError
 
 from experimentation_platform.domain.bucketing import new_salt
 from experimentation_platform.domain.experiments import (
-    Assignment,
     ExperimentConfig,
     InvalidTransition,
-    assign,
     check_transition,
     validate_variants,
 )
@@ -182,20 +180,7 @@ class ExperimentStore:
         return (experiment_id, user_id) in self._exposed
 
     def record_exposure(self, experiment_id: int, user_id: str, variant: str) -> None:
-        self._record_exposure(experiment_id, user_id, variant)
-
-    def assign(
-        self, key: str, user_id: str, attributes: Mapping[str, Any] | None
-    ) -> tuple[ExperimentConfig, Assignment]:
-        config = self.config(key)
-        if config is None:
-            raise NotFound(f"experiment '{key}' not found", field="experiment_key")
-        result = assign(config, user_id, attributes)
-        if result.in_experiment and result.variant is not None:
-            self._record_exposure(config.id, user_id, result.variant)
-        return config, result
-
-    def _record_exposure(self, experiment_id: int, user_id: str, variant: str) -> None:
+        """Insert the user's first exposure (idempotent: the unique constraint decides)."""
         marker = (experiment_id, user_id)
         with self._exposed_lock:
             if marker in self._exposed:

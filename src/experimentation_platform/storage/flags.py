@@ -115,9 +115,3 @@ class FlagStore:
         configs = {f["key"]: FlagConfig.from_dict(f) for f in cached["flags"]}
         self._memo = (cached, configs)
         return configs
-
-    def config(self, key: str) -> FlagConfig:
-        config = self.configs().get(key)
-        if config is None:
-            raise NotFound(f"flag '{key}' not found", field="key")
-        return config
