@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from sqlalchemy import Engine
 
+from experimentation_platform.monitoring.alerts import WINDOW_SCALE
 from experimentation_platform.settings import Settings
 from observability.alerting.notifiers import (
     Deduplicator,
@@ -17,7 +20,20 @@ from observability.alerting.notifiers import (
 )
 from observability.masking import Masker
 
-__all__ = ["build_dispatcher"]
+__all__ = ["DEDUP_WINDOW_S", "MIN_DEDUP_WINDOW_S", "build_dispatcher", "dedup_window_seconds"]
+
+# A repeat of the same notification key and status within this window is not sent again.
+DEDUP_WINDOW_S: Final = 300.0
+# Shortened windows still swallow an immediate double send; 3 s is the scaled group_interval
+# at the game-day scale (0.01), so a group's update is not mistaken for a duplicate there.
+MIN_DEDUP_WINDOW_S: Final = 3.0
+
+
+def dedup_window_seconds(scale: float) -> float:
+    """The de-duplication window at EP_ALERT_WINDOW_SCALE `scale`: it shrinks with the rule
+    windows and grouping timers, so a game day that fires the same alert group twice within
+    a few minutes gets both notifications."""
+    return max(MIN_DEDUP_WINDOW_S, DEDUP_WINDOW_S * scale)
 
 
 def build_notifiers(settings: Settings) -> list[Notifier]:
@@ -51,10 +67,17 @@ def build_notifiers(settings: Settings) -> list[Notifier]:
     return notifiers
 
 
-def build_dispatcher(settings: Settings, masker: Masker, log_engine: Engine | None) -> Dispatcher:
+def build_dispatcher(
+    settings: Settings,
+    masker: Masker,
+    log_engine: Engine | None,
+    *,
+    window_scale: float = WINDOW_SCALE,
+) -> Dispatcher:
     """Routes by severity (critical -> PagerDuty; high -> Slack + e-mail; medium -> Slack;
     low -> dashboard only). Receivers that are not configured are reported as failures,
-    so the fallback (if any) takes over."""
+    so the fallback (if any) takes over. De-duplication follows `window_scale`
+    (EP_ALERT_WINDOW_SCALE by default)."""
     log = NotificationLog(engine=log_engine)
     if log_engine is not None:
         log.create_schema()
@@ -66,5 +89,5 @@ def build_dispatcher(settings: Settings, masker: Masker, log_engine: Engine | No
         fallback=fallback,
         mask=masker.mask_text,
         log=log,
-        dedup=Deduplicator(window_seconds=300),
+        dedup=Deduplicator(window_seconds=dedup_window_seconds(window_scale)),
     )

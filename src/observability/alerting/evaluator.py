@@ -3,7 +3,9 @@
 One `evaluate_once(now)` does, in order:
 
 1. evaluate every alert definition over the `MetricSource` (a failing rule is counted and
-   skipped; its alerts keep their state);
+   skipped; its alerts keep their state). A source with a `begin_round()` method returns
+   the source for this round from it (`LiveSource`: the gauges are read once per round,
+   not once per rule); other sources (`MinuteStore` in backtests) are read directly;
 2. move each alert instance through inactive -> pending -> firing -> resolved, honouring
    `for`, and hold flapping alerts firing (more than `flap_threshold` firing/resolved changes
    within `flap_window_s`) until their condition stayed clear for `flap_quiet_s`;
@@ -204,8 +206,9 @@ class Evaluator:
         result = EvaluationResult(now)
         with self._lock:
             removed: set[str] = set()
+            source = self._round_source()
             for d in self.definitions:
-                self._evaluate_definition(d, now, result, removed)
+                self._evaluate_definition(d, source, now, result, removed)
             self._mark_muted(now)
             removed_groups = self._flush_groups(now, result)
             self._forget_resolved(now, removed)
@@ -226,11 +229,23 @@ class Evaluator:
             self._send(notification)
         return result
 
+    def _round_source(self) -> MetricSource:
+        begin = getattr(self.source, "begin_round", None)
+        if callable(begin):
+            round_source: MetricSource = begin()
+            return round_source
+        return self.source
+
     def _evaluate_definition(
-        self, d: AlertDefinition, now: float, result: EvaluationResult, removed: set[str]
+        self,
+        d: AlertDefinition,
+        source: MetricSource,
+        now: float,
+        result: EvaluationResult,
+        removed: set[str],
     ) -> None:
         try:
-            active = evaluate_definition(d, self.source, now)
+            active = evaluate_definition(d, source, now)
         except Exception as exc:  # one broken rule must not stop the others
             self.rule_failures += 1
             result.errors.append(d.name)

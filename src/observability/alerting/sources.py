@@ -5,7 +5,8 @@
                   weeks of minutes through it).
     LiveSource    windows <= 1 h from `RollingWindows` (this process, 5 s resolution); longer
                   windows from a `MinuteStore` kept up to date from `MetricHistory`; gauges
-                  from a callable returning {series key: value}.
+                  from a callable returning {series key: value}, read once per evaluation
+                  round (`begin_round`).
 
 Why hand-written: no library answers "burn rate over 3 days" from in-process rollups.
 """
@@ -30,7 +31,7 @@ from observability.metrics.history import MetricHistory, slow_count
 from observability.metrics.sketch import QuantileSketch
 from observability.metrics.windows import MinuteRollup, RollingWindows
 
-__all__ = ["LiveSource", "MinuteStore"]
+__all__ = ["LiveRound", "LiveSource", "MinuteStore"]
 
 _MINUTE = 60
 _GAUGE_STALE_S = 300  # like Prometheus: a series not seen for 5 minutes is gone
@@ -371,5 +372,73 @@ class LiveSource:
     def gauge_values(self, name: str, now: float) -> Mapping[str, float]:
         if self._gauges is None:
             return self.store.gauge_values(name, now)
-        values = self._gauges()
-        return {k: v for k, v in values.items() if parse_series_key(k)[0] == name}
+        return _series_of(self._gauges(), name)
+
+    def begin_round(self) -> LiveRound:
+        """This source for one evaluation round: every gauge rule of the round shares one
+        collection of the gauges (the evaluator calls this at the start of each round)."""
+        return LiveRound(self, self._gauges)
+
+
+def _series_of(values: Mapping[str, float], name: str) -> dict[str, float]:
+    return {k: v for k, v in values.items() if parse_series_key(k)[0] == name}
+
+
+class LiveRound:
+    """A `LiveSource` for one evaluation round; implements `MetricSource`.
+
+    Windows are read from the live source as usual. The gauges callable runs at most once per
+    round: the platform's gauges query the database and ping its dependencies, so calling it
+    once per gauge rule made a round take seconds when the database was slow. It runs on the
+    first gauge read (a round without gauge rules costs nothing); a failure is kept and raised
+    to every gauge rule of the round, without calling again.
+    """
+
+    def __init__(self, live: LiveSource, collect: Callable[[], Mapping[str, float]] | None) -> None:
+        self._live = live
+        self._collect = collect
+        self._gauges: Mapping[str, float] | None = None
+        self._error: Exception | None = None
+
+    def request_counts(
+        self, window_s: int, now: float, route: str | None, method: str | None
+    ) -> tuple[float, float]:
+        return self._live.request_counts(window_s, now, route, method)
+
+    def latency_above(
+        self,
+        threshold_s: float,
+        window_s: int,
+        now: float,
+        route: str | None,
+        method: str | None,
+        distribution: str | None,
+    ) -> tuple[float, float]:
+        return self._live.latency_above(threshold_s, window_s, now, route, method, distribution)
+
+    def latency_quantile(
+        self,
+        q: float,
+        window_s: int,
+        now: float,
+        route: str | None,
+        method: str | None,
+        distribution: str | None,
+    ) -> float | None:
+        return self._live.latency_quantile(q, window_s, now, route, method, distribution)
+
+    def counter_increase(self, key: str, window_s: int, now: float) -> float | None:
+        return self._live.counter_increase(key, window_s, now)
+
+    def gauge_values(self, name: str, now: float) -> Mapping[str, float]:
+        if self._collect is None:
+            return self._live.store.gauge_values(name, now)
+        if self._error is not None:
+            raise self._error
+        if self._gauges is None:
+            try:
+                self._gauges = dict(self._collect())
+            except Exception as exc:
+                self._error = exc
+                raise
+        return _series_of(self._gauges, name)
