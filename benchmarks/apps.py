@@ -32,7 +32,7 @@ def bare() -> FastAPI:
     return app
 
 
-def _log_pipeline(shipping: bool = False) -> None:
+def _log_pipeline(shipping: str = "") -> None:
     """Our pipeline with masking on, writing JSON lines to a temporary file (stdout off)."""
     import tempfile
     from pathlib import Path
@@ -51,24 +51,18 @@ def _log_pipeline(shipping: bool = False) -> None:
     if shipping:
         import os
 
+        from experimentation_platform.observe import cloudwatch_sink
+        from observability.cloud.agent import ShippingAgent
         from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
-        from observability.logging import CallbackSink
 
-        shipper = CloudWatchShipper(
-            ShipperConfig(
-                journal_dir=directory / "journal",
-                endpoint_url=os.environ["BENCH_AWS_ENDPOINT"],
-                stream_name=f"bench-{os.getpid()}",
-            )
-        ).start()
-
-        def ship(records: object) -> None:
-            shipper.submit_many(
-                ("api", int(time.time() * 1000), line.decode().rstrip("\n"))
-                for _, _, line in records  # type: ignore[attr-defined]
-            )
-
-        sinks.append(CallbackSink("cloudwatch", ship))
+        config = ShipperConfig(
+            journal_dir=directory / "journal",
+            endpoint_url=os.environ["BENCH_AWS_ENDPOINT"],
+            stream_name=f"bench-{os.getpid()}",
+        )
+        # The platform's own sink, in front of the agent process (its default) or a thread.
+        factory = ShippingAgent if shipping == "agent" else CloudWatchShipper
+        sinks.append(cloudwatch_sink(factory(config).start()))
     configure_logging(
         LoggingConfig(directory=directory, stdout=False), mask=mask, extra_sinks=sinks
     )
@@ -87,15 +81,20 @@ def ours_logging() -> FastAPI:
 
 def ours_full() -> FastAPI:
     """F: context + request id + one masked JSON line + Prometheus metrics + rolling windows."""
-    return _full(shipping=False)
+    return _full(shipping="")
+
+
+def ours_full_shipping_thread() -> FastAPI:
+    """T: F with every line shipped by a thread of the server (EP_CLOUDWATCH_AGENT=false)."""
+    return _full(shipping="thread")
 
 
 def ours_full_shipping() -> FastAPI:
-    """C: F with every line also shipped to CloudWatch (a moto server at BENCH_AWS_ENDPOINT)."""
-    return _full(shipping=True)
+    """C: F with every line shipped by the agent process (a stand-in at BENCH_AWS_ENDPOINT)."""
+    return _full(shipping="agent")
 
 
-def _full(shipping: bool) -> FastAPI:
+def _full(shipping: str) -> FastAPI:
     from observability.asgi import ObservabilityMiddleware, RequestRecord
     from observability.logging import RequestLogObserver
     from observability.metrics.prometheus import HttpMetrics, InFlightMiddleware
@@ -126,7 +125,6 @@ def typical_stack() -> FastAPI:
     structlog line through the stdlib chain, rendered as JSON to a file."""
     import logging
     import tempfile
-    import time
     from pathlib import Path
 
     import structlog

@@ -6,6 +6,7 @@ run before each measured block; the bare app A re-run between variants; ratio = 
 mean RPS of the neighbouring A blocks, so drift over the run cancels out.
 
 Run:  .venv/bin/python benchmarks/http_overhead.py [--duration 10] [--warmup 5] [--variants M,P,S]
+      .venv/bin/python benchmarks/http_overhead.py --variants F,C,T,F,C,T   # CloudWatch shipping
       .venv/bin/python benchmarks/http_overhead.py --in-process   # no server: µs per request
       calling each app's ASGI callable directly (best of rounds; steadier on a busy machine)
 Needs Debian `wrk`; variants P and S need, in the venv only (not in pyproject):
@@ -44,7 +45,8 @@ VARIANTS: dict[str, tuple[str, str | None, str]] = {
     "S": ("apps:starlette_exporter", "starlette_exporter", "starlette-exporter"),
     "L": ("apps:ours_logging", None, "ours: context + request id + one masked JSON line"),
     "F": ("apps:ours_full", None, "ours: L + Prometheus metrics + rolling windows"),
-    "C": ("apps:ours_full_shipping", None, "ours: F + every line shipped to CloudWatch (moto)"),
+    "C": ("apps:ours_full_shipping", None, "ours: F + every line shipped by the agent process"),
+    "T": ("apps:ours_full_shipping_thread", None, "ours: F + every line shipped by a thread"),
     "D": (
         "apps:typical_stack",
         "asgi_correlation_id",
@@ -218,6 +220,13 @@ def main() -> None:
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--in-process", action="store_true", help="no server: ASGI calls")
+    parser.add_argument(
+        "--aws",
+        choices=("null", "moto"),
+        default="null",
+        help="CloudWatch stand-in for C and T: null accepts and drops (costs the client core "
+        "least, like the real service), moto stores",
+    )
     args = parser.parse_args()
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "A"]
@@ -230,7 +239,7 @@ def main() -> None:
     if missing:
         print(f"skipping {', '.join(missing)}: not installed. Install (venv only): {INSTALL_HINT}")
         variants = [v for v in variants if v not in missing]
-    if "C" in variants and "BENCH_AWS_ENDPOINT" not in os.environ:
+    if {"C", "T"} & set(variants) and "BENCH_AWS_ENDPOINT" not in os.environ:
         # CloudWatch shipping needs an endpoint: a local moto server for the whole run.
         for key, value in (
             ("AWS_ACCESS_KEY_ID", "bench"),
@@ -238,15 +247,26 @@ def main() -> None:
             ("AWS_DEFAULT_REGION", "us-east-1"),
         ):
             os.environ.setdefault(key, value)
-        moto_port = free_port()
-        moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        aws_port = free_port()
+        # CloudWatch is a remote service: its stand-in shares the client's core, not the
+        # server's, or the benchmark would charge the stand-in's own CPU to the shipping.
+        stand_in = (
+            [str(HERE / "null_cloudwatch.py"), str(aws_port)]
+            if args.aws == "null"
+            else ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(aws_port)]
+        )
+        aws = subprocess.Popen(
+            [
+                *(["taskset", "-c", args.client_cpu] if shutil.which("taskset") else []),
+                sys.executable,
+                *stand_in,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        atexit.register(moto.terminate)  # the run stops it by itself, however it ends
-        wait_for_port(moto_port)
-        os.environ["BENCH_AWS_ENDPOINT"] = f"http://127.0.0.1:{moto_port}"
+        atexit.register(aws.terminate)  # the run stops it by itself, however it ends
+        wait_for_port(aws_port)
+        os.environ["BENCH_AWS_ENDPOINT"] = f"http://127.0.0.1:{aws_port}"
     if args.in_process:
         in_process(variants)
         return

@@ -19,8 +19,9 @@ from experimentation_platform.notify import build_dispatcher
 from experimentation_platform.settings import Settings
 from observability.alerting.notifiers import Dispatcher, Notification
 from observability.asgi import RequestObserver, RequestRecord
+from observability.cloud.agent import ShippingAgent
 from observability.cloud.journal import JournalLockedError
-from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+from observability.cloud.shipper import CloudWatchShipper, Event, LogShipper, ShipperConfig
 from observability.context import snapshot
 from observability.errors import (
     DEFAULT_RULES,
@@ -65,7 +66,7 @@ class Observability:
     logs: LogPipeline
     errors: ErrorTracker
     dispatcher: Dispatcher
-    shipper: CloudWatchShipper | None = None
+    shipper: LogShipper | None = None
     request_observers: list[RequestObserver] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -109,7 +110,7 @@ def _mask_event(masker: Masker) -> Any:
     return mask
 
 
-def build_shipper(settings: Settings) -> CloudWatchShipper:
+def build_shipper(settings: Settings) -> LogShipper:
     """One journal per worker slot: the first slot whose journal no live process holds. A
     restarted worker takes a free slot and replays what its predecessor left unshipped."""
     for slot in range(256):
@@ -120,7 +121,7 @@ def build_shipper(settings: Settings) -> CloudWatchShipper:
     raise RuntimeError("256 CloudWatch journals are held by live processes")
 
 
-def _shipper(settings: Settings, journal_dir: Path) -> CloudWatchShipper:
+def _shipper(settings: Settings, journal_dir: Path) -> LogShipper:
     config = ShipperConfig(
         journal_dir=journal_dir,
         region=settings.aws_region,
@@ -133,30 +134,49 @@ def _shipper(settings: Settings, journal_dir: Path) -> CloudWatchShipper:
         },
         instance_id=instance_id(settings).replace(":", "-"),
     )
+    if settings.cloudwatch_agent:
+        return ShippingAgent(config).start()
     return CloudWatchShipper(config).start()
 
 
-def cloudwatch_sink(shipper: CloudWatchShipper) -> Sink:
+def cloudwatch_sink(shipper: LogShipper) -> Sink:
     """Request lines to /api, everything else to /services, error level and above also to
     /errors. Lines are already masked and rendered: the shipper only moves bytes."""
 
     def ship(records: Sequence[LogRecordOut]) -> None:
-        batch: list[tuple[str, int, str]] = []
+        batch: list[Event] = []
         for level, event, line in records:
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            stamp = event.get("timestamp")
-            millis = _millis(stamp)
+            # orjson rendered the line: valid UTF-8 already, so the bytes go as they are.
+            body = line[:-1] if line.endswith(b"\n") else line
+            millis = _millis(event.get("timestamp"))
             group = "api" if event.get("logger") == REQUEST_LOGGER else "services"
-            batch.append((group, millis, text))
+            batch.append((group, millis, body))
             if level >= 40:
-                batch.append(("errors", millis, text))
+                batch.append(("errors", millis, body))
         shipper.submit_many(batch)
 
     return CallbackSink("cloudwatch", ship)
 
 
+_second_cache: tuple[str, int] = ("", 0)
+
+
 def _millis(stamp: object) -> int:
+    """Epoch milliseconds of a line's ISO-8601 timestamp. Lines come in bursts within the same
+    second: the date-time part is parsed once per second, the milliseconds read off the text
+    (this was 40% of the sink's cost per line)."""
+    global _second_cache
     if isinstance(stamp, str):
+        # Our renderer's form: 2026-11-27T15:00:00.123456Z
+        if len(stamp) >= 24 and stamp[19] == "." and stamp[-1] == "Z" and stamp[20:23].isdigit():
+            second, base = _second_cache
+            if stamp[:19] != second:
+                with contextlib.suppress(ValueError):
+                    parsed = datetime.fromisoformat(stamp[:19] + "+00:00")
+                    base = int(parsed.timestamp()) * 1000
+                    _second_cache = (stamp[:19], base)
+            if stamp[:19] == _second_cache[0]:
+                return base + int(stamp[20:23])
         with contextlib.suppress(ValueError):
             return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
     return int(time.time() * 1000)

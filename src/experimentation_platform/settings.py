@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     aws_endpoint_url: str = ""  # a local moto server in tests
     cloudwatch_enabled: bool = False
+    # Ship from a separate low-priority process (true) or a thread of the worker (false).
+    cloudwatch_agent: bool = True
     cloudwatch_group_prefix: str = "/experimentation-platform"
     cloudwatch_retention_api_days: int = 30
     cloudwatch_retention_services_days: int = 90

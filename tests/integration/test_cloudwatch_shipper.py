@@ -23,6 +23,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from observability.cloud.agent import ShippingAgent
 from observability.cloud.journal import Journal, Position
 from observability.cloud.shipper import (
     DEFAULT_RETENTION_DAYS,
@@ -30,6 +31,7 @@ from observability.cloud.shipper import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     CloudWatchShipper,
+    LogShipper,
     ShipperConfig,
 )
 from tests.integration.faulty_proxy import FaultyProxy
@@ -72,6 +74,17 @@ def make_config(journal: Path, endpoint: str, prefix: str, **overrides: Any) -> 
     }
     options.update(overrides)
     return ShipperConfig(**options)
+
+
+# The platform ships from an agent process by default (EP_CLOUDWATCH_AGENT=true) or from a thread
+# of the worker; the delivery and crash tests hold both to the same bar.
+SHIPPERS = ("agent", "thread")
+
+
+def start_shipper(kind: str, config: ShipperConfig) -> LogShipper:
+    if kind == "agent":
+        return ShippingAgent(config).start()
+    return CloudWatchShipper(config).start()
 
 
 def read_group(client: Any, group_name: str) -> list[dict[str, Any]]:
@@ -397,8 +410,9 @@ def own_moto() -> Iterator[MotoServer]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", SHIPPERS)
 def test_fifty_thousand_events_survive_outages_throttling_and_a_moto_restart(
-    own_moto: MotoServer, tmp_path: Path
+    own_moto: MotoServer, tmp_path: Path, kind: str
 ) -> None:
     """Every one of 50,000 events reaches CloudWatch; duplicates are counted.
 
@@ -418,9 +432,9 @@ def test_fifty_thousand_events_survive_outages_throttling_and_a_moto_restart(
     prefix = "/experimentation-platform"
     expected_retention = {f"{prefix}/{g}": d for g, d in DEFAULT_RETENTION_DAYS.items()}
     proxy = FaultyProxy(upstream_port=own_moto.port).start()
-    shipper = CloudWatchShipper(
-        make_config(tmp_path / "journal", proxy.url, prefix, stream_name="host-a/i-1/4242")
-    ).start()
+    shipper = start_shipper(
+        kind, make_config(tmp_path / "journal", proxy.url, prefix, stream_name="host-a/i-1/4242")
+    )
     seq = 0
 
     def submit(count: int) -> None:
@@ -477,7 +491,7 @@ def test_fifty_thousand_events_survive_outages_throttling_and_a_moto_restart(
     ledger = Counter(seq_of(event.message) for event in proxy.accepted)
     duplicates = sum(ledger.values()) - len(ledger)
     print(
-        f"\n[cloudwatch shipper] delivered {len(ledger)}/{total} distinct, "
+        f"\n[cloudwatch shipper, {kind}] delivered {len(ledger)}/{total} distinct, "
         f"{duplicates} duplicates; backlog when moto came back: "
         f"{before_restart.submitted - before_restart.shipped} events "
         f"({before_restart.spooled_bytes} bytes, lag {before_restart.lag_seconds:.1f}s), "
@@ -511,14 +525,15 @@ def test_fifty_thousand_events_survive_outages_throttling_and_a_moto_restart(
 CHILD = """
 import dataclasses, json, sys, time
 from pathlib import Path
+from observability.cloud.agent import ShippingAgent
 from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
 
-journal, endpoint, prefix, stream, mode = sys.argv[1:6]
+journal, endpoint, prefix, stream, mode, kind = sys.argv[1:7]
 config = ShipperConfig(
     journal_dir=Path(journal), endpoint_url=endpoint, group_prefix=prefix, stream_name=stream,
     batch_wait_seconds=0.02, backoff_base_seconds=0.05, backoff_max_seconds=0.5,
 )
-shipper = CloudWatchShipper(config).start()
+shipper = (ShippingAgent if kind == "agent" else CloudWatchShipper)(config).start()
 if mode == "produce":
     seq = 0
     while seq < 2_000_000:
@@ -563,13 +578,15 @@ def last_line(path: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", SHIPPERS)
 def test_sigkill_mid_stream_loses_nothing_the_next_process_replays(
-    moto: MotoServer, prefix: str, tmp_path: Path
+    moto: MotoServer, prefix: str, tmp_path: Path, kind: str
 ) -> None:
+    """SIGKILL to the whole process group: the application and, in agent mode, its agent."""
     journal = str(tmp_path / "journal")
     progress = tmp_path / "first.log"
     with FaultyProxy(upstream_port=moto.port, delay=0.05) as proxy:  # slow shipping: a backlog
-        args = [journal, proxy.url, prefix, "host/i-1/1", "produce"]
+        args = [journal, proxy.url, prefix, "host/i-1/1", "produce", kind]
         with child(tmp_path, "first", args) as first:
             wait_until(
                 lambda: (
@@ -585,7 +602,7 @@ def test_sigkill_mid_stream_loses_nothing_the_next_process_replays(
         submitted = int(last_line(progress))
         shipped_before_kill = proxy.accepted_count()
 
-    args = [journal, moto.url, prefix, "host/i-1/2", "drain"]
+    args = [journal, moto.url, prefix, "host/i-1/2", "drain", kind]
     with child(tmp_path, "second", args) as second:
         second.wait(timeout=60)
     result = json.loads(last_line(tmp_path / "second.log"))
@@ -600,7 +617,7 @@ def test_sigkill_mid_stream_loses_nothing_the_next_process_replays(
     duplicates = sum(seen.values()) - len(seen)
     missing = set(range(submitted)) - set(seen)
     print(
-        f"\n[cloudwatch shipper crash] child reported {submitted} submitted, "
+        f"\n[cloudwatch shipper crash, {kind}] child reported {submitted} submitted, "
         f"{shipped_before_kill} shipped before SIGKILL; replay shipped "
         f"{result['stats']['shipped']}; in CloudWatch {len(seen)} distinct, "
         f"{duplicates} duplicates, {len(missing)} missing"
@@ -611,3 +628,145 @@ def test_sigkill_mid_stream_loses_nothing_the_next_process_replays(
     # Only the batch in flight at the kill can be sent twice (before its checkpoint).
     assert duplicates <= MAX_BATCH_EVENTS
     assert max(seen) < submitted + 200 * 50  # nothing invented
+
+
+# -- the shipping agent: a process of its own --------------------------------------------------
+
+
+def agent_pid(journal: Path) -> int:
+    stats = json.loads((journal / "agent-stats.json").read_text())
+    return int(stats["pid"])
+
+
+def stored_seqs(client: Any, prefix: str) -> Counter[int]:
+    return Counter(
+        seq_of(e["message"]) for group in GROUPS for e in read_group(client, f"{prefix}/{group}")
+    )
+
+
+def submit_range(shipper: LogShipper, start: int, count: int) -> None:
+    now = int(time.time() * 1000)
+    shipper.submit_many((GROUPS[n % 3], now, log_line(n)) for n in range(start, start + count))
+
+
+def test_a_killed_agent_is_restarted_and_loses_nothing(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    agent = ShippingAgent(make_config(journal, moto.url, prefix)).start()
+    try:
+        submit_range(agent, 0, 3_000)
+        assert agent.flush(30)
+        first = agent_pid(journal)
+        os.kill(first, signal.SIGKILL)
+        submit_range(agent, 3_000, 3_000)  # written while no agent runs
+        wait_until(
+            lambda: (journal / "agent-stats.json").exists() and agent_pid(journal) != first,
+            30,
+            "a new agent",
+        )
+        assert agent.flush(30)
+        assert "restarted" in (agent.stats().last_error or "")
+    finally:
+        assert agent.close(10)
+    seen = stored_seqs(logs_client(moto.url), prefix)
+    assert set(seen) == set(range(6_000))
+    assert sum(seen.values()) - len(seen) <= MAX_BATCH_EVENTS  # only an in-flight batch twice
+    assert agent.stats().submitted == 6_000
+
+
+def test_a_simulated_outage_spools_reports_lag_and_delivers_after(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    agent = ShippingAgent(make_config(tmp_path / "journal", moto.url, prefix)).start()
+    try:
+        submit_range(agent, 0, 100)
+        assert agent.flush(30)
+        agent.simulate_outage(True)
+        submit_range(agent, 100, 100)
+        wait_until(lambda: agent.stats().lag_seconds >= 2.0, 20, "lag to grow")
+        during = agent.stats()
+        assert during.spooled_bytes > 0
+        assert during.last_error == "EndpointConnectionError"
+        assert not agent.flush(0.5)
+        agent.simulate_outage(False)
+        assert agent.flush(30)
+        assert agent.stats().lag_seconds < 2.0
+    finally:
+        assert agent.close(10)
+    assert set(stored_seqs(logs_client(moto.url), prefix)) == set(range(200))
+
+
+CRASHING_APP = """
+import sys, time
+from pathlib import Path
+from observability.cloud.agent import ShippingAgent
+from observability.cloud.shipper import ShipperConfig
+
+journal, endpoint, prefix = sys.argv[1:4]
+agent = ShippingAgent(ShipperConfig(journal_dir=Path(journal), endpoint_url=endpoint,
+    group_prefix=prefix, stream_name="host/i-1/9", batch_wait_seconds=0.05)).start()
+now = int(time.time() * 1000)
+agent.submit_many(("api", now, '{"seq": %d}' % n) for n in range(5000))
+print("submitted", flush=True)
+time.sleep(60)
+"""
+
+
+def test_when_the_application_is_killed_its_agent_ships_the_rest_and_exits(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    with (
+        FaultyProxy(upstream_port=moto.port, delay=0.3) as proxy,  # slow: a backlog at the kill
+        subprocess.Popen(
+            [sys.executable, "-c", CRASHING_APP, str(journal), proxy.url, prefix],
+            env={**os.environ, **AWS_TEST_ENV},
+            stdout=subprocess.PIPE,
+        ) as app,
+    ):
+        try:
+            assert app.stdout is not None
+            assert app.stdout.readline().strip() == b"submitted"
+            wait_until(lambda: (journal / "agent-stats.json").exists(), 30, "the agent")
+            pid = agent_pid(journal)
+            app.kill()  # the application alone: its agent lives on
+            app.wait(10)
+            wait_until(lambda: not _alive(pid), 60, "the orphaned agent to drain and exit")
+        finally:
+            if app.poll() is None:
+                app.kill()
+    seen = Counter(seq_of(e["message"]) for e in read_group(logs_client(moto.url), f"{prefix}/api"))
+    assert set(seen) == set(range(5_000))
+    assert sum(seen.values()) == 5_000
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not reaped by its dead parent yet) counts as gone.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    return False
+
+
+def test_the_journal_cap_holds_with_the_reader_in_another_process(
+    prefix: str, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: everything stays spooled
+    config = make_config(
+        tmp_path / "journal", dead, prefix, max_journal_bytes=2 << 20, segment_bytes=256 << 10
+    )
+    agent = ShippingAgent(config).start()
+    try:
+        for start in range(0, 40_000, 1_000):
+            submit_range(agent, start, 1_000)
+        stats = agent.stats()
+        on_disk = sum(p.stat().st_size for p in (tmp_path / "journal").glob("*.seg"))
+        assert on_disk <= (2 << 20) + (256 << 10)  # the cap, plus the live segment's last write
+        assert stats.dropped.get("journal_full", 0) > 0
+        assert stats.submitted == 40_000
+    finally:
+        assert not agent.close(1)  # nothing could be shipped

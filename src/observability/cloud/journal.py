@@ -8,7 +8,8 @@ keeps the format small enough to read in one sitting.
 
 Layout of a journal directory::
 
-    .lock                  flock()ed by the one process that owns the journal
+    .lock                  flock()ed by the one writer (the process that appends)
+    .reader.lock           flock()ed by the one reader (the shipper)
     0000000000000001.seg   segments, append-only, numbered in write order
     0000000000000002.seg
     checkpoint.json        how far the shipper got (replaced atomically)
@@ -24,6 +25,14 @@ in the kernel, so killing the process loses nothing (a power cut can still lose 
 call `sync()` if that matters). The reader never sees half a record of the live segment because
 it only reads up to the size recorded under the same lock as the write.
 
+Roles: one `Journal` object can be both sides (`role="both"`: a shipper thread in the producing
+process), or the writer and the reader can be two processes (`"writer"` in the application,
+`"reader"` in its shipping agent, see `observability.cloud.agent`). A reader in another process
+learns what was appended from the files themselves: it reads up to the file size and only whole
+records (a record still being written is read on the next pass), and a segment is finished once
+a newer one exists (the writer rotates only between writes). The writer learns how far the reader
+got from the checkpoint file, which it only needs when the cap forces it to drop segments.
+
 Checkpoints: the shipper ships one "chunk" (a contiguous run of records) as one batch per log
 group, in order. `start` says every record before it is shipped; `groups[g]` says every record
 of group `g` before that position is shipped too (a chunk whose `api` batch went out but whose
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import struct
@@ -43,6 +53,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 __all__ = [
     "Journal",
@@ -50,7 +61,10 @@ __all__ = [
     "JournalLockedError",
     "JournalRecord",
     "Position",
+    "Role",
 ]
+
+Role = Literal["both", "writer", "reader"]
 
 _HEADER = struct.Struct("<II")
 _PAYLOAD_HEAD = struct.Struct("<qqB")
@@ -104,8 +118,13 @@ class _Reader:
     skip: dict[str, Position] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=64)
+def _group_bytes(group: str) -> bytes:
+    return group.encode("utf-8")[:255]
+
+
 def encode_record(group: str, timestamp_ms: int, appended_at_ms: int, message: bytes) -> bytes:
-    group_bytes = group.encode("utf-8")[:255]
+    group_bytes = _group_bytes(group)
     payload = (
         _PAYLOAD_HEAD.pack(timestamp_ms, appended_at_ms, len(group_bytes)) + group_bytes + message
     )
@@ -128,6 +147,7 @@ class Journal:
     """Append-only segments plus a checkpoint; one writer side, one reader (the shipper).
 
     `append()` may be called from any thread; `read()` and `commit()` from the shipper thread.
+    `role` says which side(s) this object is (see the module docstring).
     """
 
     def __init__(
@@ -137,6 +157,7 @@ class Journal:
         max_bytes: int = 256 * 1024 * 1024,
         segment_bytes: int = 8 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        role: Role = "both",
     ) -> None:
         if segment_bytes <= 0 or max_bytes < 2 * segment_bytes:
             raise ValueError("journal max_bytes must be at least twice segment_bytes")
@@ -147,19 +168,29 @@ class Journal:
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.role: Role = role
+        self._lock_fds: list[int] = []
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self._lock_fd)
-            raise JournalLockedError(f"{self.directory} is used by another process") from exc
+            if role != "reader":
+                self._lock_fds.append(_flock(self.directory / ".lock", "writer"))
+            if role != "writer":
+                self._lock_fds.append(_flock(self.directory / ".reader.lock", "reader"))
+        except JournalLockedError:
+            for fd in self._lock_fds:
+                os.close(fd)
+            raise
         self.dropped: dict[str, int] = {}
         self._segments: dict[int, _Segment] = {}
         self._total_bytes = 0
-        self._scan_existing()
+        if role == "reader":
+            self._refresh()
+        else:
+            self._scan_existing()
         start, skip = self._load_checkpoint()
         self._write_fd = -1
-        self._active = self._open_segment(max(self._segments, default=0) + 1)
+        self._active = (
+            self._open_segment(max(self._segments, default=0) + 1) if role != "reader" else None
+        )
         self._reader = _Reader(position=start, skip=skip)
         self._reader_epoch = 0
         self._committed = start
@@ -191,6 +222,40 @@ class Journal:
             return Position(first, 0), {}
         return start, skip
 
+    def _refresh(self) -> None:
+        """Reader in its own process: learn the segments and their sizes from the files.
+        A segment the writer deleted for the cap is forgotten (the writer counted its drops)."""
+        numbers: dict[int, Path] = {}
+        for path in self.directory.glob(f"*{_SEGMENT_SUFFIX}"):
+            with contextlib.suppress(ValueError):
+                numbers[int(path.stem)] = path
+        for number in [n for n in self._segments if n not in numbers]:
+            del self._segments[number]
+        current = self._reader.position.segment if hasattr(self, "_reader") else 0
+        for number, path in numbers.items():
+            segment = self._segments.get(number)
+            if segment is None:
+                segment = self._segments[number] = _Segment(number, path)
+            elif number < current:
+                continue  # read already; its size no longer changes
+            try:
+                segment.size = segment.disk = os.stat(path).st_size
+            except FileNotFoundError:
+                del self._segments[number]
+
+    def _live_number(self) -> int:
+        """The segment being appended to (for a reader: the newest one it can see)."""
+        if self._active is not None:
+            return self._active.number
+        return max(self._segments, default=0)
+
+    def _forget_deleted(self) -> None:
+        """Writer: the reader (another process) deletes shipped segments; stop counting them."""
+        for number, segment in list(self._segments.items()):
+            if number != self._live_number() and not segment.path.exists():
+                self._segments.pop(number)
+                self._total_bytes -= segment.disk
+
     def _open_segment(self, number: int) -> _Segment:
         path = self.directory / f"{number:016d}{_SEGMENT_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -210,6 +275,8 @@ class Journal:
         with self._lock:
             if self._closed:
                 raise JournalClosedError("journal is closed")
+            if self._active is None:
+                raise JournalClosedError("a reader journal cannot append")
             if self._active.size and self._active.size + len(data) > self._segment_bytes:
                 self._rotate()
             self._write_all(data)
@@ -230,20 +297,28 @@ class Journal:
                 # Never leave half a record in the live segment: cut it off, or if even that
                 # fails, seal the segment at its last good size and continue in a fresh one.
                 try:
+                    assert self._active is not None
                     os.ftruncate(self._write_fd, self._active.size)
                 except OSError:
                     self._rotate()
             raise
 
     def _rotate(self) -> None:
+        assert self._active is not None
         os.close(self._write_fd)
         self._active = self._open_segment(self._active.number + 1)
+        if self.role == "writer":
+            self._forget_deleted()
 
     def _enforce_cap(self) -> None:
         reader = self._reader
+        if self._total_bytes > self._max_bytes and self.role == "writer":
+            # The reader is another process: forget what it deleted, then see where it is.
+            self._forget_deleted()
+            self._sync_reader_from_checkpoint()
         while self._total_bytes > self._max_bytes:
             oldest = min(self._segments)
-            if oldest == self._active.number:
+            if oldest == self._live_number():
                 return
             segment = self._segments.pop(oldest)
             if oldest == reader.position.segment:
@@ -266,6 +341,19 @@ class Journal:
         if count > 0:
             self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def _sync_reader_from_checkpoint(self) -> None:
+        """Writer: take the reader's position from its checkpoint (records before the
+        checkpoint in its segment are shipped, so they do not count as dropped)."""
+        start, _skip = self._load_checkpoint()
+        self._committed = start
+        segment = self._segments.get(start.segment)
+        done = 0
+        if segment is not None and start.offset > 0:
+            with contextlib.suppress(OSError), segment.path.open("rb") as handle:
+                done, _ = _walk(handle.read(start.offset))
+        self._reader.position = start
+        self._reader.records_read_in_segment = done
+
     # -- reading -------------------------------------------------------------------------
 
     def _normalise_reader(self) -> None:
@@ -281,7 +369,7 @@ class Journal:
                 reader.position = Position(min(later), 0)
                 reader.records_read_in_segment = 0
                 continue
-            if pos.offset < segment.size or segment is self._active:
+            if pos.offset < segment.size or segment.number == self._live_number():
                 return
             later = [n for n in self._segments if n > pos.segment]
             if not later:
@@ -314,6 +402,8 @@ class Journal:
         reader = self._reader
         while len(out) < max_records and budget > 0:
             with self._lock:
+                if self.role == "reader":
+                    self._refresh()
                 self._normalise_reader()
                 pos = reader.position
                 segment = self._segments.get(pos.segment)
@@ -321,6 +411,7 @@ class Journal:
                     break
                 fd = self._reader_fd(segment)
                 epoch = self._reader_epoch
+                live = segment.number == self._live_number()
                 want = min(budget, segment.size - pos.offset)
             data = os.pread(fd, want, pos.offset)
             count, end = _walk(data)
@@ -335,6 +426,8 @@ class Journal:
             with self._lock:
                 if self._reader_epoch != epoch:
                     continue  # the segment was dropped for the cap meanwhile (and counted)
+                if count == 0 and live and self.role == "reader":
+                    break  # the writer (another process) is still writing this record
                 if count == 0:  # damaged beyond framing: give up on the rest of this segment
                     self._count_drop("corrupt", 1)
                     reader.position = Position(pos.segment, segment.size)
@@ -401,7 +494,7 @@ class Journal:
         with self._lock:
             self._committed = start
             for number in [n for n in self._segments if n < start.segment]:
-                if number == self._active.number:
+                if number == self._live_number():
                     continue
                 segment = self._segments.pop(number)
                 self._total_bytes -= segment.disk
@@ -419,6 +512,9 @@ class Journal:
     def pending_bytes(self) -> int:
         """Bytes of records past the checkpoint: not yet shipped (or shipped, not checkpointed)."""
         with self._lock:
+            if self.role == "writer":  # the reader is another process: ask its checkpoint
+                self._forget_deleted()
+                self._committed, _skip = self._load_checkpoint()
             start = self._committed
             total = sum(s.size for n, s in self._segments.items() if n >= start.segment)
             if start.segment in self._segments:
@@ -432,6 +528,8 @@ class Journal:
 
     def has_unread(self) -> bool:
         with self._lock:
+            if self.role == "reader":
+                self._refresh()
             self._normalise_reader()
             segment = self._segments.get(self._reader.position.segment)
             return segment is not None and self._reader.position.offset < segment.size
@@ -439,7 +537,7 @@ class Journal:
     def sync(self) -> None:
         """fsync the live segment (only needed to survive power loss, not process death)."""
         with self._lock:
-            if not self._closed:
+            if not self._closed and self._active is not None:
                 os.fsync(self._write_fd)
 
     def close(self) -> None:
@@ -448,6 +546,18 @@ class Journal:
                 return
             self._closed = True
             self._close_reader_fd()
-            os.close(self._write_fd)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            if self._active is not None:
+                os.close(self._write_fd)
+            for fd in self._lock_fds:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def _flock(path: Path, side: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise JournalLockedError(f"{path.parent} has a live {side} in another process") from exc
+    return fd

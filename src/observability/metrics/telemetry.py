@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from observability.alerting.notifiers import Dispatcher
-from observability.cloud.shipper import CloudWatchShipper
+from observability.cloud.shipper import LogShipper
 from observability.errors import ErrorTracker
 from observability.logging import LogPipeline
 
@@ -22,7 +22,7 @@ class TelemetryCollector(Collector):
         logs: Callable[[], LogPipeline | None],
         errors: ErrorTracker | None = None,
         dispatcher: Dispatcher | None = None,
-        shipper: CloudWatchShipper | None = None,
+        shipper: LogShipper | None = None,
     ) -> None:
         self._logs = logs
         self._errors = errors
@@ -92,7 +92,7 @@ class TelemetryCollector(Collector):
         yield queued
 
     @staticmethod
-    def _shipper_metrics(shipper: CloudWatchShipper) -> Iterator[Metric]:
+    def _shipper_metrics(shipper: LogShipper) -> Iterator[Metric]:
         stats = shipper.stats()
         shipped = CounterMetricFamily("cloudwatch_events_shipped", "Events accepted by CloudWatch")
         shipped.add_metric([], stats.shipped)
