@@ -87,7 +87,7 @@ def build_alerting(
             inhibit_rules=alerts.INHIBIT_RULES,
             runbook_base_url=alerts.RUNBOOK_URL,
             dashboard_base_url=f"{settings.base_url}/ops/dashboards",
-            evidence_url_template=f"{settings.base_url}/api/v1/ops/incidents/{{alertname}}",
+            evidence_url_template=f"{settings.base_url}/ops/incidents/{{alertname}}",
         ),
         state_store=state,
         silences=silences,

@@ -1,14 +1,16 @@
-"""The built-in operations UI at /ops: four dashboards, alerts and errors, with drill-down from
-an error group to a request's log lines. Admin API keys log in (a bearer token kept in the
-browser tab's sessionStorage, never in a URL or cookie)."""
+"""The built-in operations UI at /ops: four dashboards, alerts with their incident evidence, and
+errors, with drill-down from an error group to a request's log lines. Admin API keys log in (a
+bearer token kept in the browser tab's sessionStorage, never in a URL or cookie)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 
 from experimentation_platform.api.deps import require_admin
+from experimentation_platform.commands.incident import instance_evidence
 from experimentation_platform.instrumentation import Instrumentation
 from experimentation_platform.monitoring.dashboards import DASHBOARDS
 from experimentation_platform.observe import Observability, instance_id
@@ -43,12 +45,26 @@ def mount_ops_ui(
             return []
 
     alerts = getattr(app.state, "alerts_provider", None)
+    alerting = getattr(app.state, "alerting", None)
+    # The incident page shows the same document as GET /api/v1/ops/incidents/{alert}.
+    incident = (
+        None
+        if alerting is None
+        else partial(
+            instance_evidence,
+            evaluator=alerting.evaluator,
+            settings=settings,
+            observability=observability,
+            instruments=instruments,
+        )
+    )
     app.include_router(
         build_ops_ui(
             data,
             auth=require_admin,
             log_lookup=log_lookup,
             alerts_provider=alerts,
+            incident_provider=incident,
             refresh_seconds=settings.ops_refresh_seconds,
         )
     )

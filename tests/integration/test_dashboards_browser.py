@@ -1,7 +1,8 @@
 """The operations UI in a real browser (Debian chromium driven by Playwright) while traffic flows.
 
 Every dashboard shows data in every panel, auto-refresh fetches again without a reload, the
-drill-down reaches a request's log lines, and the console stays free of errors. Screenshots at
+drill-down reaches a request's log lines, and the console stays free of errors. An alert that
+fires on a real `ep serve` links from the alerts page to its incident evidence. Screenshots at
 1366x768 go to test-artifacts/dashboards/ (docs/images/ holds copies for docs/dashboards.md).
 """
 
@@ -12,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,15 @@ import uvicorn
 
 from experimentation_platform.monitoring.dashboards import DASHBOARDS
 from tests.observability.dashboards.support import TOKEN, Stack, make_stack
-from tests.support.servers import LOOPBACK, free_port, in_ci, wait_for_port
+from tests.support.platform import CLI, create_key, home_env
+from tests.support.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    free_port,
+    in_ci,
+    wait_for_http,
+    wait_for_port,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -186,6 +196,122 @@ def test_dashboards_show_live_data_refresh_and_drill_down(
 
     context.close()
     assert problems == []
+
+
+@dataclass
+class FailingPlatform:
+    """A real `ep serve` whose self-test endpoint keeps failing requests."""
+
+    base: str
+    key: str
+    failed_request_ids: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def failing_platform(tmp_path: Path) -> Iterator[FailingPlatform]:
+    """Alert windows shortened to seconds (EP_ALERT_WINDOW_SCALE, configuration only) and a
+    5xx share far above 5%: error_rate_spike fires within seconds and stays firing."""
+    env = home_env(tmp_path, EP_ALERT_WINDOW_SCALE="0.01", EP_ALERT_INTERVAL_SECONDS="1")
+    key = create_key(env, "admin")
+    port = free_port()
+    with ManagedProcess(
+        [*CLI, "serve", "--port", str(port)], env=env, log_path=tmp_path / "server.out"
+    ):
+        platform = FailingPlatform(f"http://{LOOPBACK}:{port}", key)
+        wait_for_http(f"{platform.base}/health/ready", timeout=30)
+        stop = threading.Event()
+
+        def run() -> None:
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=platform.base, timeout=5) as client:
+                for _ in range(3_000):
+                    if stop.is_set():
+                        return
+                    with contextlib.suppress(httpx.HTTPError):
+                        client.get("/health/live")
+                        failed = client.post("/api/v1/ops/selftest/error", headers=headers)
+                        platform.failed_request_ids.append(failed.json()["request_id"])
+                    stop.wait(0.1)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield platform
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_alert_links_to_its_incident_page(
+    failing_platform: FailingPlatform, browser: object
+) -> None:
+    base, key = failing_platform.base, failing_platform.key
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def firing() -> list[str]:
+        alerts = httpx.get(f"{base}/ops/api/alerts", headers=headers, timeout=5).json()
+        return [a["alertname"] for a in alerts["firing"]]
+
+    deadline = time.monotonic() + 60
+    while "error_rate_spike" not in firing():
+        assert time.monotonic() < deadline, "error_rate_spike did not fire within 60 s"
+        time.sleep(0.5)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1366, "height": 768})  # type: ignore[attr-defined]
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+    page.goto(f"{base}/ops/alerts?refresh=2")
+    page.wait_for_url("**/ops/login?next=*")
+    page.fill("#token", key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/ops/alerts?refresh=2")
+
+    # The firing alert links to its incident page (the page alert notifications link to).
+    page.locator("#panel-firing a", has_text="error_rate_spike").first.click()
+    page.wait_for_url("**/ops/incidents/error_rate_spike")
+    page.wait_for_selector("#panel-alert dl.meta", timeout=15_000)
+    assert page.locator("#page-title").inner_text() == "Incident: error_rate_spike"
+    alert = page.locator("#panel-alert").inner_text()
+    assert "firing" in alert
+    runbook = page.locator("#panel-alert a", has_text="Runbook").get_attribute("href") or ""
+    assert runbook.endswith("docs/runbook.md#error_rate_spike")
+    dashboard = page.locator("#panel-alert a", has_text="Dashboard").get_attribute("href")
+    assert dashboard == "/ops/dashboards/api-performance"
+    # The metric that breached, its threshold and its curve.
+    page.wait_for_selector("#panel-metric canvas", timeout=15_000)
+    metric = page.locator("#panel-metric").inner_text()
+    assert "5xx ratio" in metric
+    assert "threshold 0.05" in metric
+    # The top error group links to its error page; a failing request shows its request_id.
+    wait_until(page, "document.querySelector('#panel-error-groups a.error-link') !== null")
+    top_group = page.locator("#panel-error-groups a.error-link").first
+    assert "SelfTestError" in top_group.inner_text()
+    assert "/ops/errors/" in (top_group.get_attribute("href") or "")
+    wait_until(page, "document.querySelector('#panel-failing-requests a.request-link') !== null")
+    shown = page.locator("#panel-failing-requests a.request-link").all_inner_texts()
+    assert set(shown) & set(failing_platform.failed_request_ids)
+    assert page.locator("#panel-failing-requests tr.log-line").count() > 0
+    assert "POST /api/v1/ops/selftest/error" in page.locator("#panel-failing-routes").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "incident.png"), full_page=True)
+
+    # A request id drills down to that request's log lines.
+    page.locator("#panel-failing-requests a.request-link").first.click()
+    page.wait_for_url("**/ops/requests/*")
+    page.wait_for_selector("tr.log-line", timeout=15_000)
+
+    assert problems == []
+
+    # An alert the instance does not know: a clear message, not an error banner. (The browser
+    # reports the JSON's 404 on its console; that is the only message allowed.)
+    page.goto(f"{base}/ops/incidents/no_such_alert?refresh=2")
+    page.wait_for_selector("#panel-not-found", timeout=15_000)
+    assert "knows no alert named" in page.locator("#panel-not-found").inner_text()
+    assert page.locator("#banner").is_hidden()
+    context.close()
+    assert problems
+    assert all("status of 404" in problem for problem in problems), problems
 
 
 def copy_screenshots_to_docs() -> None:  # pragma: no cover - run by hand after a green run

@@ -10,6 +10,7 @@ from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experimentation_platform.api.deps import AdminKey, PlatformDep
+from experimentation_platform.commands.incident import instance_evidence
 from experimentation_platform.container import Platform
 from experimentation_platform.errors import InvalidInput, NotFound
 from experimentation_platform.faults import Faults
@@ -108,31 +109,19 @@ def incident_evidence(
 ) -> dict[str, Any]:
     """One view of a firing alert: the breached metric and its live curve, top error groups
     since it started, slowest and most failing routes, sample failing requests with their log
-    lines, recent configuration changes. Alert notifications link here."""
-    from experimentation_platform.commands.incident import CONFIG_EVENTS, find_alert
-    from experimentation_platform.monitoring import alerts as platform_alerts
-    from observability.alerting.rules import definitions
-    from observability.incident import gather_evidence
-    from observability.logsearch import LogSearch
-
+    lines, recent configuration changes, runbook and dashboard links. The /ops incident page
+    (where alert notifications link) shows the same document."""
     state = request.app.state
-    found = find_alert(state.alerting.evaluator.alert_instances(), alert)
-    if found is None:
-        raise NotFound(f"no alert named '{alert}' on this instance", field="alert")
-    settings = state.settings
-    state.observability.logs.flush(1.0)
-    evidence = gather_evidence(
-        found,
-        definitions=definitions(platform_alerts.RULES),
-        windows=state.instruments.windows,
-        history=state.instruments.history,
-        errors=state.observability.errors.store,
-        logs=LogSearch(settings.log_dir, settings.log_file_stem),
-        config_events=CONFIG_EVENTS,
-        mask=state.observability.masker.mask,
+    evidence = instance_evidence(
+        alert,
+        evaluator=state.alerting.evaluator,
+        settings=state.settings,
+        observability=state.observability,
+        instruments=state.instruments,
     )
-    result: dict[str, Any] = evidence.to_dict()
-    return result
+    if evidence is None:
+        raise NotFound(f"no alert named '{alert}' on this instance", field="alert")
+    return evidence
 
 
 class SelfTestError(RuntimeError):

@@ -3,8 +3,9 @@
 Reads what the running platform writes: alert state, error groups and per-minute metric
 history in the observability database (EP_ERRORS_DATABASE_URL or the default under
 EP_VAR_DIR), and the JSON log files in EP_LOG_DIR. Rolling windows live inside the server
-process, so the curve and routes come from minute history here (the UI page, in process,
-can pass the windows)."""
+process, so the curve and routes come from minute history here; `instance_evidence` is the
+in-process variant (live windows) behind `GET /api/v1/ops/incidents/{alert}` and the
+`/ops/incidents/{alert}` page."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import orjson
 import typer
 
 from experimentation_platform import signals
+from experimentation_platform.instrumentation import Instrumentation
+from experimentation_platform.observe import Observability
 from experimentation_platform.settings import Settings, SettingsError, load_settings
-from observability.alerting.rules import Rule, definitions
+from observability.alerting.evaluator import Evaluator
+from observability.alerting.rules import AlertDefinition, Rule, definitions
 from observability.alerting.state import AlertInstance, StateStore
 from observability.errors import ErrorStore
 from observability.incident import IncidentEvidence, gather_evidence
@@ -24,7 +28,15 @@ from observability.logsearch import LogSearch
 from observability.masking import default_masker
 from observability.metrics.history import MetricHistory
 
-__all__ = ["CONFIG_EVENTS", "app", "find_alert", "platform_evidence", "show"]
+__all__ = [
+    "CONFIG_EVENTS",
+    "alert_links",
+    "app",
+    "find_alert",
+    "instance_evidence",
+    "platform_evidence",
+    "show",
+]
 
 # The platform's log events that change behaviour: shown as "recent configuration changes".
 CONFIG_EVENTS: Final = (
@@ -88,6 +100,55 @@ def platform_evidence(
         )
     finally:
         store.dispose()
+
+
+def instance_evidence(
+    alert: str,
+    *,
+    evaluator: Evaluator,
+    settings: Settings,
+    observability: Observability,
+    instruments: Instrumentation,
+) -> dict[str, Any] | None:
+    """Evidence for `alert` (name or key) from inside a running instance: its evaluator's
+    alerts and rules, live rolling windows, error store and log files. JSON-ready, with the
+    alert's runbook and dashboard links under "links"; None when the instance knows no such
+    alert. One body for the JSON endpoint and the /ops incident page."""
+    found = find_alert(evaluator.alert_instances(), alert)
+    if found is None:
+        return None
+    observability.logs.flush(1.0)  # the failing requests just happened: lines may be queued
+    evidence = gather_evidence(
+        found,
+        definitions=evaluator.definitions,
+        windows=instruments.windows,
+        history=instruments.history,
+        errors=observability.errors.store,
+        logs=LogSearch(settings.log_dir, settings.log_file_stem),
+        config_events=CONFIG_EVENTS,
+        mask=observability.masker.mask,
+    )
+    result = evidence.to_dict()
+    definition = next((d for d in evaluator.definitions if d.name == found.name), None)
+    result["links"] = alert_links(
+        definition,
+        runbook_base_url=evaluator.config.runbook_base_url,
+        dashboard_base_url=evaluator.config.dashboard_base_url,
+    )
+    return result
+
+
+def alert_links(
+    definition: AlertDefinition | None, *, runbook_base_url: str, dashboard_base_url: str
+) -> dict[str, str | None]:
+    """The runbook section and dashboard of an alert, built as its notifications build them."""
+    if definition is None:
+        return {"runbook": None, "dashboard": None}
+    runbook = f"{runbook_base_url}#{definition.runbook}" if definition.runbook else None
+    dashboard = definition.dashboard
+    if dashboard and "://" not in dashboard and dashboard_base_url:
+        dashboard = dashboard_base_url.rstrip("/") + "/" + dashboard.lstrip("/")
+    return {"runbook": runbook, "dashboard": dashboard or None}
 
 
 @app.command("show")

@@ -85,7 +85,7 @@ def render_page(
     ]
     links += [
         (f"{base}/errors", "Errors", page in ("errors", "error", "request")),
-        (f"{base}/alerts", "Alerts", page == "alerts"),
+        (f"{base}/alerts", "Alerts", page in ("alerts", "incident")),
     ]
     current = ' aria-current="page"'
     nav = "".join(

@@ -1,5 +1,6 @@
 """The built-in operations UI: dashboards, errors (with drill-down to a request's log lines),
-alerts. A FastAPI ``APIRouter`` the host includes under a prefix (``/ops`` by default).
+alerts and each alert's incident evidence. A FastAPI ``APIRouter`` the host includes under a
+prefix (``/ops`` by default).
 
 Authentication (documented in docs/dashboards.md): the HTML pages and static files are public
 shells that hold no data; every ``/api/...`` route runs the host's ``auth`` dependency. The
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import RedirectResponse, Response
 
 from observability.dashboards.data import RANGES, DashboardData
@@ -28,6 +30,7 @@ from observability.web.pages import CSP, render_page
 __all__ = [
     "STATIC_DIR",
     "AlertsProvider",
+    "IncidentProvider",
     "LogLookup",
     "alerts_from_evaluator",
     "build_ops_ui",
@@ -38,6 +41,9 @@ __all__ = [
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LogLookup = Callable[[str], Sequence[Mapping[str, Any]]]
 AlertsProvider = Callable[[], Mapping[str, Any]]
+# alert name or key -> incident evidence (`IncidentEvidence.to_dict()`, optionally with
+# "links": {"runbook": url, "dashboard": url}), None for an alert it does not know.
+IncidentProvider = Callable[[str], Mapping[str, Any] | None]
 _SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -46,6 +52,8 @@ _SECURITY_HEADERS = {
 }
 _MAX_LOG_LINES = 500
 Range = Annotated[str, Query(pattern="^(" + "|".join(RANGES) + ")$")]
+# An alert's name, or its key (name and label values, which may contain "/").
+AlertRef = Annotated[str, FastApiPath(min_length=1, max_length=300)]
 
 
 def token_auth(check: Callable[[str], bool]) -> Callable[[Request], None]:
@@ -117,6 +125,7 @@ def build_ops_ui(
     auth: Callable[..., Any],
     log_lookup: LogLookup | None = None,
     alerts_provider: AlertsProvider | None = None,
+    incident_provider: IncidentProvider | None = None,
     prefix: str = "/ops",
     refresh_seconds: int = 30,
     title: str = "Operations",
@@ -126,8 +135,11 @@ def build_ops_ui(
     ``auth`` is a FastAPI dependency that raises (401/403) unless the caller is an operator.
     ``log_lookup(request_id)`` returns that request's log events (dicts) for the drill-down;
     ``alerts_provider()`` returns ``{"firing": [...], "pending": [...], "silences": [...],
-    "notifications": [...]}``. ``refresh_seconds`` is the default auto-refresh interval; a page
-    URL may override it with ``?refresh=N`` (tests use a short one).
+    "notifications": [...]}``; ``incident_provider(alert)`` returns the incident evidence of an
+    alert by name or key (``observability.incident.IncidentEvidence.to_dict()``, plus optional
+    ``"links"``), or None when it knows no such alert (the page says so). ``refresh_seconds``
+    is the default auto-refresh interval; a page URL may override it with ``?refresh=N``
+    (tests use a short one).
     """
     base = prefix.rstrip("/")
     if refresh_seconds < 1:
@@ -188,6 +200,15 @@ def build_ops_ui(
     @router.get("/alerts")
     def alerts_page() -> Response:
         return page("alerts", "Alerts", "Firing and pending alerts, silences, notifications.")
+
+    @router.get("/incidents/{alert:path}")
+    def incident_page(alert: AlertRef) -> Response:
+        return page(
+            "incident",
+            "Incident",
+            "What to look at first for this alert, in one view.",
+            alert,
+        )
 
     @router.get("/static/{path:path}")
     def static(path: str) -> Response:
@@ -254,5 +275,14 @@ def build_ops_ui(
         body = {key: _jsonable(list(state.get(key, ()))) for key in keys}
         body["available"] = alerts_provider is not None
         return _json(body)
+
+    @router.get("/api/incidents/{alert:path}", dependencies=protected)
+    def incident(alert: AlertRef) -> Response:
+        if incident_provider is None:
+            return _json({"available": False})
+        evidence = incident_provider(alert)
+        if evidence is None:
+            raise HTTPException(404, "no such alert")
+        return _json({**_jsonable(dict(evidence)), "available": True})
 
     return router

@@ -66,7 +66,11 @@
         toLogin();
         throw new Error("not authorised");
       }
-      if (!response.ok) { throw new Error("the server answered " + response.status); }
+      if (!response.ok) {
+        var failure = new Error("the server answered " + response.status);
+        failure.status = response.status;  // a page may explain a 404 better than a banner
+        throw failure;
+      }
       return response.json();
     });
   }
@@ -182,7 +186,8 @@
           stroke: PALETTE[i % PALETTE.length],
           width: 2,
           spanGaps: true,
-          points: { show: times.length < 3 },
+          // A lone value between gaps draws no line: show it as a point.
+          points: { show: s.values.filter(function (v) { return v !== null; }).length < 3 },
           value: function (u, v) { return fmt(v, unit); }
         };
       })),
@@ -319,7 +324,8 @@
     });
   }
 
-  function genericTable(items, preferred) {
+  // `links` maps a column to a function item -> href (or null): that cell becomes a link.
+  function genericTable(items, preferred, links) {
     if (!items || !items.length) { return el("p", { className: "empty", text: "None." }); }
     var columns = [];
     preferred.concat(Object.keys(items[0])).forEach(function (c) {
@@ -338,7 +344,8 @@
         else if (typeof v === "number" && /(_at|_since|^at|^since)$/.test(c) && v > 1e9) { text = fmtTime(v); }
         else if (Array.isArray(v)) { text = v.map(function (x) { return typeof x === "object" ? JSON.stringify(x) : String(x); }).join(", "); }
         else { text = typeof v === "object" ? JSON.stringify(v) : String(v); }
-        tr.appendChild(el("td", { text: text }));
+        var href = links && links[c] && text ? links[c](item) : null;
+        tr.appendChild(href ? el("td", null, el("a", { href: href, text: text, className: "row-link" })) : el("td", { text: text }));
       });
       tbody.appendChild(tr);
     });
@@ -361,8 +368,18 @@
     return api("/alerts").then(function (data) {
       if (!data.available) { banner("No alert evaluator is connected to this UI.", "info"); }
       var alertCols = ["alertname", "name", "severity", "state", "active_since", "since", "value", "summary"];
-      simpleCard("firing", "Firing (" + data.firing.length + ")", "Alerts whose condition held for their whole 'for' duration. Act on these first: docs/runbook.md has a section per alert.", genericTable(data.firing, alertCols));
-      simpleCard("pending", "Pending (" + data.pending.length + ")", "Conditions true now but not yet for long enough. They fire if nothing changes.", genericTable(data.pending, alertCols));
+      var active = data.firing.concat(data.pending);
+      function incidentLink(a) {
+        var name = a.alertname || a.name;
+        var twins = active.filter(function (b) { return (b.alertname || b.name) === name; }).length;
+        // The name reads well and is what notifications link to; the key tells apart the
+        // alerts of one rule (one per dependency, per mount...).
+        var ref = twins > 1 && a.key ? a.key : name;
+        return ref ? BASE + "/incidents/" + encodeURIComponent(ref) : null;
+      }
+      var links = { alertname: incidentLink, name: incidentLink };
+      simpleCard("firing", "Firing (" + data.firing.length + ")", "Alerts whose condition held for their whole 'for' duration. Act on these first: click one for its incident evidence; docs/runbook.md has a section per alert.", genericTable(data.firing, alertCols, links));
+      simpleCard("pending", "Pending (" + data.pending.length + ")", "Conditions true now but not yet for long enough. They fire if nothing changes.", genericTable(data.pending, alertCols, links));
       simpleCard("silences", "Silences (" + data.silences.length + ")", "Matchers that mute notifications until they expire.", genericTable(data.silences, ["id", "matchers", "author", "created_by", "reason", "comment", "ends_at"]));
       simpleCard("notifications", "Notification log", "What was sent, where and whether delivery succeeded.", genericTable(data.notifications, ["at", "title", "alert", "receiver", "status", "outcome", "attempts", "error"]));
     });
@@ -420,37 +437,264 @@
     });
   }
 
+  function shortTime(iso) {
+    return String(iso || "").replace(/^\d{4}-\d{2}-\d{2}T/, "").replace(/Z$/, "");
+  }
+
+  // One request's log lines, oldest first (the request page and the incident page).
+  function logTable(lines) {
+    var head = el("tr");
+    ["time", "level", "event", "logger", "fields"].forEach(function (c) { head.appendChild(el("th", { text: c })); });
+    var tbody = el("tbody");
+    var skip = ["timestamp", "level", "event", "logger", "request_id"];
+    lines.forEach(function (line) {
+      var rest = {};
+      Object.keys(line).forEach(function (k) { if (skip.indexOf(k) < 0) { rest[k] = line[k]; } });
+      if (rest.exception && Array.isArray(rest.exception.frames)) {
+        // The innermost frames say where it broke; the full trace is in the error group.
+        var frames = rest.exception.frames;
+        rest.exception = Object.assign({}, rest.exception, { frames: frames.slice(-2), frames_omitted: Math.max(0, frames.length - 2) });
+      }
+      var lvl = String(line.level || "");
+      var ts = String(line.timestamp || "");
+      tbody.appendChild(el("tr", { className: "log-line" },
+        el("td", { className: "nowrap", title: ts, text: shortTime(ts) }),
+        el("td", { className: "nowrap " + (lvl === "error" || lvl === "critical" ? "bad" : (lvl === "warning" ? "warn" : "")), text: lvl }),
+        el("td", { className: "nowrap", text: String(line.event || "") }), el("td", { className: "nowrap", text: String(line.logger || "") }),
+        el("td", null, el("pre", { className: "log", text: JSON.stringify(rest) }))));
+    });
+    return el("table", { className: "data" }, el("thead", null, head), tbody);
+  }
+
   function loadRequest() {
     var rid = decodeURIComponent(location.pathname.split("/").pop());
     document.getElementById("page-title").textContent = "Request " + rid;
     return api("/requests/" + encodeURIComponent(rid) + "/logs").then(function (data) {
       if (!data.available) { banner("No log lookup is connected to this UI.", "info"); }
-      var head = el("tr");
-      ["time", "level", "event", "logger", "fields"].forEach(function (c) { head.appendChild(el("th", { text: c })); });
-      var tbody = el("tbody");
-      var skip = ["timestamp", "level", "event", "logger", "request_id"];
-      data.lines.forEach(function (line) {
-        var rest = {};
-        Object.keys(line).forEach(function (k) { if (skip.indexOf(k) < 0) { rest[k] = line[k]; } });
-        if (rest.exception && Array.isArray(rest.exception.frames)) {
-          // The innermost frames say where it broke; the full trace is in the error group.
-          var frames = rest.exception.frames;
-          rest.exception = Object.assign({}, rest.exception, { frames: frames.slice(-2), frames_omitted: Math.max(0, frames.length - 2) });
-        }
-        var lvl = String(line.level || "");
-        var ts = String(line.timestamp || "");
-        tbody.appendChild(el("tr", { className: "log-line" },
-          el("td", { className: "nowrap", title: ts, text: ts.replace(/^\d{4}-\d{2}-\d{2}T/, "").replace(/Z$/, "") }),
-          el("td", { className: "nowrap " + (lvl === "error" || lvl === "critical" ? "bad" : (lvl === "warning" ? "warn" : "")), text: lvl }),
-          el("td", { className: "nowrap", text: String(line.event || "") }), el("td", { className: "nowrap", text: String(line.logger || "") }),
-          el("td", null, el("pre", { className: "log", text: JSON.stringify(rest) }))));
-      });
       simpleCard("logs", "Log lines (" + data.lines.length + ")", "Every masked log event that carried this request id, oldest first.",
-        data.lines.length ? el("table", { className: "data" }, el("thead", null, head), tbody) : el("p", { className: "empty", text: "No log lines found for this request (they may have rotated away)." }));
+        data.lines.length ? logTable(data.lines) : el("p", { className: "empty", text: "No log lines found for this request (they may have rotated away)." }));
     });
   }
 
-  var LOADERS = { dashboard: loadDashboard, route: loadRoute, alerts: loadAlerts, errors: loadErrors, error: loadErrorGroup, request: loadRequest };
+  // -- incident --------------------------------------------------------------------------------
+  // Only http(s) URLs and paths of this site become links: never a javascript: URL from data.
+  function safeHref(url) {
+    if (typeof url !== "string") { return null; }
+    if (/^https?:\/\//i.test(url)) { return url; }
+    return url.charAt(0) === "/" && url.charAt(1) !== "/" ? url : null;
+  }
+
+  // A link into this UI (the rule's dashboard) stays on the origin the operator is using, even
+  // when the server's public base URL names another (a tunnel, a misconfigured EP_PUBLIC_BASE_URL).
+  function ownHref(url) {
+    var href = safeHref(url);
+    if (!href) { return null; }
+    var parsed = new URL(href, location.href);
+    return parsed.pathname.indexOf(BASE + "/dashboards/") === 0 ? parsed.pathname + parsed.search : href;
+  }
+
+  // The body of a card, created once (kept across refreshes so a chart is updated in place).
+  function cardBody(key, title, description, width) {
+    var card = document.getElementById("panel-" + key);
+    if (!card) {
+      card = el("section", { className: "card span-" + width, id: "panel-" + key },
+        el("h2", { text: title }), el("p", { className: "desc", text: description }), el("div", { className: "body" }));
+      document.getElementById("content").appendChild(card);
+    }
+    card.querySelector("h2").textContent = title;
+    card.dataset.loaded = "true";
+    return card.querySelector(".body");
+  }
+
+  function metaList(pairs) {
+    var meta = el("dl", { className: "meta" });
+    pairs.forEach(function (pair) {
+      if (pair[1] === null || pair[1] === undefined || pair[1] === "") { return; }
+      meta.appendChild(el("dt", { text: pair[0] }));
+      meta.appendChild(el("dd", null, typeof pair[1] === "string" ? document.createTextNode(pair[1]) : pair[1]));
+    });
+    return meta;
+  }
+
+  function dataTable(columns, rows) {
+    var head = el("tr");
+    columns.forEach(function (c) { head.appendChild(el("th", { text: c })); });
+    var tbody = el("tbody");
+    rows.forEach(function (cells) {
+      var tr = el("tr");
+      cells.forEach(function (cell) {
+        if (cell instanceof Node) { tr.appendChild(el("td", null, cell)); }
+        else if (typeof cell === "number") { tr.appendChild(el("td", { className: "num", text: fmt(cell, "short") })); }
+        else { tr.appendChild(el("td", { text: cell === null || cell === undefined ? "–" : String(cell) })); }
+      });
+      tbody.appendChild(tr);
+    });
+    return el("table", { className: "data" }, el("thead", null, head), tbody);
+  }
+
+  function requestLink(rid) {
+    return el("a", { href: BASE + "/requests/" + encodeURIComponent(rid), text: rid, className: "request-link" });
+  }
+
+  function incidentAlert(data) {
+    var a = data.alert || {};
+    var name = a.alertname || NAME;
+    document.getElementById("page-title").textContent = "Incident: " + name;
+    var labels = Object.keys(a.labels || {}).filter(function (k) { return k !== "alertname"; })
+      .sort().map(function (k) { return k + "=" + a.labels[k]; }).join(", ");
+    var links = el("span", { className: "links" });
+    var known = data.links || {};
+    [["Runbook", safeHref(known.runbook)], ["Dashboard", ownHref(known.dashboard)]].forEach(function (pair) {
+      var href = pair[1];
+      if (href) { links.appendChild(el("a", { href: href, text: pair[0], rel: "noopener noreferrer" })); }
+    });
+    var since = a.fired_at || a.active_since;
+    var state = String(a.state || "") + (a.muted_by && a.muted_by.length ? " (silenced)" : "") + (a.flapping ? " (flapping)" : "");
+    cardBody("alert", "Alert", "What fired, since when, and where the runbook and the dashboard are.", 12).replaceChildren(metaList([
+      ["alert", name],
+      ["state", el("span", { className: "state " + (a.state === "firing" ? "bad" : "warn"), text: state })],
+      ["severity", el("span", { className: "sev " + String(a.severity || "").toLowerCase(), text: String(a.severity || "") })],
+      ["since", typeof since === "number" ? fmtTime(since) : "–"],
+      ["summary", a.summary],
+      ["labels", labels],
+      ["links", links.childNodes.length ? links : null],
+      ["evidence from", fmtTime(data.since) + " to " + fmtTime(data.gathered_at)]
+    ]));
+  }
+
+  // Thresholds such as 0.001 (an error budget) must not round to 0.00.
+  function exact(value) {
+    return typeof value === "number" ? String(Number(value.toPrecision(4))) : "–";
+  }
+
+  function incidentMetric(data) {
+    var m = data.metric;
+    var body = cardBody("metric", "Metric that breached", "The alert's query re-evaluated over the evidence window, against its threshold.", 12);
+    if (!m) {
+      body.replaceChildren(el("p", { className: "empty", text: "No rule definition for this alert: no metric to show." }));
+      return;
+    }
+    var line = body.querySelector(".metric-line");
+    var chartBox = body.querySelector(".chart");
+    if (!line || !chartBox) {
+      line = el("p", { className: "metric-line" });
+      chartBox = el("div", { className: "chart" });
+      body.replaceChildren(line, chartBox);
+    }
+    line.replaceChildren(el("strong", { className: "metric-query", text: m.query }), ": value ",
+      el("span", { className: "bad", text: exact(m.value) }),
+      " " + m.comparison + " threshold " + exact(m.threshold) + " (steps of " + m.resolution_s + " s)");
+    var curve = m.curve || [];
+    var series = [{ label: m.query, values: curve.map(function (p) { return p.value; }) }];
+    if (m.threshold !== null && m.threshold !== undefined) {
+      // A series rather than a drawn line: the y scale then always includes the threshold.
+      series.push({ label: "threshold (" + m.comparison + " " + exact(m.threshold) + ")", values: curve.map(function () { return m.threshold; }) });
+    }
+    drawChart(chartBox, "incident-metric", { time: curve.map(function (p) { return p.t; }), series: series }, "short", []);
+  }
+
+  function incidentErrors(data) {
+    var groups = data.error_groups || [];
+    cardBody("error-groups", "Top error groups (" + groups.length + ")", "Error groups active since the evidence window opened, most occurrences first. Click a type for its occurrences.", 12).replaceChildren(
+      groups.length ? dataTable(["type", "message", "severity", "count", "routes", "first request"], groups.map(function (g) {
+        var routes = Object.keys(g.routes || {}).sort(function (x, y) { return g.routes[y] - g.routes[x]; }).slice(0, 3).join(", ");
+        var type = el("span", null, el("a", { href: BASE + "/errors/" + encodeURIComponent(g.fingerprint), text: g.type, className: "error-link" }),
+          g.new ? el("span", { className: "pill new", text: "new" }) : null);
+        return [type, g.message, el("span", { className: "sev " + String(g.severity).toLowerCase(), text: g.severity }), g.count, routes || "–",
+          g.first_request_id ? requestLink(g.first_request_id) : "–"];
+      })) : el("p", { className: "empty", text: "No error group was active in this window." }));
+  }
+
+  function routeRows(routes) {
+    return routes.map(function (r) {
+      var link = el("a", { href: BASE + "/routes?route=" + encodeURIComponent(r.route) + "&range=1h", text: r.route });
+      return [link, r.requests, r.errors_5xx, fmt(r.error_rate, "percentunit"),
+        r.p95_ms === null ? "–" : fmt(r.p95_ms, "ms"), r.p99_ms === null ? "–" : fmt(r.p99_ms, "ms")];
+    });
+  }
+
+  function incidentRoutes(data) {
+    var columns = ["route", "requests", "5xx", "error rate", "p95", "p99"];
+    var failing = data.failing_routes || [];
+    var slowest = data.slowest_routes || [];
+    cardBody("failing-routes", "Most failing routes", "Routes with the most 5xx responses in the evidence window.", 6).replaceChildren(
+      failing.length ? dataTable(columns, routeRows(failing)) : el("p", { className: "empty", text: "No route answered 5xx in this window." }));
+    cardBody("slowest-routes", "Slowest routes", "Routes by p95 latency in the evidence window.", 6).replaceChildren(
+      slowest.length ? dataTable(columns, routeRows(slowest)) : el("p", { className: "empty", text: "No traffic in this window." }));
+  }
+
+  function incidentRequests(data) {
+    var requests = data.failing_requests || [];
+    var box = el("div");
+    requests.forEach(function (r) {
+      box.appendChild(el("div", { className: "sample" },
+        el("p", { className: "sample-head" }, requestLink(r.request_id), " " + (r.route || "") + (r.status ? " status " + r.status : "")),
+        r.lines && r.lines.length ? logTable(r.lines) : el("p", { className: "empty", text: "No log lines kept." })));
+    });
+    cardBody("failing-requests", "Sample failing requests (" + requests.length + ")", "Requests that logged an error, with every log line each wrote. Click a request id for its full log.", 12).replaceChildren(
+      requests.length ? box : el("p", { className: "empty", text: "No request logged an error in this window." }));
+  }
+
+  function incidentDependencies(data) {
+    var deps = data.dependencies || [];
+    var list = el("div", { className: "toolbar" });
+    deps.forEach(function (d) { list.appendChild(el("span", { className: "pill dep", text: d })); });
+    cardBody("dependencies", "Dependencies", "Dependencies the alert names (its dependency or component label).", 4).replaceChildren(
+      deps.length ? list : el("p", { className: "empty", text: "The alert names no dependency." }));
+  }
+
+  function incidentChanges(data) {
+    var changes = data.config_changes || [];
+    cardBody("config-changes", "Recent configuration changes (" + changes.length + ")", "Experiments, flags, faults and restarts logged in the last hour, oldest first.", 8).replaceChildren(
+      changes.length ? dataTable(["time", "event", "change"], changes.map(function (c) {
+        var fields = Object.keys(c.fields || {}).map(function (k) {
+          var v = c.fields[k];
+          return k + "=" + (typeof v === "object" ? JSON.stringify(v) : String(v));
+        }).join(", ");
+        return [el("span", { className: "nowrap", title: c.timestamp, text: shortTime(c.timestamp) }), c.event, fields];
+      })) : el("p", { className: "empty", text: "No configuration change in the last hour." }));
+  }
+
+  function incidentNotes(data) {
+    var notes = data.notes || [];
+    var card = document.getElementById("panel-notes");
+    if (!notes.length) { if (card) { card.remove(); } return; }
+    var list = el("ul");
+    notes.forEach(function (n) { list.appendChild(el("li", { text: n })); });
+    cardBody("notes", "Notes", "Sources that were missing or could not be read: the evidence above lacks them.", 12).replaceChildren(list);
+  }
+
+  function incidentNotFound() {
+    charts.forEach(function (entry) { entry.chart.destroy(); });
+    charts.clear();
+    document.getElementById("page-title").textContent = "Unknown alert: " + NAME;
+    var card = el("section", { className: "card span-12", id: "panel-not-found" },
+      el("h2", { text: "No such alert" }),
+      el("p", { className: "not-found", text: "This instance knows no alert named \u201c" + NAME + "\u201d. It may have resolved and been forgotten, fired on another instance, or the name is mistyped." }),
+      el("p", null, el("a", { href: BASE + "/alerts", text: "See the firing and pending alerts" })));
+    document.getElementById("content").replaceChildren(card);
+  }
+
+  function loadIncident() {
+    return api("/incidents/" + encodeURIComponent(NAME)).then(function (data) {
+      if (!data.available) { banner("No incident evidence is connected to this UI.", "info"); return; }
+      var gone = document.getElementById("panel-not-found");
+      if (gone) { gone.remove(); }
+      incidentAlert(data);
+      incidentMetric(data);
+      incidentErrors(data);
+      incidentRoutes(data);
+      incidentRequests(data);
+      incidentDependencies(data);
+      incidentChanges(data);
+      incidentNotes(data);
+    }, function (err) {
+      if (err.status !== 404) { throw err; }
+      incidentNotFound();
+    });
+  }
+
+  var LOADERS = { dashboard: loadDashboard, route: loadRoute, alerts: loadAlerts, errors: loadErrors, error: loadErrorGroup, request: loadRequest, incident: loadIncident };
 
   function refresh() {
     var loader = LOADERS[PAGE];
