@@ -4,20 +4,22 @@ For each scenario the runner
 
 1. starts a fresh platform instance (or targets one) with fault injection on, shortened alert
    windows (EP_ALERT_WINDOW_SCALE) and its Slack and PagerDuty webhooks pointed at a recording
-   HTTP server it runs itself on 127.0.0.1, then drives demo traffic (`DemoTraffic`);
+   HTTP server it runs itself on 127.0.0.1 (plus the scenario's own settings: a memory budget,
+   CloudWatch shipping to a local moto server), then drives demo traffic (`DemoTraffic`);
 2. injects the fault through `PUT /api/v1/ops/faults` and polls the evaluator's state in the
    observability database until an expected alert fires;
 3. records the notification that alert produced and gathers the incident evidence;
 4. removes the fault (`DELETE /api/v1/ops/faults`) and waits for the resolve notification.
 
-Each scenario gets its own instance: the dispatcher's 5-minute de-duplication would otherwise
-swallow a second scenario's page for the same alert group, and windows start clean.
+Each scenario gets its own instance, so its windows, alert state and notification groups start
+clean and one scenario's alert cannot be mistaken for the next one's.
 Traffic goes to the instance on 127.0.0.1 only; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -33,6 +35,7 @@ from typing import Any, cast
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 
 from experimentation_platform.commands.incident import platform_evidence
@@ -58,6 +61,17 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 ROUTING_KEY = "gameday-routing-key"  # not a secret: the recorder is the only PagerDuty here
+# memory-pressure: 512 MB of ballast + the instance's own ~150 MB is over 90% of 640 MB, while
+# the instance alone stays near a quarter of it.
+MEMORY_BUDGET_MB = 640
+# cloudwatch-unreachable: the fault goes in once the shipping lag is below this (steady: 1-3 s).
+SHIPPING_IN_STEP_S = 5.0
+# Not secrets: moto accepts any; set so boto3 never looks for real ones.
+_MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "gameday",
+    "AWS_SECRET_ACCESS_KEY": "gameday",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -71,6 +85,8 @@ class Scenario:
     cause: tuple[str, ...] = ()  # what the evidence should name: routes, dependencies, types
     error_type: str | None = None  # the top error group's type, where the fault raises
     description: str = ""
+    settings: dict[str, str] = field(default_factory=dict)  # EP_* of a started instance
+    needs_cloudwatch: bool = False  # a started instance ships to a local moto server
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -115,8 +131,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         "memory-pressure",
         "Memory pressure",
         {"memory_pressure_mb": 512},
-        expect=("memory_saturation",),
-        description="The instance allocates and holds 512 MB.",
+        expect=("process_memory_high",),
+        # The evidence's configuration changes name the fault that holds the memory.
+        cause=("memory_pressure_mb",),
+        description="The instance allocates and holds 512 MB; its memory budget "
+        f"(EP_MEMORY_BUDGET_MB={MEMORY_BUDGET_MB}) puts that plus its own ~150 MB over 90%.",
+        settings={"EP_MEMORY_BUDGET_MB": str(MEMORY_BUDGET_MB)},
+    ),
+    Scenario(
+        "cloudwatch-unreachable",
+        "CloudWatch unreachable",
+        {"cloudwatch_unreachable": True},
+        expect=("log_shipping_lag",),
+        expect_labels={"dependency": "cloudwatch"},
+        cause=("cloudwatch",),
+        description="Every call the log shipper makes to CloudWatch Logs fails like an "
+        "unreachable endpoint; lines stay in its journal and the shipping lag grows.",
+        needs_cloudwatch=True,
     ),
 )
 
@@ -201,7 +232,6 @@ class GameDayConfig:
     detect_timeout_s: float = 120.0
     resolve_timeout_s: float = 90.0
     notify_timeout_s: float = 20.0
-    observe_undetectable_s: float = 10.0
     base_url: str | None = None  # target a running instance instead of starting one
     admin_key: str | None = None
     work_dir: Path | None = None
@@ -230,6 +260,8 @@ class ScenarioResult:
     cleared_at: float | None = None
     time_to_resolve_s: float | None = None  # fault cleared -> resolve notification received
     resolved: bool = False
+    # A started instance's resident memory: before the fault, at detection, after the resolve.
+    instance_rss_mb: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -260,7 +292,11 @@ def _instance_settings(var_dir: Path) -> Settings:
 
 @contextlib.contextmanager
 def _started_instance(
-    scenario: Scenario, config: GameDayConfig, recorder: Recorder, var_dir: Path
+    scenario: Scenario,
+    config: GameDayConfig,
+    recorder: Recorder,
+    var_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[_Target]:
     var_dir.mkdir(parents=True, exist_ok=True)
     settings = _instance_settings(var_dir)
@@ -276,7 +312,8 @@ def _started_instance(
         db.dispose()
     port = _free_port()
     env = {
-        **os.environ,
+        # No AWS_* of this shell: only a scenario's stand-in endpoint gets (dummy) credentials.
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         "EP_VAR_DIR": str(var_dir),
         "EP_LOG_DIR": str(var_dir / "log"),
         "EP_DATABASE_URL": "",
@@ -297,6 +334,8 @@ def _started_instance(
         "EP_SENTRY_DSN": "",
         "EP_SMTP_HOST": "",
         "EP_SNS_TOPIC_ARN": "",
+        **scenario.settings,
+        **(extra_env or {}),
     }
     out = (var_dir / "server.out").open("wb")
     process = subprocess.Popen(
@@ -307,16 +346,58 @@ def _started_instance(
     )
     base_url = f"http://{LOOPBACK}:{port}"
     try:
-        _wait_ready(base_url, process, timeout=60.0)
+        _wait_http(f"{base_url}/health/ready", process, timeout=60.0)
         yield _Target(base_url, admin_key, settings, fault_key, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        _stop(process)
         out.close()
+
+
+def cloudwatch_endpoint_missing() -> str | None:
+    """Why a started instance cannot get a local CloudWatch endpoint, or None if it can."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        return (
+            "not run: needs a CloudWatch endpoint; the game day starts a local moto server "
+            "(pip install 'moto[server]', a dev dependency: `make install`), or target an "
+            "instance that ships to CloudWatch with --base-url"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _moto_server(var_dir: Path) -> Iterator[dict[str, str]]:
+    """A moto server (CloudWatch Logs stand-in) on 127.0.0.1; yields the instance's env."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env = {**os.environ, **_MOTO_CREDENTIALS}
+    out = (var_dir / "moto.out").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        _wait_http(f"{url}/moto-api/", process, timeout=30.0, what="the moto server")
+        yield {
+            **_MOTO_CREDENTIALS,
+            "EP_CLOUDWATCH_ENABLED": "true",
+            "EP_AWS_REGION": _MOTO_CREDENTIALS["AWS_DEFAULT_REGION"],
+            "EP_AWS_ENDPOINT_URL": url,
+        }
+    finally:
+        _stop(process)
+        out.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def _free_port() -> int:
@@ -327,16 +408,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_http(
+    url: str, process: subprocess.Popen[bytes], timeout: float, what: str = "the platform"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the platform exited at start (code {process.returncode})")
+            raise RuntimeError(f"{what} exited at start (code {process.returncode})")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"the platform at {base_url} was not ready within {timeout:.0f}s")
+    raise RuntimeError(f"{what} at {url} was not ready within {timeout:.0f}s")
 
 
 # -- traffic --------------------------------------------------------------------------------
@@ -455,18 +538,51 @@ def _judge(result: ScenarioResult, scenario: Scenario, evidence: IncidentEvidenc
         )
 
 
-def _memory_gap(scenario: Scenario) -> str | None:
-    """Why the memory scenario cannot fire its rule on this machine, or None if it can."""
-    wanted = int(scenario.fault.get("memory_pressure_mb", 0)) * 1024 * 1024
-    memory = psutil.virtual_memory()
-    after = (memory.total - memory.available + wanted) / memory.total
-    if after > 0.9:
+def _rss_mb(target: _Target) -> float | None:
+    if target.process is None:
+        return None  # a targeted instance may run elsewhere
+    try:
+        return round(psutil.Process(target.process.pid).memory_info().rss / 2**20, 1)
+    except psutil.Error:
         return None
-    return (
-        f"not detectable: {wanted // 2**20} MB moves system memory to {after:.1%} of "
-        f"{memory.total / 2**30:.1f} GiB; memory_saturation fires above 90% and no rule "
-        "watches the process's own memory"
-    )
+
+
+def _note_rss(result: ScenarioResult, target: _Target, moment: str) -> None:
+    rss = _rss_mb(target)
+    if rss is not None:
+        result.instance_rss_mb[moment] = rss
+
+
+def _gauge(target: _Target, name: str) -> float | None:
+    """One unlabelled gauge from the instance's /metrics, as a scraper reads it."""
+    try:
+        response = httpx.get(
+            f"{target.base_url}/metrics",
+            headers={"Authorization": f"Bearer {target.admin_key}"},
+            timeout=5,
+        )
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
+
+
+def _shipping_caught_up(target: _Target, result: ScenarioResult, timeout: float) -> None:
+    """Wait until the instance ships in step (lag of a few seconds): a shipper still starting,
+    or starved of CPU, would make the lag grow without the fault."""
+
+    def in_step() -> bool:
+        lag = _gauge(target, "cloudwatch_shipping_lag_seconds")
+        return lag is not None and lag < SHIPPING_IN_STEP_S
+
+    if not _poll(in_step, timeout):
+        lag = _gauge(target, "cloudwatch_shipping_lag_seconds")
+        shown = "unknown" if lag is None else f"{lag:.0f}s"
+        result.notes.append(f"shipping already behind before the fault (lag {shown})")
 
 
 def run_scenario(
@@ -475,6 +591,12 @@ def run_scenario(
     """Run one scenario end to end (bounded by the config's timeouts)."""
     say = config.on_event or (lambda _text: None)
     result = ScenarioResult(scenario.name, scenario.title, dict(scenario.fault))
+    if scenario.needs_cloudwatch and not config.base_url:
+        missing = cloudwatch_endpoint_missing()
+        if missing is not None:
+            result.notes.append(missing)
+            say(f"[{scenario.name}] {missing}")
+            return result
     with contextlib.ExitStack() as stack:
         if config.base_url:
             if not config.admin_key:
@@ -484,8 +606,10 @@ def run_scenario(
             )
             result.notes.append("targeted instance: notifications from its notification log")
         else:
+            var_dir = work_dir / scenario.name
+            cloud = stack.enter_context(_moto_server(var_dir)) if scenario.needs_cloudwatch else {}
             target = stack.enter_context(
-                _started_instance(scenario, config, recorder, work_dir / scenario.name)
+                _started_instance(scenario, config, recorder, var_dir, cloud)
             )
         say(f"[{scenario.name}] instance ready at {target.base_url}; warming up")
         stack.enter_context(_traffic(target.base_url, target.admin_key, config))
@@ -502,12 +626,18 @@ def run_scenario(
         result.baseline_alerts = sorted(
             _label(a) for k, a in _alerts(engine).items() if k in baseline
         )
-        gap = _memory_gap(scenario) if "memory_pressure_mb" in scenario.fault else None
+        if scenario.needs_cloudwatch:
+            _shipping_caught_up(target, result, timeout=60.0)
+        _note_rss(result, target, "before")
         result.fault_at = time.time()
-        faults.put("/api/v1/ops/faults", json=scenario.fault).raise_for_status()
+        injected = faults.put("/api/v1/ops/faults", json=scenario.fault)
+        if injected.status_code >= 400:
+            # e.g. CloudWatch shipping is off on a targeted instance: the answer says why.
+            result.notes.append(f"fault not injected: HTTP {injected.status_code} {injected.text}")
+            say(f"[{scenario.name}] {result.notes[-1]}")
+            return result
         say(f"[{scenario.name}] fault injected: {scenario.fault}")
         try:
-            timeout = config.observe_undetectable_s if gap else config.detect_timeout_s
             detected = _poll(
                 lambda: next(
                     (
@@ -517,15 +647,16 @@ def run_scenario(
                     ),
                     None,
                 ),
-                timeout,
+                config.detect_timeout_s,
             )
+            _note_rss(result, target, "fault")
             fresh = [
                 _label(a)
                 for k, a in _alerts(engine).items()
                 if a.state == "firing" and k not in baseline
             ]
             if detected is None:
-                result.notes.append(gap or f"no expected alert within {timeout:.0f}s")
+                result.notes.append(f"no expected alert within {config.detect_timeout_s:.0f}s")
                 result.other_alerts = sorted(fresh)
             else:
                 _record_detection(result, scenario, detected, recorder, target, config, engine)
@@ -537,6 +668,7 @@ def run_scenario(
             say(f"[{scenario.name}] fault removed")
         if detected is not None:
             _record_resolve(result, detected, recorder, config, engine)
+        _note_rss(result, target, "after")
     return result
 
 
@@ -668,7 +800,7 @@ def render_report(results: Sequence[ScenarioResult], *, evidence: bool = True) -
     lines = [
         "GAME DAY REPORT",
         "",
-        f"{'scenario':<19} {'alert':<24} {'detect':>7} {'notify':>7} {'resolve':>8}  "
+        f"{'scenario':<22} {'alert':<24} {'detect':>7} {'notify':>7} {'resolve':>8}  "
         "cause named  top error group",
     ]
     for r in results:
@@ -676,7 +808,7 @@ def render_report(results: Sequence[ScenarioResult], *, evidence: bool = True) -
         if r.error_group_named is False:
             cause += " (error group missing)"
         lines.append(
-            f"{r.scenario:<19} {(r.detected_alert or 'NOT DETECTED'):<24} "
+            f"{r.scenario:<22} {(r.detected_alert or 'NOT DETECTED'):<24} "
             f"{_seconds(r.time_to_detect_s):>7} {_seconds(r.time_to_notify_s):>7} "
             f"{_seconds(r.time_to_resolve_s):>8}  {cause:<11}  {r.top_error_group or '-'}"
         )
@@ -697,6 +829,12 @@ def render_report(results: Sequence[ScenarioResult], *, evidence: bool = True) -
             lines.append(f"  evidence names {cause!r} in: {', '.join(parts)}")
         if r.resolved:
             lines.append(f"  resolve notified {_seconds(r.time_to_resolve_s)} after removal")
+        if r.instance_rss_mb:
+            moments = {"before": "before", "fault": "with the fault", "after": "after"}
+            lines.append(
+                "  instance RSS: "
+                + ", ".join(f"{mb:.0f} MB {moments[k]}" for k, mb in r.instance_rss_mb.items())
+            )
         lines += [f"  note: {n}" for n in r.notes]
         if evidence and r.evidence_text:
             lines += ["", *("  | " + line for line in r.evidence_text.rstrip("\n").splitlines())]

@@ -45,6 +45,7 @@ DASHBOARD_GAUGES = (
     s.SYSTEM_DISK,
     s.SYSTEM_NETWORK,
     s.EVENT_LOOP_LAG,
+    s.PROCESS_MEMORY,
     s.SERVICE_READY,
     s.EXPERIMENTS,
     s.SAMPLE_RATIO_MISMATCH,
@@ -175,7 +176,11 @@ def build_instrumentation(settings: Settings, observability: Observability) -> I
         http=http,
         cache=CacheMetrics(registry),
         platform=PlatformMetrics(registry, windows),
-        runtime=RuntimeMetrics(registry, disk_paths=[str(settings.var_dir)]),
+        runtime=RuntimeMetrics(
+            registry,
+            disk_paths=[str(settings.var_dir)],
+            memory_budget=settings.resolved_memory_budget_bytes,
+        ),
         history=history,
         emf=emf,
     )

@@ -48,6 +48,7 @@ SYSTEM_MEMORY = "system_memory_usage_ratio"
 SYSTEM_DISK = "system_disk_usage_ratio"  # {mount}
 SYSTEM_NETWORK = "system_network_bytes_total"  # {direction}
 EVENT_LOOP_LAG = "event_loop_lag_seconds"
+PROCESS_MEMORY = "process_memory_usage_ratio"  # resident memory / EP_MEMORY_BUDGET_MB
 SERVICE_READY = "service_ready"  # gauge {dependency}: 1 ready, 0 not
 
 # Log events (snake_case verbs in the past tense)

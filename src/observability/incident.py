@@ -151,7 +151,8 @@ class IncidentEvidence:
         return data
 
     def mentions(self, text: str) -> list[str]:
-        """Which parts of the evidence name `text` (a route, a dependency, an error type)."""
+        """Which parts of the evidence name `text` (a route, a dependency, an error type, the
+        value of a configuration change such as the fault that was injected)."""
         needle = text.lower()
         found = []
         if any(needle in d.lower() for d in self.dependencies):
@@ -165,6 +166,9 @@ class IncidentEvidence:
             if needle in haystack:
                 found.append("error_groups")
                 break
+        values = (str(v) for c in self.config_changes for v in c.fields.values())
+        if any(needle in v.lower() for v in values):
+            found.append("config_changes")
         return found
 
     def render_text(self, *, lines_per_request: int = 6) -> str:

@@ -2,11 +2,11 @@
 traffic on 127.0.0.1, real fault injection, the embedded evaluator with shortened windows
 (EP_ALERT_WINDOW_SCALE, configuration only) and a local recording Slack/PagerDuty receiver.
 
-What a user relies on: each injected fault raises an alert within 2 minutes, a notification
-arrives, the incident evidence names the affected route or dependency (and the top error group
-where the fault raises), and removing the fault resolves the alert with a resolve
-notification. The one fault no rule can see on this machine (memory pressure far below 90% of
-system memory) must be reported as a detection gap, not silently passed.
+What a user relies on: each of the six injected faults raises an alert within 2 minutes, a
+notification arrives, the incident evidence names the affected route or dependency (and the top
+error group where the fault raises), and removing the fault resolves the alert with a resolve
+notification. CloudWatch unreachable runs against a local moto server; memory pressure against
+the instance's own memory budget (EP_MEMORY_BUDGET_MB), whatever the machine's size.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from experimentation_platform.gameday import (
     SCENARIOS,
     GameDayConfig,
     ScenarioResult,
-    _memory_gap,
     render_report,
     run_gameday,
 )
@@ -40,7 +39,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def results(work: Path) -> dict[str, ScenarioResult]:
     config = GameDayConfig(
-        warmup_s=10.0,  # shorter than the CLI's default: the whole run stays near 3 minutes
+        warmup_s=10.0,  # shorter than the CLI's default: the whole run stays near 5 minutes
         detect_timeout_s=110.0,
         resolve_timeout_s=60.0,
         work_dir=work,
@@ -48,21 +47,21 @@ def results(work: Path) -> dict[str, ScenarioResult]:
     return {r.scenario: r for r in run_gameday(SCENARIOS, config)}
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_every_scenario_is_detected_explained_and_resolved(
     results: dict[str, ScenarioResult],
 ) -> None:
     report = render_report(list(results.values()), evidence=False)
+    assert {s.name for s in SCENARIOS} == {
+        "db-latency",
+        "assignment-errors",
+        "db-unavailable",
+        "cache-unavailable",
+        "memory-pressure",
+        "cloudwatch-unreachable",
+    }
     for scenario in SCENARIOS:
         result = results[scenario.name]
-        gap = _memory_gap(scenario) if "memory_pressure_mb" in scenario.fault else None
-        if gap is not None:
-            # Detection gap: reported as such, and the fault still went in and came out.
-            assert not result.detected, report
-            assert result.notes, report
-            assert result.notes[0].startswith("not detectable"), report
-            assert result.cleared_at is not None
-            continue
         assert result.detected, f"{scenario.name} not detected\n{report}"
         assert result.time_to_detect_s is not None
         assert result.time_to_detect_s < 120, report
@@ -80,6 +79,24 @@ def test_every_scenario_is_detected_explained_and_resolved(
         assert result.resolved, report
         assert result.time_to_resolve_s is not None
         assert result.time_to_resolve_s < 60
+
+
+def test_cloudwatch_and_memory_evidence(results: dict[str, ScenarioResult]) -> None:
+    cloud = results["cloudwatch-unreachable"]
+    assert cloud.detected_labels.get("dependency") == "cloudwatch"
+    assert "dependency" in cloud.cause_named_by["cloudwatch"]
+    assert "dependency: cloudwatch" in cloud.evidence_text
+    evidence = cloud.evidence or {}
+    assert evidence["metric"]["query"] == "gauge cloudwatch_shipping_lag_seconds"
+    assert evidence["metric"]["value"] > evidence["metric"]["threshold"]
+    memory = results["memory-pressure"]
+    # The configuration changes name the fault holding the memory.
+    assert "config_changes" in memory.cause_named_by["memory_pressure_mb"]
+    assert (memory.evidence or {})["metric"]["value"] > 0.9
+    # The ballast was resident while the fault was on and went back to the OS after.
+    rss = memory.instance_rss_mb
+    assert rss["fault"] - rss["before"] > 400, rss
+    assert rss["fault"] - rss["after"] > 400, rss
 
 
 def test_dependency_evidence_and_secrets(results: dict[str, ScenarioResult]) -> None:
@@ -135,3 +152,21 @@ def test_incident_cli_reads_the_instance_database(
     assert missing.exit_code == 1
     bad = runner.invoke(app, ["gameday", "no-such-scenario"])
     assert bad.exit_code == 2
+
+
+def test_cloudwatch_scenario_without_moto_says_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "moto" else real(name, *a)
+    )
+    [scenario] = [s for s in SCENARIOS if s.name == "cloudwatch-unreachable"]
+    [result] = run_gameday([scenario], GameDayConfig(work_dir=tmp_path))
+    assert not result.detected
+    assert result.fault_at is None  # nothing was started or injected
+    assert "needs a CloudWatch endpoint" in result.notes[0]
+    assert "moto[server]" in result.notes[0]
+    assert not (tmp_path / scenario.name).exists()

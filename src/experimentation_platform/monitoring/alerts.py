@@ -13,10 +13,12 @@ Thresholds and why (tuned with `observability.alerting.backtest`, see docs/alert
 - API latency: 99% of requests complete in under 300 ms. The API's own median is a few ms; 300
   ms is where a client's page load visibly suffers and leaves room for a cold database.
 - Assignment latency: 99% under 50 ms (the domain call SDKs make on every page view).
-- Saturation: CPU > 90% or memory > 90% for 10 minutes, disk > 85% for 10 minutes.
+- Saturation: CPU > 90% or memory > 90% for 10 minutes, disk > 85% for 10 minutes; the
+  process's own resident memory > 90% of its budget (EP_MEMORY_BUDGET_MB) for 10 minutes.
 
 Shortened windows (game days, tests): EP_ALERT_WINDOW_SCALE (default 1.0, accepted 0 < s <= 1)
-multiplies every rule's windows and `for` durations and the notification grouping timers of
+multiplies every rule's windows and `for` durations, the thresholds that are durations
+(`threshold_is_duration`, e.g. the shipping lag) and the notification grouping timers of
 what the embedded evaluator runs (`RULES`, `GROUPING`), so the same code path detects within
 seconds. The deploy renderings always use the unscaled `BASE_RULES` / `BASE_GROUPING`.
 """
@@ -168,12 +170,14 @@ BASE_RULES: tuple[Rule, ...] = (
         expr=GaugeValue(signals.CLOUDWATCH_LAG),
         comparison=">",
         threshold=300,
+        threshold_is_duration=True,
         for_seconds=300,
         severity="medium",
         summary="CloudWatch log shipping {value:.0f}s behind (threshold {threshold:.0f}s)",
         description="Logs reach CloudWatch late; the local journal is buffering them.",
         dashboard="system-health",
-        labels=_signal("telemetry"),
+        # The gauge has no labels: the rule names what is behind, for evidence and receivers.
+        labels={**_signal("telemetry"), "dependency": "cloudwatch"},
     ),
     ThresholdRule(
         name="log_events_dropped",
@@ -234,6 +238,22 @@ BASE_RULES: tuple[Rule, ...] = (
         labels=_signal("saturation"),
     ),
     ThresholdRule(
+        name="process_memory_high",
+        expr=GaugeValue(signals.PROCESS_MEMORY),
+        comparison=">",
+        threshold=0.9,
+        for_seconds=600,
+        severity="high",
+        summary="Process memory at {value:.0%} of its budget for 10 minutes "
+        "(threshold {threshold:.0%})",
+        description=(
+            "The platform's resident memory is close to its budget (EP_MEMORY_BUDGET_MB, by "
+            "default the container's memory limit): the OOM killer or swapping comes next."
+        ),
+        dashboard="system-health",
+        labels=_signal("saturation"),
+    ),
+    ThresholdRule(
         name="disk_saturation",
         expr=GaugeValue(signals.SYSTEM_DISK),
         comparison=">",
@@ -270,6 +290,9 @@ SCALE_ENV: Final = "EP_ALERT_WINDOW_SCALE"
 # The embedded evaluator reads windows <= 1 h from RollingWindows in 5 s slots: a window shorter
 # than two slots would see a fraction of one slot, so scaled windows stop at 10 s.
 MIN_SCALED_WINDOW_S: Final = 10
+# A scaled duration threshold must stay above what is normal for it: the shipping lag is 1-3 s
+# in steady state (the shipper batches for 1 s, then one PutLogEvents), so 30 s is a backlog.
+MIN_SCALED_DURATION_THRESHOLD_S: Final = 30.0
 
 
 def _read_scale() -> float:
@@ -295,7 +318,9 @@ def _scale_query(query: Any, scale: float) -> Any:
 
 
 def scale_rules(rules: tuple[Rule, ...], scale: float) -> tuple[Rule, ...]:
-    """The rules with every window and `for` multiplied by `scale` (1.0 returns them as is)."""
+    """The rules with every window, `for` and duration threshold multiplied by `scale` (1.0
+    returns them as is). Windows stop at 10 s, duration thresholds at 30 s (or their own
+    value when that is lower)."""
     if scale == 1.0:
         return rules
     out: list[Rule] = []
@@ -309,10 +334,15 @@ def scale_rules(rules: tuple[Rule, ...], scale: float) -> tuple[Rule, ...]:
                 windows.append(replace(w, long_s=long, short_s=short))
             out.append(replace(rule, windows=tuple(windows)))
         else:
+            threshold = rule.threshold
+            if rule.threshold_is_duration:
+                floor = min(threshold, MIN_SCALED_DURATION_THRESHOLD_S)
+                threshold = max(floor, threshold * scale)
             out.append(
                 replace(
                     rule,
                     expr=_scale_query(rule.expr, scale),
+                    threshold=threshold,
                     for_seconds=round(rule.for_seconds * scale),
                 )
             )

@@ -401,6 +401,9 @@ class ThresholdRule:
 
     Templates may use {value}, {threshold} (with a format spec, e.g. {value:.1%}) and any
     label, e.g. {dependency}. `runbook` is the anchor in the runbook (default: the name).
+    `threshold_is_duration` marks a threshold in seconds of time (a lag, an age): whoever
+    shortens the windows (game days) must shorten it too, or the alert cannot fire sooner.
+    Renderers ignore it.
     """
 
     name: str
@@ -414,6 +417,7 @@ class ThresholdRule:
     runbook: str | None = None
     dashboard: str | None = None
     labels: Labels = field(default_factory=dict)
+    threshold_is_duration: bool = False
 
     def __post_init__(self) -> None:
         _check_common(self.name, self.severity)

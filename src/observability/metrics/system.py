@@ -11,6 +11,10 @@ process collector reports nothing there. So:
   by prometheus_client ("liveall": dead workers disappear); counters (CPU seconds, GC
   collections) are summed over all workers that ever ran, so they stay monotonic.
 
+Given a memory budget (bytes the service may hold, e.g. its container's limit, see
+`cgroup_memory_limit`), `process_memory_usage_ratio` is resident memory / budget: one process,
+or the sum over the live workers ("livesum"), who share the budget as they share the limit.
+
 `RuntimeMetrics` picks the right parts and starts/stops the tasks from an app lifespan.
 """
 
@@ -22,6 +26,7 @@ import gc
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -33,6 +38,7 @@ from observability.metrics.prometheus import multiprocess_dir
 
 __all__ = [
     "EVENT_LOOP_LAG",
+    "PROCESS_MEMORY",
     "SYSTEM_CPU",
     "SYSTEM_DISK",
     "SYSTEM_MEMORY",
@@ -41,6 +47,7 @@ __all__ = [
     "ProcessSampler",
     "RuntimeMetrics",
     "SystemCollector",
+    "cgroup_memory_limit",
 ]
 
 # Same spelling as the platform's signals.py (the toolkit does not import the platform).
@@ -49,6 +56,33 @@ SYSTEM_MEMORY = "system_memory_usage_ratio"
 SYSTEM_DISK = "system_disk_usage_ratio"
 SYSTEM_NETWORK = "system_network_bytes_total"
 EVENT_LOOP_LAG = "event_loop_lag_seconds"
+PROCESS_MEMORY = "process_memory_usage_ratio"
+_PROCESS_MEMORY_HELP = "Resident memory as a share of the memory budget"
+
+
+def cgroup_memory_limit(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """This process's cgroup v2 memory limit in bytes: the lowest `memory.max` on its cgroup's
+    path up to `root` (a limit on a parent binds too). None without cgroup v2 or a limit."""
+    try:
+        lines = proc_cgroup.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    path = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if path is None:  # cgroup v1 only
+        return None
+    parts = [p for p in path.strip().split("/") if p and p != ".."]
+    limits = []
+    for depth in range(len(parts), -1, -1):
+        try:
+            raw = (root.joinpath(*parts[:depth]) / "memory.max").read_text(encoding="utf-8")
+        except OSError:
+            continue  # not mounted, or the root cgroup (which has no memory.max)
+        raw = raw.strip()
+        if raw.isdigit() and int(raw) > 0:
+            limits.append(int(raw))
+    return min(limits) if limits else None
 
 
 def _mount_of(path: str) -> str:
@@ -62,7 +96,7 @@ def _mount_of(path: str) -> str:
     return current
 
 
-def _process_families(proc: psutil.Process) -> Iterator[Metric]:
+def _process_families(proc: psutil.Process, memory_budget: int | None) -> Iterator[Metric]:
     with proc.oneshot():
         memory = proc.memory_info()
         cpu = proc.cpu_times()
@@ -71,6 +105,10 @@ def _process_families(proc: psutil.Process) -> Iterator[Metric]:
         started = proc.create_time()
     yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory", value=memory.rss)
     yield GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory", value=memory.vms)
+    if memory_budget:
+        yield GaugeMetricFamily(
+            PROCESS_MEMORY, _PROCESS_MEMORY_HELP, value=memory.rss / memory_budget
+        )
     yield CounterMetricFamily(
         "process_cpu_seconds", "User and system CPU time", cpu.user + cpu.system
     )
@@ -97,13 +135,21 @@ class SystemCollector(Collector):
       on the first one), 0..1;
     - `system_memory_usage_ratio`: (total - available) / total;
     - `system_disk_usage_ratio{mount}`: used / (used + free) of the mount holding each path;
-    - `system_network_bytes_total{direction=sent|received}`.
+    - `system_network_bytes_total{direction=sent|received}`;
+    - with `process` and a `memory_budget` (bytes): `process_memory_usage_ratio`.
     Errors never fail the scrape: a part that cannot be read is left out and counted.
     """
 
-    def __init__(self, disk_paths: Iterable[str] = ("/",), *, process: bool = True) -> None:
+    def __init__(
+        self,
+        disk_paths: Iterable[str] = ("/",),
+        *,
+        process: bool = True,
+        memory_budget: int | None = None,
+    ) -> None:
         self.mounts = sorted({_mount_of(path) for path in disk_paths})
         self.process = psutil.Process() if process else None
+        self.memory_budget = memory_budget
         self._cpu_last: tuple[float, float] | None = None
         self.errors = 0
 
@@ -121,7 +167,7 @@ class SystemCollector(Collector):
         yield from self._guarded(self._host)
         process = self.process
         if process is not None:
-            yield from self._guarded(lambda: _process_families(process))
+            yield from self._guarded(lambda: _process_families(process, self.memory_budget))
 
     def _guarded(self, part: Any) -> Iterator[Metric]:
         try:
@@ -219,10 +265,17 @@ class EventLoopLagMonitor(_PeriodicTask):
 class ProcessSampler(_PeriodicTask):
     """Multi-process mode: this worker's process and GC metrics, written every `interval` s."""
 
-    def __init__(self, registry: CollectorRegistry, *, interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        interval: float = 5.0,
+        memory_budget: int | None = None,
+    ) -> None:
         super().__init__()
         self.interval = interval
         self.process = psutil.Process()
+        self.memory_budget = memory_budget
 
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, registry=registry, multiprocess_mode="liveall")
@@ -232,6 +285,14 @@ class ProcessSampler(_PeriodicTask):
         self.fds = gauge("process_open_fds", "Open file descriptors")
         self.threads = gauge("process_threads", "OS threads")
         self.start_time = gauge("process_start_time_seconds", "Start time (Unix)")
+        # Workers share the budget: the sum of their shares is the service's share.
+        self.memory_share = (
+            Gauge(
+                PROCESS_MEMORY, _PROCESS_MEMORY_HELP, registry=registry, multiprocess_mode="livesum"
+            )
+            if memory_budget
+            else None
+        )
         self.cpu = Counter("process_cpu_seconds", "User and system CPU time", registry=registry)
         self.gc_runs = Counter(
             "python_gc_collections", "Garbage collector runs", ["generation"], registry=registry
@@ -249,6 +310,8 @@ class ProcessSampler(_PeriodicTask):
             self.start_time.set(proc.create_time())
         self.rss.set(memory.rss)
         self.vms.set(memory.vms)
+        if self.memory_share is not None and self.memory_budget:
+            self.memory_share.set(memory.rss / self.memory_budget)
         # Counters take increments: add what accrued since the previous sample.
         used = cpu.user + cpu.system
         self.cpu.inc(max(0.0, used - self._cpu_seen))
@@ -272,6 +335,7 @@ class RuntimeMetrics:
 
     Registers a `SystemCollector` on `registry` (host metrics; process metrics too in single-
     process mode) and an `EventLoopLagMonitor`; in multi-process mode also a `ProcessSampler`.
+    `memory_budget` (bytes, None: no ratio) is what `process_memory_usage_ratio` divides by.
     """
 
     def __init__(
@@ -282,13 +346,20 @@ class RuntimeMetrics:
         lag_interval: float = 0.5,
         process_interval: float = 5.0,
         multiprocess: bool | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         if multiprocess is None:
             multiprocess = multiprocess_dir() is not None
-        self.system = SystemCollector(disk_paths, process=not multiprocess)
+        self.system = SystemCollector(
+            disk_paths, process=not multiprocess, memory_budget=memory_budget
+        )
         registry.register(self.system)
         self.loop_lag = EventLoopLagMonitor(registry, interval=lag_interval)
-        self.sampler = ProcessSampler(registry, interval=process_interval) if multiprocess else None
+        self.sampler = (
+            ProcessSampler(registry, interval=process_interval, memory_budget=memory_budget)
+            if multiprocess
+            else None
+        )
 
     async def start(self) -> None:
         self.loop_lag.start()
