@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from observability.alerting.notifiers import Dispatcher, Notification
 from observability.asgi import RequestObserver, RequestRecord
 from observability.cloud.agent import ShippingAgent
 from observability.cloud.journal import JournalLockedError
-from observability.cloud.shipper import CloudWatchShipper, Event, LogShipper, ShipperConfig
+from observability.cloud.shipper import CloudWatchShipper, LogShipper, ShipperConfig
 from observability.context import snapshot
 from observability.errors import (
     DEFAULT_RULES,
@@ -133,6 +131,7 @@ def _shipper(settings: Settings, journal_dir: Path) -> LogShipper:
             "errors": settings.cloudwatch_retention_errors_days,
         },
         instance_id=instance_id(settings).replace(":", "-"),
+        request_logger=REQUEST_LOGGER,
     )
     if settings.cloudwatch_agent:
         return ShippingAgent(config).start()
@@ -140,46 +139,18 @@ def _shipper(settings: Settings, journal_dir: Path) -> LogShipper:
 
 
 def cloudwatch_sink(shipper: LogShipper) -> Sink:
-    """Request lines to /api, everything else to /services, error level and above also to
-    /errors. Lines are already masked and rendered: the shipper only moves bytes."""
+    """Every rendered line, as one batch: the shipper routes request lines to /api, the others
+    to /services, and error level and above also to /errors (`ShipperConfig.request_logger`).
+    Lines are already masked and rendered; this sink does no per-line work beyond counting,
+    because it runs in the writer thread and every microsecond there competes with requests
+    for the GIL (routing each line here cost 5% of the throughput of a 9,000 req/s server)."""
 
     def ship(records: Sequence[LogRecordOut]) -> None:
-        batch: list[Event] = []
-        for level, event, line in records:
-            # orjson rendered the line: valid UTF-8 already, so the bytes go as they are.
-            body = line[:-1] if line.endswith(b"\n") else line
-            millis = _millis(event.get("timestamp"))
-            group = "api" if event.get("logger") == REQUEST_LOGGER else "services"
-            batch.append((group, millis, body))
-            if level >= 40:
-                batch.append(("errors", millis, body))
-        shipper.submit_many(batch)
+        lines = b"".join(line for _level, _event, line in records)
+        errors = sum(1 for level, _event, _line in records if level >= 40)
+        shipper.submit_lines(lines, len(records) + errors)
 
     return CallbackSink("cloudwatch", ship)
-
-
-_second_cache: tuple[str, int] = ("", 0)
-
-
-def _millis(stamp: object) -> int:
-    """Epoch milliseconds of a line's ISO-8601 timestamp. Lines come in bursts within the same
-    second: the date-time part is parsed once per second, the milliseconds read off the text
-    (this was 40% of the sink's cost per line)."""
-    global _second_cache
-    if isinstance(stamp, str):
-        # Our renderer's form: 2026-11-27T15:00:00.123456Z
-        if len(stamp) >= 24 and stamp[19] == "." and stamp[-1] == "Z" and stamp[20:23].isdigit():
-            second, base = _second_cache
-            if stamp[:19] != second:
-                with contextlib.suppress(ValueError):
-                    parsed = datetime.fromisoformat(stamp[:19] + "+00:00")
-                    base = int(parsed.timestamp()) * 1000
-                    _second_cache = (stamp[:19], base)
-            if stamp[:19] == _second_cache[0]:
-                return base + int(stamp[20:23])
-        with contextlib.suppress(ValueError):
-            return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-    return int(time.time() * 1000)
 
 
 def _error_observer(tracker: ErrorTracker) -> RequestObserver:

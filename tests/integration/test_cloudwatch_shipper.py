@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -533,15 +534,25 @@ config = ShipperConfig(
     journal_dir=Path(journal), endpoint_url=endpoint, group_prefix=prefix, stream_name=stream,
     batch_wait_seconds=0.02, backoff_base_seconds=0.05, backoff_max_seconds=0.5,
 )
-shipper = (ShippingAgent if kind == "agent" else CloudWatchShipper)(config).start()
+shipper = (ShippingAgent if kind.startswith("agent") else CloudWatchShipper)(config).start()
 if mode == "produce":
     seq = 0
     while seq < 2_000_000:
         now = int(time.time() * 1000)
-        shipper.submit_many(
-            ("api" if n % 3 else "services", now, json.dumps({"seq": n}))
-            for n in range(seq, seq + 200)
-        )
+        if kind.endswith("+lines"):  # the platform's way: rendered lines, routed by the reader
+            shipper.submit_lines(
+                "".join(
+                    json.dumps({"seq": n, "logger": "observability.request" if n % 3 else "app"})
+                    + "\\n"
+                    for n in range(seq, seq + 200)
+                ).encode(),
+                200,
+            )
+        else:
+            shipper.submit_many(
+                ("api" if n % 3 else "services", now, json.dumps({"seq": n}))
+                for n in range(seq, seq + 200)
+            )
         seq += 200
         print(seq, flush=True)  # submit_many returned: these are in the journal
         time.sleep(0.002)
@@ -578,7 +589,7 @@ def last_line(path: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", SHIPPERS)
+@pytest.mark.parametrize("kind", [*SHIPPERS, "agent+lines"])
 def test_sigkill_mid_stream_loses_nothing_the_next_process_replays(
     moto: MotoServer, prefix: str, tmp_path: Path, kind: str
 ) -> None:
@@ -770,3 +781,83 @@ def test_the_journal_cap_holds_with_the_reader_in_another_process(
         assert stats.submitted == 40_000
     finally:
         assert not agent.close(1)  # nothing could be shipped
+
+
+# -- batches of rendered lines (submit_lines: what the platform's log sink sends) ------------
+
+
+def rendered(n: int, logger: str, level: str, stamp: str, pad: int = 0) -> str:
+    fields = {"timestamp": stamp, "level": level, "logger": logger, "event": "e", "seq": n}
+    if pad:
+        fields["pad"] = "x" * pad
+    return json.dumps(fields)
+
+
+@pytest.mark.parametrize("kind", SHIPPERS)
+def test_lines_are_routed_to_their_groups_with_their_own_timestamps(
+    moto: MotoServer, prefix: str, tmp_path: Path, kind: str
+) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 60))
+    lines = [
+        rendered(0, "observability.request", "info", f"{stamp}.123456Z"),
+        rendered(1, "experimentation_platform.api", "info", f"{stamp}.500000Z"),
+        rendered(2, "observability.request", "error", f"{stamp}.900001Z"),  # api and errors
+        rendered(3, "experimentation_platform.api", "critical", f"{stamp}.000000Z"),
+        "not json at all",  # still shipped, to services
+        rendered(5, "experimentation_platform.api", "info", f"{stamp}.250000Z", pad=5_000),
+    ]
+    config = make_config(tmp_path / "j", moto.url, prefix, max_event_bytes=2_048)
+    shipper = start_shipper(kind, config)
+    shipper.submit_lines("".join(line + "\n" for line in lines).encode(), len(lines) + 2)
+    assert shipper.close(20)
+    client = logs_client(moto.url)
+    stored = {g: read_group(client, f"{prefix}/{g}") for g in GROUPS}
+    messages = {g: [e["message"] for e in events] for g, events in stored.items()}
+    assert messages["api"] == [lines[0], lines[2]]
+    assert messages["errors"] == [lines[3], lines[2]]  # sorted by time: .000 before .900
+    # By time: .000, .250 (cut to the limit, visibly), .500, then the non-JSON line, which
+    # has no timestamp of its own and takes the time it was written.
+    services = messages["services"]
+    assert len(services) == 4
+    assert [services[0], services[2], services[3]] == [lines[3], lines[1], lines[4]]
+    assert len(services[1].encode()) <= 2_048
+    assert services[1].startswith(lines[5][:100])
+    assert services[1] != lines[5]
+    expected_ms = {0: ".123", 2: ".900"}
+    base = epoch_ms(f"{stamp}.000000Z")
+    for event in stored["api"]:
+        assert event["timestamp"] == base + int(expected_ms[seq_of(event["message"])][1:])
+    stats = shipper.stats()
+    assert stats.submitted == 8
+    assert stats.shipped == 8
+    assert stats.truncated == 1
+
+
+def epoch_ms(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_a_batch_of_lines_cut_across_put_log_events_calls_is_not_checkpointed_early(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    """25 lines in one stored record, 10 events per PutLogEvents: the first two calls must
+    leave the record's group checkpoint before the record (a crash re-sends, never skips)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    config = make_config(tmp_path / "j", moto.url, prefix, max_batch_events=10)
+    shipper = CloudWatchShipper(config)  # not started: batches are built by hand here
+    try:
+        data = "".join(
+            rendered(n, "observability.request", "info", stamp) + "\n" for n in range(25)
+        )
+        shipper.submit_lines(data.encode(), 25)
+        records, _end = shipper._journal.read(max_records=100, max_bytes=1 << 20)
+        batches = shipper._build_batches(records)
+        assert [len(b.events) for b in batches] == [10, 10, 5]
+        start = records[0].position
+        assert [b.last_position for b in batches] == [start, start, records[0].next_position]
+    finally:
+        shipper.close(0)
+    shipper = CloudWatchShipper(config).start()  # the same journal, shipped for real
+    assert shipper.close(20)
+    api = read_group(logs_client(moto.url), f"{prefix}/api")
+    assert [seq_of(e["message"]) for e in api] == list(range(25))

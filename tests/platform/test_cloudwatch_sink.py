@@ -1,61 +1,43 @@
-"""The platform's CloudWatch sink: which group a line goes to and with which timestamp."""
+"""The platform's CloudWatch sink: one batch of lines per write, counted with error copies, and
+the shipper configured to route the platform's request lines to /api."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from pathlib import Path
 
-from experimentation_platform.observe import REQUEST_LOGGER, cloudwatch_sink
-from observability.cloud.shipper import Event
+from experimentation_platform.observe import REQUEST_LOGGER, _shipper, cloudwatch_sink
+from experimentation_platform.settings import load_settings
+from observability.cloud.agent import ShippingAgent
 
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self.batches: list[tuple[bytes, int]] = []
 
-    def submit_many(self, events: Iterable[Event]) -> None:
-        self.events.extend(events)
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def close(self, timeout: float = 10.0) -> bool:
-        return True
-
-    def stats(self) -> object:
-        raise NotImplementedError
-
-    def simulate_outage(self, on: bool) -> None:
-        return None
+    def submit_lines(self, lines: bytes, events: int) -> None:
+        self.batches.append((lines, events))
 
 
-def epoch_ms(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def test_lines_go_to_their_groups_with_their_own_timestamps() -> None:
+def test_a_write_is_one_batch_of_the_rendered_lines() -> None:
     shipper = Recorder()
     sink = cloudwatch_sink(shipper)  # type: ignore[arg-type]
-    stamps = [
-        "2026-11-27T15:00:00.123456Z",
-        "2026-11-27T15:00:00.999999Z",  # same second: the cached part must still be right
-        "2026-11-27T15:00:01.000001Z",
-        "2026-11-27T23:59:59.500000Z",
-        "2026-11-28T00:00:00.001000+00:00",  # another form: parsed in full
-    ]
     records = [
-        (20, {"timestamp": stamps[0], "logger": REQUEST_LOGGER}, b'{"a":1}\n'),
-        (20, {"timestamp": stamps[1], "logger": "experimentation_platform.api"}, b'{"b":2}\n'),
-        (40, {"timestamp": stamps[2], "logger": "experimentation_platform.api"}, b'{"c":3}\n'),
-        (20, {"timestamp": stamps[3], "logger": REQUEST_LOGGER}, b'{"d":4}\n'),
-        (20, {"timestamp": stamps[4], "logger": REQUEST_LOGGER}, b'{"e":5}\n'),
+        (20, {"logger": REQUEST_LOGGER}, b'{"a":1}\n'),
+        (40, {"logger": "experimentation_platform.api"}, b'{"b":2}\n'),
+        (50, {"logger": "experimentation_platform.api"}, b'{"c":3}\n'),
     ]
     sink.write(records)
-    assert shipper.events == [
-        ("api", epoch_ms(stamps[0]), b'{"a":1}'),
-        ("services", epoch_ms(stamps[1]), b'{"b":2}'),
-        ("services", epoch_ms(stamps[2]), b'{"c":3}'),
-        ("errors", epoch_ms(stamps[2]), b'{"c":3}'),  # error level: also in /errors
-        ("api", epoch_ms(stamps[3]), b'{"d":4}'),
-        ("api", epoch_ms(stamps[4]), b'{"e":5}'),
-    ]
+    # Three lines; the error and the critical one also go to /errors: five events.
+    assert shipper.batches == [(b'{"a":1}\n{"b":2}\n{"c":3}\n', 5)]
+
+
+def test_the_platform_ships_through_the_agent_routing_its_request_logger(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(var_dir=tmp_path, cloudwatch_enabled=True, cloudwatch_agent=True)
+    shipper = _shipper(settings, tmp_path / "journal")
+    try:
+        assert isinstance(shipper, ShippingAgent)
+        assert shipper.config.request_logger == REQUEST_LOGGER
+    finally:
+        shipper.close(5)

@@ -62,7 +62,7 @@ LOG_FILE = "agent.log"
 _REPORT_SECONDS = 0.5
 _POLL_SECONDS = 0.1
 _STALE_SECONDS = 5.0  # an agent silent this long is not shipping (dead, hung or starved)
-_COUNTERS = ("shipped", "retried_batches", "rejected", "clamped", "groups_created")
+_COUNTERS = ("shipped", "retried_batches", "rejected", "clamped", "groups_created", "truncated")
 
 
 class ShippingAgent(JournalProducer):
@@ -254,11 +254,12 @@ class ShippingAgent(JournalProducer):
                 for reason, count in source.items():
                     dropped[reason] = dropped.get(reason, 0) + int(count)
             totals = {n: self._base.get(n, 0) + int(agent.get(n, 0)) for n in _COUNTERS}
+            # Lines of submit_lines are truncated where they are split: in the agent.
+            totals["truncated"] += self._truncated
             return ShipperStats(
                 submitted=self._submitted,
                 spooled_bytes=spooled,
                 dropped=dropped,
-                truncated=self._truncated,
                 lag_seconds=lag,
                 last_error=(
                     agent.get("last_error") or self._last_error or self._base.get("last_error")

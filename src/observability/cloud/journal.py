@@ -158,7 +158,10 @@ class Journal:
         segment_bytes: int = 8 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         role: Role = "both",
+        expand: Callable[[JournalRecord], Sequence[JournalRecord]] | None = None,
     ) -> None:
+        """`expand` turns one stored record into the events it holds (a batch of log lines
+        into one event per line and group); already-shipped events are skipped after it."""
         if segment_bytes <= 0 or max_bytes < 2 * segment_bytes:
             raise ValueError("journal max_bytes must be at least twice segment_bytes")
         self.directory = Path(directory)
@@ -169,6 +172,7 @@ class Journal:
         self._lock = threading.Lock()
         self._closed = False
         self.role: Role = role
+        self._expand = expand
         self._lock_fds: list[int] = []
         try:
             if role != "reader":
@@ -436,10 +440,12 @@ class Journal:
                 reader.position = Position(pos.segment, pos.offset + used)
                 reader.records_read_in_segment += len(parsed) + corrupt
             budget -= used
-            for record in parsed:
-                skip = reader.skip.get(record.group)
-                if skip is None or record.position >= skip:
-                    out.append(record)
+            expand = self._expand
+            for stored in parsed:
+                for record in expand(stored) if expand is not None else (stored,):
+                    skip = reader.skip.get(record.group)
+                    if skip is None or record.position >= skip:
+                        out.append(record)
         with self._lock:
             self._normalise_reader()
             return out, reader.position

@@ -25,12 +25,14 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import boto3
+import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -39,6 +41,7 @@ from observability.cloud.journal import Journal, JournalClosedError, JournalReco
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
     "EVENT_OVERHEAD_BYTES",
+    "LINES_GROUP",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_EVENTS",
     "CloudWatchShipper",
@@ -49,6 +52,7 @@ __all__ = [
     "ShipperConfig",
     "ShipperStats",
     "default_stream_name",
+    "iso_millis",
     "prepare_events",
     "truncate_message",
 ]
@@ -69,6 +73,11 @@ DEFAULT_MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES
 _CLOSE_GRACE_SECONDS = 0.5
 
 DEFAULT_RETENTION_DAYS: Mapping[str, int] = {"api": 30, "services": 90, "errors": 180}
+
+# A journal record holding a batch of rendered JSON log lines (`submit_lines`): the reader
+# routes each line to its group, so the producer does no per-line work at all.
+LINES_GROUP = "*lines"
+_ERROR_LEVELS = frozenset({"error", "critical"})
 
 _RETRYABLE_CODES = frozenset(
     {
@@ -108,6 +117,9 @@ class ShipperConfig:
     max_batch_bytes: int = MAX_BATCH_BYTES
     max_batch_events: int = MAX_BATCH_EVENTS
     out_of_range: Literal["clamp", "drop"] = "clamp"
+    # Lines of `submit_lines`: this logger's go to "api", the others to "services", and lines
+    # at error level or above also to "errors".
+    request_logger: str = "observability.request"
     batch_wait_seconds: float = 1.0
     backoff_base_seconds: float = 0.2
     backoff_max_seconds: float = 10.0
@@ -207,11 +219,37 @@ def prepare_events(events: Iterable[Event], config: ShipperConfig) -> PreparedEv
     return out
 
 
+_second_cache: tuple[str, int] = ("", 0)
+
+
+def iso_millis(stamp: object, default_ms: int) -> int:
+    """Epoch milliseconds of an ISO-8601 timestamp, `default_ms` if it is not one. Lines come
+    in bursts within one second: the date-time part is parsed once per second and the
+    milliseconds read off the text (the renderer's form: 2026-11-27T15:00:00.123456Z)."""
+    global _second_cache
+    if not isinstance(stamp, str):
+        return default_ms
+    if len(stamp) >= 24 and stamp[19] == "." and stamp[-1] == "Z" and stamp[20:23].isdigit():
+        second, base = _second_cache
+        if stamp[:19] != second:
+            try:
+                base = int(datetime.fromisoformat(stamp[:19] + "+00:00").timestamp()) * 1000
+            except ValueError:
+                return default_ms
+            _second_cache = (stamp[:19], base)
+        return base + int(stamp[20:23])
+    try:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return default_ms
+
+
 @dataclass
 class _Batch:
     group: str
     events: list[dict[str, Any]]
     last_position: Position
+    last_start: Position | None = None  # where the stored record of the last event starts
 
 
 @dataclass
@@ -227,6 +265,7 @@ class LogShipper(Protocol):
     """What the application holds: the in-process shipper or the shipping agent."""
 
     def submit_many(self, events: Iterable[Event]) -> None: ...
+    def submit_lines(self, lines: bytes, events: int) -> None: ...
     def flush(self, timeout: float) -> bool: ...
     def close(self, timeout: float = 10.0) -> bool: ...
     def stats(self) -> ShipperStats: ...
@@ -272,6 +311,28 @@ class JournalProducer:
         except Exception:  # e.g. `events` itself is not iterable; still never raise
             self._drop("submit_error", 1)
 
+    def submit_lines(self, lines: bytes, events: int) -> None:
+        """Accept a batch of rendered JSON lines (each ending in a newline) with one write and
+        no per-line work: the shipper routes them (see `ShipperConfig.request_logger`).
+        `events` is what they count for in `submitted` (lines, plus error lines' copies).
+        Never raises."""
+        try:
+            now_ms = int(time.time() * 1000)
+            items = [(LINES_GROUP, now_ms, part) for part in _split_lines(lines)]
+            with self._stats_lock:
+                self._submitted += events
+            try:
+                self._journal.append(items)
+            except JournalClosedError:
+                self._drop("closed", events)
+                return
+            except Exception:  # disk full, I/O error: count, never raise
+                self._drop("journal_error", events)
+                return
+            self._appended()
+        except Exception:
+            self._drop("submit_error", events)
+
     def _appended(self) -> None:
         """Hook: events just landed in the journal."""
 
@@ -279,6 +340,18 @@ class JournalProducer:
         if count > 0:
             with self._stats_lock:
                 self._dropped[reason] = self._dropped.get(reason, 0) + count
+
+
+def _split_lines(data: bytes, limit: int = 4 * 1024 * 1024) -> list[bytes]:
+    """`data` in parts of at most `limit` bytes, cut at line ends (a journal record's bound)."""
+    parts = []
+    while len(data) > limit:
+        cut = data.rfind(b"\n", 0, limit) + 1 or limit
+        parts.append(data[:cut])
+        data = data[cut:]
+    if data:
+        parts.append(data)
+    return parts
 
 
 class CloudWatchShipper(JournalProducer):
@@ -308,6 +381,7 @@ class CloudWatchShipper(JournalProducer):
             segment_bytes=config.segment_bytes,
             clock=clock,
             role=journal_role,
+            expand=self._expand,
         )
         super().__init__(config, journal)
         self.stream_name = config.stream_name or default_stream_name(config.instance_id)
@@ -514,6 +588,41 @@ class CloudWatchShipper(JournalProducer):
 
     # -- batching ------------------------------------------------------------------------
 
+    def _expand(self, record: JournalRecord) -> Sequence[JournalRecord]:
+        """A batch of lines (`submit_lines`) becomes one event per line and group."""
+        if record.group != LINES_GROUP:
+            return (record,)
+        out: list[JournalRecord] = []
+        request_logger = self.config.request_logger
+        limit = self.config.max_event_bytes
+        truncated = 0
+        for line in record.message.split("\n"):
+            if not line:
+                continue
+            try:
+                fields = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                fields = None  # not one of ours: still shipped, as a service line
+            if not isinstance(fields, dict):
+                fields = {}
+            data = line.encode("utf-8")
+            if len(data) > limit:  # routed by the whole line, shipped cut (visibly)
+                data = truncate_message(data, limit)
+                line = data.decode("utf-8", "replace")
+                truncated += 1
+            ts = iso_millis(fields.get("timestamp"), record.timestamp_ms)
+            group = "api" if fields.get("logger") == request_logger else "services"
+            event = replace(
+                record, group=group, timestamp_ms=ts, message=line, message_bytes=len(data)
+            )
+            out.append(event)
+            if fields.get("level") in _ERROR_LEVELS:
+                out.append(replace(event, group="errors"))
+        if truncated:
+            with self._stats_lock:
+                self._truncated += truncated
+        return out
+
     def _timestamp(self, ts: int, now_ms: int) -> int | None:
         low = now_ms - MAX_AGE_MS + _EDGE_MARGIN_MS
         high = now_ms + MAX_FUTURE_MS - _EDGE_MARGIN_MS
@@ -549,6 +658,10 @@ class CloudWatchShipper(JournalProducer):
                     or used + cost > cfg.max_batch_bytes
                     or max(high, ts) - min(low, ts) > MAX_BATCH_SPAN_MS
                 ):
+                    if batch.last_start == record.position:
+                        # One stored record (a batch of lines) continues in the next batch:
+                        # this one's checkpoint must not claim that record done.
+                        batch.last_position = record.position
                     out.append(batch)
                     batch = None
             if batch is None:
@@ -559,6 +672,7 @@ class CloudWatchShipper(JournalProducer):
             sizes[record.group] = (used + cost, min(low, ts), max(high, ts))
             batch.events.append({"timestamp": ts, "message": record.message})
             batch.last_position = record.next_position
+            batch.last_start = record.position
         out.extend(batch for batch in open_batches.values() if batch.events)
         for batch in out:
             # Stable sort: equal timestamps keep journal order.
