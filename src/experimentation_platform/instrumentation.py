@@ -72,7 +72,8 @@ class Instrumentation:
     def observe_request(self, record: RequestRecord) -> None:
         """Request observer: every product request into the rolling windows."""
         route = record.route
-        if route.startswith(OPERATOR_PREFIXES):
+        # The path too: /metrics is a mounted app, so its route reads as unmatched.
+        if route.startswith(OPERATOR_PREFIXES) or record.path.startswith(OPERATOR_PREFIXES):
             return
         self.windows.observe_request(record.method, route, record.status, record.duration_s)
 

@@ -41,6 +41,7 @@ def test_windows_endpoint_reports_the_last_minute(sqlite_api: Instance) -> None:
     for _ in range(5):
         api.client.get("/api/v1/experiments", headers=api.user)
     api.client.get("/api/v1/experiments/missing", headers=api.user)
+    assert api.client.get("/metrics", headers=api.admin).status_code == 200  # a scrape
     assert api.client.get("/api/v1/ops/windows", headers=api.user).status_code == 403
     snapshot = api.client.get("/api/v1/ops/windows", headers=api.admin).json()
     minute = snapshot["windows"]["1m"]
@@ -49,3 +50,5 @@ def test_windows_endpoint_reports_the_last_minute(sqlite_api: Instance) -> None:
     assert routes["GET /api/v1/experiments/{key}"]["client_errors_4xx"] == 1
     assert minute["overall"]["p99_ms"] is not None
     assert not any(route.startswith("GET /health") for route in routes)  # operator traffic
+    # 5 + 1 + the refused ops call; the scrape and health checks are not traffic.
+    assert minute["overall"]["requests"] == 7
