@@ -171,6 +171,16 @@ def test_card_inside_a_longer_digit_run(masker: Masker) -> None:
     assert two == "cards [MASKED:card] and [MASKED:card]"
 
 
+def test_hex_ids_with_a_luhn_valid_digit_run_stay_searchable(masker: Masker) -> None:
+    # 4111111111111111 passes Luhn; inside a hex request or trace id it is not a card.
+    request_id = "6a0657c94111111111111111e4aa0000"
+    assert masker.mask({"request_id": request_id}) == {"request_id": request_id}
+    assert masker.mask_text(f"see request {request_id}") == f"see request {request_id}"
+    # The same digits standing on their own still are.
+    assert masker.mask_text("card=4111111111111111;") == "card=[MASKED:card];"
+    assert masker.mask_text("id_4111111111111111") == "id_[MASKED:card]"
+
+
 # -- property-based -----------------------------------------------------------------------
 
 SAFE_KEYS = st.sampled_from(
