@@ -51,16 +51,17 @@ def _log_pipeline(shipping: str = "") -> None:
     if shipping:
         import os
 
-        from experimentation_platform.observe import cloudwatch_sink
         from observability.cloud.agent import ShippingAgent
         from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+        from observability.cloud.sink import cloudwatch_sink
 
         config = ShipperConfig(
             journal_dir=directory / "journal",
             endpoint_url=os.environ["BENCH_AWS_ENDPOINT"],
             stream_name=f"bench-{os.getpid()}",
         )
-        # The platform's own sink, in front of the agent process (its default) or a thread.
+        # The platform's sink (from the toolkit: importing the platform would grow the heap
+        # and with it every garbage collection), in front of the agent or a thread.
         factory = ShippingAgent if shipping == "agent" else CloudWatchShipper
         sinks.append(cloudwatch_sink(factory(config).start()))
     configure_logging(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experimentation_platform.observe import REQUEST_LOGGER, _shipper, cloudwatch_sink
+from experimentation_platform.observe import REQUEST_LOGGER, _shipper
 from experimentation_platform.settings import load_settings
 from observability.cloud.agent import ShippingAgent
+from observability.cloud.sink import cloudwatch_sink
 
 
 class Recorder:

@@ -4,10 +4,11 @@ Why a process: measured on one core (benchmarks/http_overhead.py, variants F and
 from a thread of the serving process cost 15% of its request throughput and raised p99 from 7
 to 50 ms: reading the journal, batching and botocore's serialisation are ~12 us of Python per
 event, all holding the GIL the event loop needs. In a process of its own that work never holds
-the application's GIL, and at `nice 19` the kernel serves requests first (the agent gets ~2% of
-a saturated core): the journal (durable, capped) absorbs the backlog and the agent catches up
-when there is idle time. The idle class (SCHED_IDLE, `priority="idle"`) starved it for over a
-minute on a machine busy for minutes, so it is not the default.
+the application's GIL, and its scheduling keeps it out of the requests' way: the kernel's idle
+class while it keeps up (CPU time nothing else wants), nice 19 once events wait 20 s without
+progress (a small guaranteed share of a busy CPU: the idle class alone starved it for over a
+minute on a machine busy for minutes), see `_Scheduling`. While the CPU is saturated the journal
+(durable, capped) absorbs the backlog and the agent catches up after.
 
     application process                      agent process (python -m observability.cloud.agent)
     ShippingAgent.submit_many()              CloudWatchShipper(journal_role="reader")
@@ -53,8 +54,8 @@ from observability.cloud.shipper import (
 
 __all__ = ["AgentPriority", "ShippingAgent", "main"]
 
-AgentPriority = Literal["idle", "low", "normal"]
-"""idle: SCHED_IDLE (only spare CPU); low: nice 19; normal: like the application."""
+AgentPriority = Literal["adaptive", "idle", "low", "normal"]
+"""See `_Scheduling`: adaptive (default) idles while keeping up, nice 19 when it falls behind."""
 STATS_FILE = "agent-stats.json"
 OUTAGE_FILE = "simulate-outage"
 DEADLINE_FILE = "close-deadline"
@@ -73,7 +74,7 @@ class ShippingAgent(JournalProducer):
         self,
         config: ShipperConfig,
         *,
-        priority: AgentPriority = "low",
+        priority: AgentPriority = "adaptive",
         orphan_drain_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -289,17 +290,69 @@ def _report(shipper: CloudWatchShipper, directory: Path) -> None:
     _write_atomic(directory / STATS_FILE, json.dumps(stats).encode())
 
 
-def _lower_priority(priority: str) -> None:
-    if priority == "normal":
-        return
-    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+class _Scheduling:
+    """The agent's CPU priority (every thread of it).
+
+    adaptive (default): the kernel's idle class (SCHED_IDLE: only CPU time nothing else wants)
+    while the agent keeps up; once events have waited `STALL_SECONDS` without progress, nice 19
+    (a small guaranteed share of a busy CPU), and back to idle when the journal is drained. A
+    process can only leave the idle class with root, CAP_SYS_NICE or RLIMIT_NICE >= 1; without
+    them adaptive is plain nice 19, never a trap. idle: always SCHED_IDLE (can starve on a
+    machine busy for minutes). low: always nice 19. normal: like the application.
+    """
+
+    STALL_SECONDS = 20.0
+
+    def __init__(self, priority: str) -> None:
+        self.mode = priority
+        if priority in ("adaptive", "idle") and not hasattr(os, "SCHED_IDLE"):
+            self.mode = "low"
+        if priority == "adaptive" and not _can_leave_idle():
+            self.mode = "low"
+        self.current = "normal"
+        self._waiting_since: float | None = None
+        self.apply("idle" if self.mode in ("adaptive", "idle") else self.mode)
+
+    def apply(self, level: str) -> None:
+        if level == self.current:
             return
+        try:
+            for tid in _threads():
+                if level == "idle":
+                    os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                else:
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                    os.setpriority(os.PRIO_PROCESS, tid, 19 if level == "low" else 0)
         except OSError:
-            pass  # not allowed here (some sandboxes): nice 19 is the next best thing
-    with contextlib.suppress(OSError):
-        os.nice(19)
+            return  # not allowed here: keep what we have
+        self.current = level
+
+    def update(self, waiting: bool, progress_at: float) -> None:
+        """Called every half second with the shipper's backlog."""
+        if self.mode != "adaptive":
+            return
+        now = time.monotonic()
+        if not waiting:
+            self._waiting_since = None
+            self.apply("idle")
+            return
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if now - max(self._waiting_since, progress_at) >= self.STALL_SECONDS:
+            self.apply("low")
+
+
+def _can_leave_idle() -> bool:
+    import resource
+
+    return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 1
+
+
+def _threads() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def _open_reader(config: ShipperConfig, parent: int) -> CloudWatchShipper | None:
@@ -318,14 +371,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="observability.cloud.agent")
     parser.add_argument("--config", required=True, help="ShipperConfig fields as JSON")
     parser.add_argument("--parent", type=int, required=True, help="the application's pid")
-    parser.add_argument("--priority", choices=("idle", "low", "normal"), default="low")
+    parser.add_argument(
+        "--priority", choices=("adaptive", "idle", "low", "normal"), default="adaptive"
+    )
     parser.add_argument("--orphan-drain", type=float, default=60.0)
     args = parser.parse_args(argv)
     raw = json.loads(args.config)
     raw["journal_dir"] = Path(raw["journal_dir"])
     config = ShipperConfig(**raw)
     directory = Path(config.journal_dir)
-    _lower_priority(args.priority)
+    scheduling = _Scheduling(args.priority)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C reaches the whole process group; the application stops us with a deadline.
@@ -333,13 +388,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     shipper = _open_reader(config, args.parent)
     if shipper is None:
         return 0
-    shipper.start()
+    shipper.start()  # its thread inherits the scheduling of this one
     orphaned = False
     deadline_file = directory / DEADLINE_FILE
     next_report = 0.0
     while not stop.wait(_POLL_SECONDS) and not deadline_file.exists():
         if time.monotonic() >= next_report:
             _report(shipper, directory)
+            scheduling.update(*shipper.backlog())
             next_report = time.monotonic() + _REPORT_SECONDS
         if os.getppid() != args.parent:
             orphaned = True

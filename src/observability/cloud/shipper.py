@@ -31,9 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import boto3
 import orjson
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from observability.cloud.journal import Journal, JournalClosedError, JournalRecord, Position
@@ -410,10 +408,15 @@ class CloudWatchShipper(JournalProducer):
         self._deadline = float("inf")
         self._outage = False
         self._outage_probe = outage_probe
+        self._progress_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="cloudwatch-shipper", daemon=True)
 
     @staticmethod
     def _make_client(config: ShipperConfig) -> Any:
+        # Imported here: an application shipping through the agent never loads boto3.
+        import boto3
+        from botocore.config import Config
+
         # botocore's own retries are off: this loop owns backoff, and must be able to stop at
         # the close() deadline instead of sleeping inside botocore.
         boto_config = Config(
@@ -571,8 +574,13 @@ class CloudWatchShipper(JournalProducer):
 
     def _commit(self, start: Position, groups: Mapping[str, Position] | None = None) -> None:
         self._journal.commit(start, groups)
+        self._progress_at = time.monotonic()
         if not groups:
             self._last_committed = start
+
+    def backlog(self) -> tuple[bool, float]:
+        """(events waiting to be shipped?, monotonic time of the last checkpoint written)."""
+        return (self._inflight or self._journal.has_unread()), self._progress_at
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep, cut short by the close deadline; True if the deadline has passed."""
