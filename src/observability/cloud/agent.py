@@ -1,14 +1,14 @@
 """Ship logs to CloudWatch from a separate, low-priority process: the application only appends.
 
-Why a process: measured on one core (benchmarks/http_overhead.py, variants F and C), shipping
-from a thread of the serving process cost 15% of its request throughput and raised p99 from 7
-to 50 ms: reading the journal, batching and botocore's serialisation are ~12 us of Python per
-event, all holding the GIL the event loop needs. In a process of its own that work never holds
-the application's GIL, and its scheduling keeps it out of the requests' way: the kernel's idle
-class while it keeps up (CPU time nothing else wants), nice 19 once events wait 20 s without
-progress (a small guaranteed share of a busy CPU: the idle class alone starved it for over a
-minute on a machine busy for minutes), see `_Scheduling`. While the CPU is saturated the journal
-(durable, capped) absorbs the backlog and the agent catches up after.
+Why a process: measured on one core (benchmarks/http_overhead.py, variants F, C and T), shipping
+from a thread of the serving process cost 11% of its request throughput and raised p99 from 13
+to 60 ms: reading the journal, batching and botocore's serialisation are ~12 us of Python per
+event, all holding the GIL the event loop needs; through the agent, 0 to 1%. In a process of
+its own that work never holds the application's GIL, and its scheduling keeps it out of the
+requests' way: the kernel's idle class while it keeps up (CPU time nothing else wants), nice 19
+once events wait 20 s without progress (a small guaranteed share of a busy CPU: the idle class
+alone starved it for over a minute on a machine busy for minutes), see `_Scheduling`. While the
+CPU is saturated the journal (durable, capped) absorbs the backlog and the agent catches up.
 
     application process                      agent process (python -m observability.cloud.agent)
     ShippingAgent.submit_many()              CloudWatchShipper(journal_role="reader")
