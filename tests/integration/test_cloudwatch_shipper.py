@@ -861,3 +861,23 @@ def test_a_batch_of_lines_cut_across_put_log_events_calls_is_not_checkpointed_ea
     assert shipper.close(20)
     api = read_group(logs_client(moto.url), f"{prefix}/api")
     assert [seq_of(e["message"]) for e in api] == list(range(25))
+
+
+def test_counters_of_another_agent_on_the_same_journal_are_not_ours(
+    moto: MotoServer, prefix: str, tmp_path: Path
+) -> None:
+    """A previous worker's agent may still be draining the journal this worker took over; its
+    reports land in the same agent-stats.json and must not be read as this agent's."""
+    journal = tmp_path / "journal"
+    agent = ShippingAgent(make_config(journal, moto.url, prefix)).start()
+    try:
+        submit_range(agent, 0, 10)
+        assert agent.flush(30)
+        assert agent.stats().shipped == 10
+        stranger = {"pid": 1, "shipped": 999_999, "dropped": {}, "written_at": time.time()}
+        (journal / "agent-stats.json").write_text(json.dumps(stranger))
+        # Ours is 0 until our agent reports again (every 0.5 s), then 10; never the stranger's.
+        assert agent.stats().shipped in (0, 10)
+        wait_until(lambda: agent.stats().shipped == 10, 10, "our agent's next report")
+    finally:
+        agent.close(10)

@@ -223,7 +223,13 @@ class ShippingAgent(JournalProducer):
             data = json.loads((self._dir / STATS_FILE).read_bytes())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        # A previous worker's agent may still be draining this journal: not our counters.
+        process = self._process
+        if process is not None and data.get("pid") != process.pid:
+            return {}
+        return data
 
     def _fold(self, agent: dict[str, Any]) -> None:
         """Add an exited agent's totals to the base (caller holds the stats lock)."""
