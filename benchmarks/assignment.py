@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -38,6 +41,13 @@ request = function()
   return wrk.format("POST", "/api/v1/assignments", nil, body)
 end
 """
+
+
+@dataclass(frozen=True)
+class Platform:
+    base: str
+    key: str
+    pid: int
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -101,18 +111,16 @@ def report(name: str, latencies: list[float], seconds: float) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--wrk-seconds", type=int, default=10)
-    args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="ep-bench-"))
+@contextlib.contextmanager
+def bench_platform(tmp: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Platform]:
+    """`ep serve` (1 worker, SQLite, logs to file only) pinned to CPU 0 with an admin key and a
+    running 50/50 experiment "bench"; stopped on exit."""
     env = {
         **os.environ,
         "EP_VAR_DIR": str(tmp),
         "EP_LOG_DIR": str(tmp / "log"),
         "EP_LOG_TO_STDOUT": "false",
+        **(extra_env or {}),
     }
     key = (
         subprocess.run(
@@ -134,6 +142,7 @@ def main() -> None:
     )
     with server:
         wait_for_http(f"{base}/health/ready", timeout=30)
+        assert server.process is not None
         headers = {"Authorization": f"Bearer {key}"}
         body = {
             "key": "bench",
@@ -142,6 +151,34 @@ def main() -> None:
         }
         httpx.post(f"{base}/api/v1/experiments", json=body, headers=headers).raise_for_status()
         httpx.post(f"{base}/api/v1/experiments/bench/start", headers=headers).raise_for_status()
+        yield Platform(base, key, server.process.pid)
+
+
+def wrk_assignments(base: str, key: str, seconds: int, tmp: Path) -> str:
+    """Closed loop on the assignment route: wrk -t1 -c32 pinned to CPU 1; its report."""
+    script = tmp / "assign.lua"
+    script.write_text(WRK_SCRIPT)
+    return subprocess.run(
+        [
+            *("taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency"),
+            *("-s", str(script), "-H", f"Authorization: Bearer {key}"),
+            *("-H", "Content-Type: application/json", base),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ep-bench-"))
+    with bench_platform(tmp) as platform:
+        base, key = platform.base, platform.key
         os.sched_setaffinity(0, {1})
         returning = [f"returning-{n}" for n in range(5_000)]
         asyncio.run(open_loop(base, key, 200, 5, returning[:1000]))  # warm-up: cache, pool
@@ -154,30 +191,7 @@ def main() -> None:
         fresh = [f"new-{n}" for n in range(int(args.rate * args.seconds))]
         latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, fresh))
         report("new users (one insert each)", latencies, args.seconds)
-        script = tmp / "assign.lua"
-        script.write_text(WRK_SCRIPT)
-        wrk = subprocess.run(
-            [
-                "taskset",
-                "-c",
-                "1",
-                "wrk",
-                "-t1",
-                "-c32",
-                f"-d{args.wrk_seconds}s",
-                "--latency",
-                "-s",
-                str(script),
-                "-H",
-                f"Authorization: Bearer {key}",
-                "-H",
-                "Content-Type: application/json",
-                base,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        wrk = wrk_assignments(base, key, args.wrk_seconds, tmp)
         rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk)
         p50 = re.search(r"50%\s+([\d.]+\w+)", wrk)
         p99 = re.search(r"99%\s+([\d.]+\w+)", wrk)

@@ -33,8 +33,13 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.assignment import CLI, WRK_SCRIPT, open_loop, percentile  # noqa: E402
-from tests.support.servers import ManagedProcess, free_port, wait_for_http  # noqa: E402
+from benchmarks.assignment import (  # noqa: E402
+    bench_platform,
+    open_loop,
+    percentile,
+    wrk_assignments,
+)
+from tests.support.servers import free_port  # noqa: E402
 
 MODES = {
     "off": {"EP_CLOUDWATCH_ENABLED": "false"},
@@ -65,73 +70,28 @@ def spooled_bytes(base: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def wrk(base: str, key: str, seconds: int, script: Path) -> float:
-    out = subprocess.run(
-        [
-            *("taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "-s", str(script)),
-            *("-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json"),
-            base,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(found.group(1)) if found else 0.0
-
-
 def run_mode(mode: str, args: argparse.Namespace, endpoint: str, result: Result) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f"ep-ship-{mode}-"))
     env = {
-        **os.environ,
-        "EP_VAR_DIR": str(tmp),
-        "EP_LOG_DIR": str(tmp / "log"),
-        "EP_LOG_TO_STDOUT": "false",
         "EP_AWS_ENDPOINT_URL": endpoint,
         "EP_METRICS_TOKEN": METRICS_TOKEN,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         **MODES[mode],
     }
-    key = (
-        subprocess.run(
-            [*CLI, "keys", "create", "--role", "admin"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = ManagedProcess(
-        ["taskset", "-c", "0", *CLI, "serve", "--port", str(port)],
-        env=env,
-        log_path=tmp / "server.out",
-    )
-    with server:
-        wait_for_http(f"{base}/health/ready", timeout=30)
-        assert server.process is not None
-        headers = {"Authorization": f"Bearer {key}"}
-        body = {
-            "key": "bench",
-            "name": "bench",
-            "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}],
-        }
-        httpx.post(f"{base}/api/v1/experiments", json=body, headers=headers).raise_for_status()
-        httpx.post(f"{base}/api/v1/experiments/bench/start", headers=headers).raise_for_status()
+    with bench_platform(tmp, env) as platform:
+        base, key = platform.base, platform.key
         users = [f"returning-{n}" for n in range(5_000)]
         asyncio.run(open_loop(base, key, args.rate, 5, users))  # warm-up and exposures
-        before = cpu_seconds(server.process.pid)
+        before = cpu_seconds(platform.pid)
         latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, users))
-        used = cpu_seconds(server.process.pid) - before
+        used = cpu_seconds(platform.pid) - before
         result.latencies_ms += [x * 1000 for x in latencies]
         result.cpu_us_per_request.append(used / len(latencies) * 1e6)
-        script = tmp / "assign.lua"
-        script.write_text(WRK_SCRIPT)
-        result.wrk_rps.append(wrk(base, key, args.wrk_seconds, script))
+        found = re.search(
+            r"Requests/sec:\s+([\d.]+)", wrk_assignments(base, key, args.wrk_seconds, tmp)
+        )
+        result.wrk_rps.append(float(found.group(1)) if found else 0.0)
         if mode != "off":
             started = time.monotonic()
             while (spooled_bytes(base) or 0) > 0 and time.monotonic() - started < 120:
