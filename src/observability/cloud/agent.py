@@ -110,8 +110,7 @@ class ShippingAgent(JournalProducer):
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> ShippingAgent:
-        with contextlib.suppress(FileNotFoundError):
-            (self._dir / STATS_FILE).unlink()  # a previous run's counters are not ours
+        # A previous run's agent-stats.json is ignored: `_agent_stats` reads our agent's pid only.
         self._spawn()
         self._watcher.start()
         return self
@@ -155,8 +154,6 @@ class ShippingAgent(JournalProducer):
             if self._stop.wait(min(30.0, 2.0 ** min(self._restarts, 5))):
                 return
             if not self._closing:
-                with contextlib.suppress(FileNotFoundError):
-                    (self._dir / STATS_FILE).unlink()
                 self._spawn()
 
     def flush(self, timeout: float) -> bool:
@@ -240,6 +237,8 @@ class ShippingAgent(JournalProducer):
         dropped = self._base["dropped"]
         for reason, count in (agent.get("dropped") or {}).items():
             dropped[reason] = dropped.get(reason, 0) + int(count)
+        # Folded: the exited agent's last report must not be counted again until the next
+        # agent (another pid) writes its own.
         with contextlib.suppress(FileNotFoundError):
             (self._dir / STATS_FILE).unlink()
 
