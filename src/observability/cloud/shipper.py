@@ -295,17 +295,8 @@ class JournalProducer:
                 self._truncated += prepared.truncated
             self._drop("unknown_group", prepared.unknown)
             self._drop("submit_error", prepared.invalid)
-            if not items:
-                return
-            try:
-                self._journal.append(items)
-            except JournalClosedError:
-                self._drop("closed", len(items))
-                return
-            except Exception:  # disk full, I/O error: count, never raise
-                self._drop("journal_error", len(items))
-                return
-            self._appended()
+            if items:
+                self._append(items, len(items))
         except Exception:  # e.g. `events` itself is not iterable; still never raise
             self._drop("submit_error", 1)
 
@@ -319,17 +310,21 @@ class JournalProducer:
             items = [(LINES_GROUP, now_ms, part) for part in _split_lines(lines)]
             with self._stats_lock:
                 self._submitted += events
-            try:
-                self._journal.append(items)
-            except JournalClosedError:
-                self._drop("closed", events)
-                return
-            except Exception:  # disk full, I/O error: count, never raise
-                self._drop("journal_error", events)
-                return
-            self._appended()
+            self._append(items, events)
         except Exception:
             self._drop("submit_error", events)
+
+    def _append(self, items: list[tuple[str, int, bytes]], events: int) -> None:
+        """One journal write; a failure counts `events` as dropped instead of raising."""
+        try:
+            self._journal.append(items)
+        except JournalClosedError:
+            self._drop("closed", events)
+            return
+        except Exception:  # disk full, I/O error: count, never raise
+            self._drop("journal_error", events)
+            return
+        self._appended()
 
     def _appended(self) -> None:
         """Hook: events just landed in the journal."""
