@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -126,22 +127,30 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
-def test_dashboards_show_live_data_refresh_and_drill_down(
-    server: str, traffic: None, browser: object, stack: Stack
-) -> None:
+def logged_in_page(browser: object, base: str, path: str, token: str) -> tuple[Any, list[str]]:
+    """A fresh 1366x768 page sent to `path`, through the login form with `token`, and the list
+    its console errors and page errors are collected in."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1366, "height": 768})  # type: ignore[attr-defined]
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
-
-    # Not logged in: any page sends the browser to the login form; the key never enters a URL.
-    page.goto(f"{server}/ops/dashboards/api-performance?refresh=2&range=15m")
+    page.goto(f"{base}{path}")
     page.wait_for_url("**/ops/login?next=*")
-    page.fill("#token", TOKEN)
+    page.fill("#token", token)
     page.click("button[type=submit]")
-    page.wait_for_url("**/ops/dashboards/api-performance?refresh=2&range=15m")
+    page.wait_for_url(f"**{path}")
+    return page, problems
+
+
+def test_dashboards_show_live_data_refresh_and_drill_down(
+    server: str, traffic: None, browser: object, stack: Stack
+) -> None:
+    # Not logged in: any page sends the browser to the login form; the key never enters a URL.
+    page, problems = logged_in_page(
+        browser, server, "/ops/dashboards/api-performance?refresh=2&range=15m", TOKEN
+    )
     assert TOKEN not in page.url
 
     for board in DASHBOARDS:
@@ -194,7 +203,7 @@ def test_dashboards_show_live_data_refresh_and_drill_down(
     page.wait_for_url("**/ops/login")
     assert page.evaluate("sessionStorage.getItem('ops.token')") is None
 
-    context.close()
+    page.context.close()
     assert problems == []
 
 
@@ -255,18 +264,7 @@ def test_alert_links_to_its_incident_page(
         assert time.monotonic() < deadline, "error_rate_spike did not fire within 60 s"
         time.sleep(0.5)
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1366, "height": 768})  # type: ignore[attr-defined]
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    page.goto(f"{base}/ops/alerts?refresh=2")
-    page.wait_for_url("**/ops/login?next=*")
-    page.fill("#token", key)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/ops/alerts?refresh=2")
+    page, problems = logged_in_page(browser, base, "/ops/alerts?refresh=2", key)
 
     # The firing alert links to its incident page (the page alert notifications link to).
     page.locator("#panel-firing a", has_text="error_rate_spike").first.click()
@@ -309,7 +307,7 @@ def test_alert_links_to_its_incident_page(
     page.wait_for_selector("#panel-not-found", timeout=15_000)
     assert "knows no alert named" in page.locator("#panel-not-found").inner_text()
     assert page.locator("#banner").is_hidden()
-    context.close()
+    page.context.close()
     assert problems
     assert all("status of 404" in problem for problem in problems), problems
 
