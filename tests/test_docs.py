@@ -34,8 +34,8 @@ from starlette.routing import Match
 from typer.testing import CliRunner
 
 from experimentation_platform.cli import app
-from experimentation_platform.monitoring import alerts
 from experimentation_platform.settings import load_settings
+from experimentation_platform.telemetry import alerts
 from observability.alerting.evaluator import Evaluator
 from observability.alerting.notifiers import Notification
 from observability.alerting.rules import (

@@ -1,4 +1,4 @@
-"""The embedded alert evaluator: the platform's rules (monitoring/alerts.py) evaluated in
+"""The embedded alert evaluator: the platform's rules (telemetry/alerts.py) evaluated in
 process over the rolling windows and the per-minute history, notified through the shared
 dispatcher, state and silences in the observability database (they survive a restart)."""
 
@@ -9,15 +9,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from experimentation_platform import signals as s
 from experimentation_platform.instrumentation import Instrumentation
-from experimentation_platform.monitoring import alerts
 from experimentation_platform.observe import Observability
 from experimentation_platform.settings import Settings
+from experimentation_platform.telemetry import alerts
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.silences import SilenceStore
 from observability.alerting.sources import LiveSource
 from observability.alerting.state import StateStore
+from observability.metrics import names
 
 __all__ = ["Alerting", "build_alerting"]
 
@@ -95,12 +95,12 @@ def build_alerting(
 
     def errors_by_severity() -> dict[str, float]:
         return {
-            f'{s.ERROR_EVENTS}{{severity="{severity}"}}': float(count)
+            f'{names.ERROR_EVENTS}{{severity="{severity}"}}': float(count)
             for severity, count in observability.errors.by_severity.items()
         }
 
     def log_drops() -> dict[str, float]:
-        return {s.LOG_EVENTS_DROPPED: float(sum(observability.logs.dropped.values()))}
+        return {names.LOG_EVENTS_DROPPED: float(sum(observability.logs.dropped.values()))}
 
     feed = CounterFeed(instruments.windows, [errors_by_severity, log_drops])
     return Alerting(evaluator=evaluator, silences=silences, feed=feed)

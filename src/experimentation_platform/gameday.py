@@ -40,10 +40,10 @@ from sqlalchemy import Engine, create_engine
 
 from experimentation_platform.commands.incident import platform_evidence
 from experimentation_platform.demo import DemoTraffic, seed
-from experimentation_platform.monitoring.alerts import BASE_RULES, scale_rules
 from experimentation_platform.settings import Settings, load_settings
 from experimentation_platform.storage.db import Database, migrate
 from experimentation_platform.storage.keys import KeyStore
+from experimentation_platform.telemetry.alerts import BASE_RULES, scale_rules
 from observability.alerting.state import AlertInstance, StateStore
 from observability.incident import IncidentEvidence
 

@@ -16,13 +16,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from experimentation_platform import signals as s
 from experimentation_platform.container import Platform
-from experimentation_platform.metrics import PlatformMetrics, PlatformStateCollector
 from experimentation_platform.observe import Observability, instance_id
 from experimentation_platform.settings import Settings
+from experimentation_platform.telemetry import names as domain
+from experimentation_platform.telemetry.metrics import PlatformMetrics, PlatformStateCollector
 from observability.asgi import RequestRecord
 from observability.logging import get_logger
+from observability.metrics import names
 from observability.metrics.emf import EmfPublisher
 from observability.metrics.history import MetricHistory
 from observability.metrics.prometheus import CacheMetrics, HttpMetrics, build_registry
@@ -40,17 +41,17 @@ log = get_logger("experimentation_platform.instrumentation")
 OPERATOR_PREFIXES = ("/ops", "/metrics", "/health")
 
 DASHBOARD_GAUGES = (
-    s.SYSTEM_CPU,
-    s.SYSTEM_MEMORY,
-    s.SYSTEM_DISK,
-    s.SYSTEM_NETWORK,
-    s.EVENT_LOOP_LAG,
-    s.PROCESS_MEMORY,
-    s.SERVICE_READY,
-    s.EXPERIMENTS,
-    s.SAMPLE_RATIO_MISMATCH,
+    names.SYSTEM_CPU,
+    names.SYSTEM_MEMORY,
+    names.SYSTEM_DISK,
+    names.SYSTEM_NETWORK,
+    names.EVENT_LOOP_LAG,
+    names.PROCESS_MEMORY,
+    names.SERVICE_READY,
+    domain.EXPERIMENTS,
+    domain.SAMPLE_RATIO_MISMATCH,
     "experiment_conversion_rate",
-    s.CLOUDWATCH_LAG,
+    names.CLOUDWATCH_LAG,
 )
 
 

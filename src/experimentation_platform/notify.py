@@ -6,8 +6,8 @@ from typing import Final
 
 from sqlalchemy import Engine
 
-from experimentation_platform.monitoring.alerts import WINDOW_SCALE
 from experimentation_platform.settings import Settings
+from experimentation_platform.telemetry.alerts import WINDOW_SCALE
 from observability.alerting.notifiers import (
     Deduplicator,
     Dispatcher,

@@ -171,7 +171,7 @@ def _notify_trigger(dispatcher: Dispatcher, settings: Settings) -> Any:
             Notification(
                 key=f"error:{trigger.fingerprint}:{trigger.kind}",
                 status="firing",
-                severity=trigger.severity.value,
+                severity=trigger.severity,
                 title=f"{titles.get(trigger.kind, trigger.kind)}: {trigger.type_name}",
                 summary=f"{trigger.message} ({trigger.count} so far{rate})",
                 description=(

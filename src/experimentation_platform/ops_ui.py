@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from experimentation_platform.api.deps import require_admin
 from experimentation_platform.commands.incident import instance_evidence
 from experimentation_platform.instrumentation import Instrumentation
-from experimentation_platform.monitoring.dashboards import DASHBOARDS
 from experimentation_platform.observe import Observability, instance_id
 from experimentation_platform.settings import Settings
+from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.dashboards.data import DashboardData
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.web import build_ops_ui

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
-from experimentation_platform.monitoring.dashboards import DASHBOARDS
+from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from tests.observability.dashboards.support import TOKEN, Stack, make_stack
 from tests.support.platform import CLI, create_key, home_env
 from tests.support.servers import (

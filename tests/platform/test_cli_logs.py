@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import observability.logging
 from experimentation_platform.commands.logs import app
-from experimentation_platform.monitoring.queries import SAVED_QUERIES, saved_query
+from experimentation_platform.telemetry.queries import SAVED_QUERIES, saved_query
 from observability.asgi import ObservabilityMiddleware
 from observability.context import bind
 from observability.logging import LogPipeline, RequestLogObserver, RotatingFileSink, get_logger

@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from experimentation_platform.container import Platform
 from experimentation_platform.errors import PlatformError
-from experimentation_platform.metrics import PlatformMetrics
 from experimentation_platform.storage.keys import Principal
+from experimentation_platform.telemetry.metrics import PlatformMetrics
 from observability.context import bind
 
 __all__ = ["AdminKey", "ClientKey", "MetricsDep", "PlatformDep"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks
 
 from experimentation_platform.api.deps import ClientKey, MetricsDep, PlatformDep
 from experimentation_platform.api.schemas import EventBatch, EventsAccepted
-from experimentation_platform.signals import EVENTS_INGESTED
+from experimentation_platform.telemetry.names import EVENTS_INGESTED
 from observability.logging import get_logger
 
 log = get_logger("experimentation_platform.events")

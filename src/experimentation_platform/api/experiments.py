@@ -13,8 +13,8 @@ from experimentation_platform.api.schemas import (
     ExperimentPage,
     ExperimentUpdate,
 )
-from experimentation_platform.signals import EXPERIMENT_CREATED, EXPERIMENT_STATUS_CHANGED
 from experimentation_platform.storage.models import Experiment
+from experimentation_platform.telemetry.names import EXPERIMENT_CREATED, EXPERIMENT_STATUS_CHANGED
 from observability.logging import get_logger
 
 router = APIRouter(prefix="/api/v1/experiments", tags=["experiments"])

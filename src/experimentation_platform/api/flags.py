@@ -20,8 +20,8 @@ from experimentation_platform.api.schemas import (
 from experimentation_platform.container import Platform
 from experimentation_platform.domain.flags import FlagConfig, FlagResult, evaluate
 from experimentation_platform.errors import NotFound
-from experimentation_platform.signals import FLAG_CHANGED
 from experimentation_platform.storage.models import Flag
+from experimentation_platform.telemetry.names import FLAG_CHANGED
 from observability.context import bind
 from observability.logging import get_logger
 

@@ -116,7 +116,7 @@ def expire(silence_id: str) -> None:
 @app.command("render")
 def render(root: Annotated[Path, typer.Option(help="repository root")] = Path(".")) -> None:
     """Write deploy/prometheus/rules.yml and deploy/alertmanager/alertmanager.yml."""
-    from experimentation_platform.monitoring.alerts import render_deploy_files
+    from experimentation_platform.telemetry.alerts import render_deploy_files
 
     for path in render_deploy_files(root):
         typer.echo(f"wrote {path}")
@@ -135,7 +135,7 @@ def backtest(
         main(
             [
                 "--rules",
-                "experimentation_platform.monitoring.alerts:RULES",
+                "experimentation_platform.telemetry.alerts:RULES",
                 "--weeks",
                 str(weeks),
                 "--seed",

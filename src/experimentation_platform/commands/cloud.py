@@ -1,6 +1,6 @@
 """`ep cloud render|deploy|verify`: the CloudWatch monitoring stack as code.
 
-render  the CloudFormation template generated from experimentation_platform.monitoring
+render  the CloudFormation template generated from experimentation_platform.telemetry
 deploy  create or update the stack through a change set, then (against an emulator) create
         what its CloudFormation skips through the service APIs
 verify  read every resource back through Logs, CloudWatch, SNS and IAM; exit 1 on any ✗
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from experimentation_platform.monitoring.cloud import Sources, platform_definitions
+from experimentation_platform.telemetry.cloud import platform_definitions
 from observability.cloud.deploy import DeployError, deploy_stack
 from observability.cloud.provisioning import build_template, render_yaml
 from observability.cloud.resources import (
@@ -75,17 +75,15 @@ ParametersFile = Annotated[
 ]
 
 
-def platform_template(namespace: str = "ExperimentationPlatform") -> tuple[dict[str, Any], Sources]:
-    """The template from the platform's definitions, and where its parts came from."""
-    sources = Sources()
-    return build_template(platform_definitions(namespace=namespace, sources=sources)), sources
-
-
-def _report_sources(sources: Sources) -> None:
-    for what, where in sources.found.items():
-        typer.echo(f"{what}: {where}", err=True)
-    for what, why in sources.missing.items():
-        typer.echo(f"warning: no {what} in the template: {why}", err=True)
+def platform_template(namespace: str = "ExperimentationPlatform") -> dict[str, Any]:
+    """The template from the platform's definitions; says on stderr what went into it."""
+    definitions = platform_definitions(namespace=namespace)
+    typer.echo(
+        f"{len(definitions.saved_queries)} saved queries, {len(definitions.dashboards)} "
+        f"dashboards, {len(definitions.alarms)} alarms",
+        err=True,
+    )
+    return build_template(definitions)
 
 
 def _template(path: Path | None, namespace: str) -> dict[str, Any]:
@@ -94,9 +92,7 @@ def _template(path: Path | None, namespace: str) -> dict[str, Any]:
 
         loaded: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
         return loaded
-    template, sources = platform_template(namespace)
-    _report_sources(sources)
-    return template
+    return platform_template(namespace)
 
 
 def _parameters(items: list[str] | None, path: Path | None) -> dict[str, str]:
@@ -144,8 +140,7 @@ def render(
     namespace: Namespace = "ExperimentationPlatform",
 ) -> None:
     """Print (or write) the CloudFormation template generated from the definitions."""
-    template, sources = platform_template(namespace)
-    _report_sources(sources)
+    template = platform_template(namespace)
     text = render_yaml(template, header=HEADER)
     if output is None:
         typer.echo(text, nl=False)

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Final
 import orjson
 import typer
 
-from experimentation_platform import signals
 from experimentation_platform.instrumentation import Instrumentation
 from experimentation_platform.observe import Observability
 from experimentation_platform.settings import Settings, SettingsError, load_settings
+from experimentation_platform.telemetry import names as domain
 from observability.alerting.evaluator import Evaluator
 from observability.alerting.rules import AlertDefinition, Rule, definitions
 from observability.alerting.state import AlertInstance, StateStore
@@ -26,6 +26,7 @@ from observability.errors import ErrorStore
 from observability.incident import IncidentEvidence, gather_evidence
 from observability.logsearch import LogSearch
 from observability.masking import default_masker
+from observability.metrics import names
 from observability.metrics.history import MetricHistory
 
 __all__ = [
@@ -40,11 +41,11 @@ __all__ = [
 
 # The platform's log events that change behaviour: shown as "recent configuration changes".
 CONFIG_EVENTS: Final = (
-    signals.EXPERIMENT_STATUS_CHANGED,
-    signals.FLAG_CHANGED,
+    domain.EXPERIMENT_STATUS_CHANGED,
+    domain.FLAG_CHANGED,
     "fault_injected",  # experimentation_platform/faults.py
     "fault_cleared",
-    signals.SERVICE_STARTED,
+    names.SERVICE_STARTED,
 )
 
 app = typer.Typer(help="Incident evidence for alerts.", no_args_is_help=True)
@@ -83,7 +84,7 @@ def platform_evidence(
     `rules` default to the ones this process sees (EP_ALERT_WINDOW_SCALE included); pass the
     instance's when it runs at another scale.
     """
-    from experimentation_platform.monitoring import alerts
+    from experimentation_platform.telemetry import alerts
 
     store = ErrorStore.from_url(settings.resolved_errors_database_url)
     try:

@@ -478,8 +478,8 @@ class SloRule:
     summary: str
     description: str = ""
     windows: tuple[BurnWindow, ...] = WORKBOOK_WINDOWS
-    page_severity: Severity = "critical"
-    ticket_severity: Severity = "high"
+    page_severity: Severity = Severity.CRITICAL
+    ticket_severity: Severity = Severity.HIGH
     runbook: str | None = None
     dashboard: str | None = None
     labels: Labels = field(default_factory=dict)
@@ -621,8 +621,8 @@ class InhibitRule:
     present on both alerts; the rendered Alertmanager rule adds `label=~".+"` matchers to match.
     """
 
-    source_severities: tuple[Severity, ...] = ("critical",)
-    target_severities: tuple[Severity, ...] = ("high", "medium", "low")
+    source_severities: tuple[Severity, ...] = (Severity.CRITICAL,)
+    target_severities: tuple[Severity, ...] = (Severity.HIGH, Severity.MEDIUM, Severity.LOW)
     equal: tuple[str, ...] = ("inhibit_key",)
 
     def mutes(self, source: Labels, target: Labels) -> bool:

@@ -8,12 +8,12 @@ remembered by the error group, so "why is this critical?" always has an answer.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from observability.errors.fingerprint import Frame
+from observability.severity import Severity
 
 __all__ = [
     "DEFAULT_RULES",
@@ -24,21 +24,6 @@ __all__ = [
     "Subject",
     "rules_from_dicts",
 ]
-
-
-class Severity(enum.StrEnum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """Higher is worse; used to escalate a group, never to downgrade it silently."""
-        return _RANK[self]
-
-
-_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
+from observability.metrics.names import CARDINALITY_OVERFLOW
+
 __all__ = ["CARDINALITY_OVERFLOW", "LabelGuard", "LabelOverflowCounter"]
 
-CARDINALITY_OVERFLOW = "metric_label_overflow_total"  # {metric}
 
 OverflowHook = Callable[[str], None]
 

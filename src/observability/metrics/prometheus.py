@@ -40,6 +40,15 @@ from prometheus_client.registry import Collector
 
 from observability.asgi import UNMATCHED_ROUTE, RequestRecord
 from observability.metrics.cardinality import LabelGuard
+from observability.metrics.names import (
+    CACHE_EVICTIONS,
+    CACHE_REQUESTS,
+    HTTP_DURATION,
+    HTTP_IN_FLIGHT,
+    HTTP_REQUEST_SIZE,
+    HTTP_REQUESTS,
+    HTTP_RESPONSE_SIZE,
+)
 
 __all__ = [
     "CACHE_EVICTIONS",
@@ -72,17 +81,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Same spelling as the platform's signals.py; the toolkit must not import the platform.
-HTTP_REQUESTS = "http_requests_total"
-HTTP_DURATION = "http_request_duration_seconds"
-HTTP_IN_FLIGHT = "http_requests_in_flight"
-HTTP_REQUEST_SIZE = "http_request_size_bytes"
-HTTP_RESPONSE_SIZE = "http_response_size_bytes"
-CACHE_REQUESTS = "cache_requests_total"
-CACHE_EVICTIONS = "cache_evictions_total"
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# 0.3 s is the API latency SLO threshold (monitoring/alerts.py): the SLI needs that bound.
+# 0.3 s is the API latency SLO threshold (telemetry/alerts.py): the SLI needs that bound.
 DURATION_BUCKETS = (
     0.001,
     0.0025,

@@ -27,6 +27,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from observability.metrics.names import (
+    DB_POOL_IN_USE,
+    DB_POOL_OVERFLOW,
+    DB_QUERY_DURATION,
+    DB_SLOW_QUERIES,
+)
 from observability.metrics.prometheus import multiprocess_dir
 
 __all__ = [
@@ -43,11 +49,6 @@ __all__ = [
     "statement_operation",
 ]
 
-# Same spelling as the platform's signals.py (the toolkit does not import the platform).
-DB_QUERY_DURATION = "db_query_duration_seconds"
-DB_SLOW_QUERIES = "db_slow_queries_total"
-DB_POOL_IN_USE = "db_pool_connections_in_use"
-DB_POOL_OVERFLOW = "db_pool_overflow"
 
 QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 OPERATIONS = frozenset({"select", "insert", "update", "delete"})

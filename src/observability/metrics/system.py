@@ -34,6 +34,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from observability.metrics.names import (
+    EVENT_LOOP_LAG,
+    PROCESS_MEMORY,
+    SYSTEM_CPU,
+    SYSTEM_DISK,
+    SYSTEM_MEMORY,
+    SYSTEM_NETWORK,
+)
 from observability.metrics.prometheus import multiprocess_dir
 
 __all__ = [
@@ -50,13 +58,6 @@ __all__ = [
     "cgroup_memory_limit",
 ]
 
-# Same spelling as the platform's signals.py (the toolkit does not import the platform).
-SYSTEM_CPU = "system_cpu_usage_ratio"
-SYSTEM_MEMORY = "system_memory_usage_ratio"
-SYSTEM_DISK = "system_disk_usage_ratio"
-SYSTEM_NETWORK = "system_network_bytes_total"
-EVENT_LOOP_LAG = "event_loop_lag_seconds"
-PROCESS_MEMORY = "process_memory_usage_ratio"
 _PROCESS_MEMORY_HELP = "Resident memory as a share of the memory budget"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experimentation_platform.monitoring import alerts
+from experimentation_platform.telemetry import alerts
 from observability.alerting.alertmanager_render import (
     PagerDutyReceiver,
     SlackReceiver,

@@ -3,7 +3,7 @@ not, and the simulation is deterministic for a seed."""
 
 from __future__ import annotations
 
-from experimentation_platform.monitoring import alerts
+from experimentation_platform.telemetry import alerts
 from observability.alerting.backtest import Simulation, main, run_backtest
 from observability.alerting.evaluator import EvaluatorConfig
 from observability.alerting.rules import ErrorRatio, ThresholdRule
@@ -55,7 +55,7 @@ def test_command_line_entry_point(capsys) -> None:  # type: ignore[no-untyped-de
     code = main(
         [
             "--rules",
-            "experimentation_platform.monitoring.alerts:RULES",
+            "experimentation_platform.telemetry.alerts:RULES",
             "--weeks",
             "0.25",
             "--step",

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from experimentation_platform.monitoring import alerts
+from experimentation_platform.telemetry import alerts
 from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
 from observability.alerting.rules import ErrorRatio, LatencyQuantile, ThresholdRule
 from tests.support.servers import AWS_TEST_ENV, MotoServer

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experimentation_platform.monitoring import alerts
+from experimentation_platform.telemetry import alerts
 from observability.alerting.prometheus_render import go_template, promql, to_yaml
 from observability.alerting.rules import ErrorRatio, LatencyAbove, Stalled
 from tests.support.servers import require_binary
@@ -24,7 +24,7 @@ BOARDS = alerts.DASHBOARD_URL
 def test_committed_rules_equal_a_fresh_render() -> None:
     assert RULES_FILE.read_text(encoding="utf-8") == alerts.render_prometheus_rules(), (
         "deploy/prometheus/rules.yml is stale: run "
-        "python -c 'from pathlib import Path; from experimentation_platform.monitoring.alerts "
+        "python -c 'from pathlib import Path; from experimentation_platform.telemetry.alerts "
         'import render_deploy_files; render_deploy_files(Path("."))\''
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from experimentation_platform.monitoring import alerts
+from experimentation_platform.telemetry import alerts
 from observability.alerting.rules import GaugeValue, ThresholdRule, definitions, evaluate_definition
 from observability.alerting.sources import MinuteStore
 from tests.observability.alerting import T0

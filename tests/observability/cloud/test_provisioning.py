@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from experimentation_platform.commands import cloud as cloud_cli
-from experimentation_platform.monitoring import cloud as platform_cloud
+from experimentation_platform.telemetry import cloud as platform_cloud
 from observability.cloud.provisioning import (
     LogGroupSpec,
     MetricFilterSpec,
@@ -379,7 +379,11 @@ def test_render_prints_the_template_and_says_what_it_found() -> None:
     result = CliRunner().invoke(cloud_cli.app, ["render"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.stdout)["Resources"]["LogGroupApi"]
-    assert "dashboards:" in result.stderr  # where each part came from, or why it is missing
+    # What went into it, counted from the platform's definitions.
+    defs = platform_cloud.platform_definitions()
+    counts = f"{len(defs.saved_queries)} saved queries, {len(defs.dashboards)} dashboards"
+    assert f"{counts}, {len(defs.alarms)} alarms" in result.stderr
+    assert len(defs.dashboards) == 4 and defs.alarms and defs.saved_queries
 
 
 def test_verification_report_marks_and_exit_codes() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException
 
-from experimentation_platform import signals as s
-from experimentation_platform.monitoring.dashboards import DASHBOARDS
+from experimentation_platform.telemetry import names as domain
+from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.asgi import ObservabilityMiddleware, RequestRecord
 from observability.dashboards.data import DashboardData
 from observability.errors import ErrorStore, ErrorTracker, Fingerprinter, TrackerConfig
@@ -27,6 +27,7 @@ from observability.logging import (
     configure_logging,
     get_logger,
 )
+from observability.metrics import names
 from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
 from observability.web.ui import build_ops_ui, static_token_check, token_auth
@@ -90,18 +91,18 @@ def system_gauges() -> dict[str, float]:
     """What the platform's system collector would hand the UI (values are plausible, fixed-ish)."""
     t = time.time()
     return {
-        s.SYSTEM_CPU: 0.2 + 0.1 * random.random(),
-        s.SYSTEM_MEMORY: 0.55,
-        f'{s.SYSTEM_DISK}{{mount="/"}}': 0.61,
-        f'{s.SYSTEM_NETWORK}{{direction="sent"}}': 1_000_000 + 5000 * t % 1e6,
-        f'{s.SYSTEM_NETWORK}{{direction="received"}}': 2_000_000 + 8000 * t % 1e6,
-        s.EVENT_LOOP_LAG: 0.002,
-        f'{s.SERVICE_READY}{{dependency="database"}}': 1.0,
-        f'{s.SERVICE_READY}{{dependency="cache"}}': 1.0,
-        f'{s.EXPERIMENTS}{{status="running"}}': 3.0,
-        f'{s.EXPERIMENTS}{{status="draft"}}': 1.0,
-        f'{s.SAMPLE_RATIO_MISMATCH}{{experiment="checkout-button"}}': 0.0,
-        f'{s.SAMPLE_RATIO_MISMATCH}{{experiment="pricing-page"}}': 1.0,
+        names.SYSTEM_CPU: 0.2 + 0.1 * random.random(),
+        names.SYSTEM_MEMORY: 0.55,
+        f'{names.SYSTEM_DISK}{{mount="/"}}': 0.61,
+        f'{names.SYSTEM_NETWORK}{{direction="sent"}}': 1_000_000 + 5000 * t % 1e6,
+        f'{names.SYSTEM_NETWORK}{{direction="received"}}': 2_000_000 + 8000 * t % 1e6,
+        names.EVENT_LOOP_LAG: 0.002,
+        f'{names.SERVICE_READY}{{dependency="database"}}': 1.0,
+        f'{names.SERVICE_READY}{{dependency="cache"}}': 1.0,
+        f'{domain.EXPERIMENTS}{{status="running"}}': 3.0,
+        f'{domain.EXPERIMENTS}{{status="draft"}}': 1.0,
+        f'{domain.SAMPLE_RATIO_MISMATCH}{{experiment="checkout-button"}}': 0.0,
+        f'{domain.SAMPLE_RATIO_MISMATCH}{{experiment="pricing-page"}}': 1.0,
     }
 
 
@@ -130,14 +131,14 @@ class Stack:
 
 def business_counts(windows: RollingWindows) -> None:
     """What the platform counts per assignment/flag/event (labels in Prometheus text form)."""
-    windows.count(f'{s.ASSIGNMENTS}{{outcome="assigned"}}', 3)
-    windows.count(f'{s.ASSIGNMENTS}{{outcome="not_running"}}', 1)
-    windows.count(f'{s.FLAG_EVALUATIONS}{{result="on"}}', 4)
-    windows.count(f'{s.FLAG_EVALUATIONS}{{result="off"}}', 2)
+    windows.count(f'{domain.ASSIGNMENTS}{{outcome="assigned"}}', 3)
+    windows.count(f'{domain.ASSIGNMENTS}{{outcome="not_running"}}', 1)
+    windows.count(f'{domain.FLAG_EVALUATIONS}{{result="on"}}', 4)
+    windows.count(f'{domain.FLAG_EVALUATIONS}{{result="off"}}', 2)
     for variant, exposures, conversions in (("control", 5, 1), ("treatment", 5, 2)):
         labels = f'experiment="checkout-button",variant="{variant}"'
-        windows.count(f"{s.EXPOSURES}{{{labels}}}", exposures)
-        windows.count(f"{s.CONVERSION_EVENTS}{{{labels}}}", conversions)
+        windows.count(f"{domain.EXPOSURES}{{{labels}}}", exposures)
+        windows.count(f"{domain.CONVERSION_EVENTS}{{{labels}}}", conversions)
 
 
 def backfill(windows_clock: list[float], windows: RollingWindows, minutes: int = 20) -> None:

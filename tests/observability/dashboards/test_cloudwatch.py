@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from experimentation_platform.monitoring.dashboards import API_PERFORMANCE, DASHBOARDS
+from experimentation_platform.telemetry.dashboards import API_PERFORMANCE, DASHBOARDS
 from observability.dashboards.cloudwatch import (
     render_cloudwatch_body,
     render_cloudwatch_dashboard,

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from experimentation_platform import signals as s
-from experimentation_platform.monitoring.dashboards import DASHBOARDS
+from experimentation_platform.telemetry import names as domain
+from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.dashboards.data import DashboardData, registry_values
 from observability.errors import ErrorStore, ErrorTracker
+from observability.metrics import names
 from observability.metrics.windows import RollingWindows
 from tests.observability.dashboards.support import FakeHistory
 
@@ -46,7 +47,7 @@ def windows(clock: Clock) -> RollingWindows:
             clock.t = T0 + minute * 60 + i * 60 / n
             w.observe_request("GET", "/fast", 500 if i % 10 == 0 else 200, 0.010)
             w.observe_request("GET", "/slow", 200, 0.400)
-            w.count(f'{s.ASSIGNMENTS}{{outcome="assigned"}}')
+            w.count(f'{domain.ASSIGNMENTS}{{outcome="assigned"}}')
     clock.t = T0 + 3 * 60 + 1
     return w
 
@@ -85,10 +86,10 @@ def test_gauges_are_read_live_and_cumulative_ones_become_rates(clock: Clock) -> 
 
     def gauges() -> dict[str, float]:
         return {
-            s.SYSTEM_CPU: 0.25,
-            f'{s.SYSTEM_DISK}{{mount="/"}}': 0.9,
-            f'{s.SYSTEM_NETWORK}{{direction="sent"}}': current["sent"],
-            f'{s.SERVICE_READY}{{dependency="db"}}': 0.0,
+            names.SYSTEM_CPU: 0.25,
+            f'{names.SYSTEM_DISK}{{mount="/"}}': 0.9,
+            f'{names.SYSTEM_NETWORK}{{direction="sent"}}': current["sent"],
+            f'{names.SERVICE_READY}{{dependency="db"}}': 0.0,
         }
 
     data = DashboardData(
@@ -186,10 +187,10 @@ def test_registry_values_reads_labelled_samples() -> None:
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
-    Gauge(s.SERVICE_READY, "r", ["dependency"], registry=registry).labels("db").set(1)
+    Gauge(names.SERVICE_READY, "r", ["dependency"], registry=registry).labels("db").set(1)
     Gauge("unrelated", "u", registry=registry).set(5)
-    assert registry_values(registry, [s.SERVICE_READY]) == {
-        f'{s.SERVICE_READY}{{dependency="db"}}': 1.0
+    assert registry_values(registry, [names.SERVICE_READY]) == {
+        f'{names.SERVICE_READY}{{dependency="db"}}': 1.0
     }
 
 
@@ -203,13 +204,13 @@ def test_long_ranges_from_the_real_metric_history(
     history = MetricHistory(sa.create_engine(f"sqlite:///{tmp_path / 'h.db'}"), instance="a")
     history.create_schema()
     history.record(windows.completed_minutes(since=0))
-    history.record_gauges(T0, {s.SYSTEM_CPU: 0.5, f'{s.SYSTEM_DISK}{{mount="/"}}': 0.7})
+    history.record_gauges(T0, {names.SYSTEM_CPU: 0.5, f'{names.SYSTEM_DISK}{{mount="/"}}': 0.7})
     data = DashboardData(
         DASHBOARDS,
         windows=windows,
         history=history,
         clock=clock,
-        gauges=lambda: {s.SYSTEM_CPU: 0.4},
+        gauges=lambda: {names.SYSTEM_CPU: 0.4},
     )
     board = data.dashboard("api-performance", "6h")
     rate = panel(board, "request-rate")["series"][0]["values"]

@@ -16,8 +16,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from experimentation_platform import signals as s
-from experimentation_platform.monitoring.dashboards import DASHBOARDS
+from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.asgi import ObservabilityMiddleware, RequestRecord
 from observability.dashboards.grafana import promql, render_grafana_dashboard, render_grafana_files
 from observability.dashboards.model import (
@@ -27,6 +26,7 @@ from observability.dashboards.model import (
     Panel,
     RequestRate,
 )
+from observability.metrics import names
 from tests.support.servers import LOOPBACK, ManagedProcess, free_port, require_binary, wait_for_port
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "grafana"
@@ -82,18 +82,18 @@ def test_committed_files_equal_a_fresh_render() -> None:
 
 # -- real Prometheus ---------------------------------------------------------------------------
 def instrumented_app(registry: CollectorRegistry) -> FastAPI:
-    """Minimal instruments named like signals.py (the real metrics module is separate)."""
+    """Minimal instruments named like the names modules (the real metrics module is separate)."""
     requests = Counter(
-        s.HTTP_REQUESTS, "requests", ["method", "route", "status_class"], registry=registry
+        names.HTTP_REQUESTS, "requests", ["method", "route", "status_class"], registry=registry
     )
-    duration = Histogram(s.HTTP_DURATION, "duration", ["method", "route"], registry=registry)
-    Gauge(s.SYSTEM_CPU, "cpu", registry=registry).set(0.3)
-    Gauge(s.SYSTEM_MEMORY, "memory", registry=registry).set(0.5)
-    Gauge(s.SYSTEM_DISK, "disk", ["mount"], registry=registry).labels("/").set(0.6)
-    network = Counter(s.SYSTEM_NETWORK, "net", ["direction"], registry=registry)
-    Gauge(s.EVENT_LOOP_LAG, "lag", registry=registry).set(0.002)
-    Gauge(s.SERVICE_READY, "ready", ["dependency"], registry=registry).labels("database").set(1)
-    errors = Counter(s.ERROR_EVENTS, "errors", ["severity"], registry=registry)
+    duration = Histogram(names.HTTP_DURATION, "duration", ["method", "route"], registry=registry)
+    Gauge(names.SYSTEM_CPU, "cpu", registry=registry).set(0.3)
+    Gauge(names.SYSTEM_MEMORY, "memory", registry=registry).set(0.5)
+    Gauge(names.SYSTEM_DISK, "disk", ["mount"], registry=registry).labels("/").set(0.6)
+    network = Counter(names.SYSTEM_NETWORK, "net", ["direction"], registry=registry)
+    Gauge(names.EVENT_LOOP_LAG, "lag", registry=registry).set(0.002)
+    Gauge(names.SERVICE_READY, "ready", ["dependency"], registry=registry).labels("database").set(1)
+    errors = Counter(names.ERROR_EVENTS, "errors", ["severity"], registry=registry)
 
     def observe(record: RequestRecord) -> None:
         requests.labels(record.method, record.route, f"{record.status // 100}xx").inc()

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from experimentation_platform.monitoring.dashboards import DASHBOARDS
+from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.dashboards.data import DashboardData
 from observability.incident import alert_from_view, gather_evidence
 from observability.metrics.windows import RollingWindows

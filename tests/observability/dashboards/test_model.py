@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experimentation_platform import signals
-from experimentation_platform.monitoring.dashboards import DASHBOARDS, dashboard_by_name
+from experimentation_platform.telemetry import names as domain
+from experimentation_platform.telemetry.dashboards import DASHBOARDS, dashboard_by_name
 from observability.dashboards.model import (
     Counter,
     CounterRate,
@@ -22,8 +22,14 @@ from observability.dashboards.model import (
     labels_key,
     parse_series_key,
 )
+from observability.metrics import names
 
-SIGNAL_NAMES = {v for k, v in vars(signals).items() if k.isupper() and isinstance(v, str)}
+SIGNAL_NAMES = {
+    v
+    for module in (names, domain)
+    for k, v in vars(module).items()
+    if k.isupper() and isinstance(v, str)
+}
 
 
 def test_queries_reject_what_no_backend_can_answer() -> None:

@@ -60,7 +60,7 @@ def test_at_full_scale_the_window_stays_five_minutes() -> None:
 
 
 def test_the_default_follows_ep_alert_window_scale() -> None:
-    # The scale is read once at import (monitoring/alerts.py): check it in a fresh interpreter.
+    # The scale is read once at import (telemetry/alerts.py): check it in a fresh interpreter.
     code = (
         "from experimentation_platform.notify import build_dispatcher\n"
         "from experimentation_platform.settings import load_settings\n"

@@ -23,6 +23,8 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import httpx
 
+from observability.severity import SEVERITIES, Severity
+
 __all__ = [
     "SEVERITIES",
     "Notification",
@@ -41,9 +43,7 @@ __all__ = [
     "truncate",
 ]
 
-Severity = Literal["critical", "high", "medium", "low"]
 Status = Literal["firing", "resolved"]
-SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 _STATUSES: tuple[Status, ...] = get_args(Status)
 
 
@@ -72,8 +72,7 @@ class Notification:
     evidence_url: str | None = None
 
     def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        object.__setattr__(self, "severity", Severity.parse(self.severity))
         if self.status not in _STATUSES:
             raise ValueError(f"status must be one of {_STATUSES}, got {self.status!r}")
         if not self.key:

@@ -102,7 +102,12 @@ def routes_from_table(table: Mapping[Severity, Sequence[str]]) -> tuple[Route, .
 
 # critical pages someone; high goes to chat and mail; medium to chat; low stays on dashboards.
 DEFAULT_ROUTES: tuple[Route, ...] = routes_from_table(
-    {"critical": ["pagerduty"], "high": ["slack", "email"], "medium": ["slack"], "low": []}
+    {
+        Severity.CRITICAL: ["pagerduty"],
+        Severity.HIGH: ["slack", "email"],
+        Severity.MEDIUM: ["slack"],
+        Severity.LOW: [],
+    }
 )
 
 

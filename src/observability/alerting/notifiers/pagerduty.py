@@ -27,10 +27,10 @@ __all__ = ["DEFAULT_EVENTS_URL", "PAGERDUTY_SEVERITY", "PagerDutyNotifier", "Pag
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]
 PAGERDUTY_SEVERITY: Mapping[Severity, PagerDutySeverity] = {
-    "critical": "critical",
-    "high": "error",
-    "medium": "warning",
-    "low": "info",
+    Severity.CRITICAL: "critical",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "info",
 }
 _SUMMARY_LIMIT = 1024  # the API rejects longer summaries
 

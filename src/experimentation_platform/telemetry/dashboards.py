@@ -4,7 +4,7 @@ text appears in each backend and in docs/dashboards.md."""
 
 from __future__ import annotations
 
-from experimentation_platform import signals as s
+from experimentation_platform.telemetry import names as domain
 from observability.dashboards.model import (
     Counter,
     CounterRate,
@@ -22,6 +22,7 @@ from observability.dashboards.model import (
     Threshold,
     TopRoutes,
 )
+from observability.metrics import names
 
 __all__ = [
     "API_PERFORMANCE",
@@ -43,7 +44,7 @@ SYSTEM_HEALTH = Dashboard(
             "CPU usage",
             "Share of CPU in use on the host. Bad: above 80% for minutes (requests queue, "
             "latency climbs). Next: API performance > latency, then top endpoints by latency.",
-            (GaugeValue(s.SYSTEM_CPU, agg="max", label="cpu"),),
+            (GaugeValue(names.SYSTEM_CPU, agg="max", label="cpu"),),
             unit="percentunit",
             thresholds=(Threshold(0.7, "warn"), Threshold(0.85, "bad")),
         ),
@@ -52,7 +53,7 @@ SYSTEM_HEALTH = Dashboard(
             "Memory usage",
             "Share of memory in use. Bad: a steady climb that never falls (a leak) or above 90% "
             "(swapping, OOM kills). Next: restart one instance and watch if it returns.",
-            (GaugeValue(s.SYSTEM_MEMORY, agg="max", label="memory"),),
+            (GaugeValue(names.SYSTEM_MEMORY, agg="max", label="memory"),),
             unit="percentunit",
             thresholds=(Threshold(0.8, "warn"), Threshold(0.9, "bad")),
         ),
@@ -61,7 +62,7 @@ SYSTEM_HEALTH = Dashboard(
             "Disk usage",
             "Share of each mount in use (logs, SQLite, error store live here). Bad: above 85%: "
             "log files and databases stop growing. Next: check log retention in the runbook.",
-            (GaugeValue(s.SYSTEM_DISK, by=("mount",), agg="max", label="disk"),),
+            (GaugeValue(names.SYSTEM_DISK, by=("mount",), agg="max", label="disk"),),
             unit="percentunit",
             thresholds=(Threshold(0.75, "warn"), Threshold(0.85, "bad")),
             width=4,
@@ -71,7 +72,7 @@ SYSTEM_HEALTH = Dashboard(
             "Network I/O",
             "Bytes per second sent and received. Bad: a sudden drop to zero (cut off) or a "
             "spike matching errors (a client flood). Next: API performance > request rate.",
-            (CounterRate(s.SYSTEM_NETWORK, by=("direction",), label="network"),),
+            (CounterRate(names.SYSTEM_NETWORK, by=("direction",), label="network"),),
             unit="Bps",
             width=4,
         ),
@@ -80,7 +81,7 @@ SYSTEM_HEALTH = Dashboard(
             "Event-loop lag",
             "How late the asyncio loop runs scheduled callbacks. Bad: above 100 ms: some code "
             "blocks the loop and every request waits. Next: top endpoints by latency.",
-            (GaugeValue(s.EVENT_LOOP_LAG, agg="max", label="loop lag"),),
+            (GaugeValue(names.EVENT_LOOP_LAG, agg="max", label="loop lag"),),
             unit="s",
             thresholds=(Threshold(0.05, "warn"), Threshold(0.1, "bad")),
             width=4,
@@ -90,7 +91,11 @@ SYSTEM_HEALTH = Dashboard(
             "Readiness per instance",
             "1 = the dependency (database, cache) answers, 0 = it does not. Bad: any 0: that "
             "instance fails /health/ready and leaves the load balancer. Next: its logs.",
-            (GaugeValue(s.SERVICE_READY, by=("instance", "dependency"), agg="min", label="ready"),),
+            (
+                GaugeValue(
+                    names.SERVICE_READY, by=("instance", "dependency"), agg="min", label="ready"
+                ),
+            ),
             unit="short",
             thresholds=(Threshold(1, "bad", below=True),),
             width=12,
@@ -180,7 +185,11 @@ BUSINESS_METRICS = Dashboard(
             "Active experiments",
             "Experiments currently running. Bad: fewer than expected after a deploy (an "
             "experiment stopped by mistake). Next: GET /experiments?status=running.",
-            (GaugeValue(s.EXPERIMENTS, where={"status": "running"}, agg="max", label="running"),),
+            (
+                GaugeValue(
+                    domain.EXPERIMENTS, where={"status": "running"}, agg="max", label="running"
+                ),
+            ),
             unit="short",
             width=3,
         ),
@@ -189,7 +198,7 @@ BUSINESS_METRICS = Dashboard(
             "Conversion events",
             "Conversion events received in the range. Bad: zero while experiments run (the "
             "event pipeline is broken). Next: API performance, route POST /events.",
-            (Counter(s.CONVERSION_EVENTS, label="conversions"),),
+            (Counter(domain.CONVERSION_EVENTS, label="conversions"),),
             unit="short",
             width=3,
         ),
@@ -198,7 +207,7 @@ BUSINESS_METRICS = Dashboard(
             "Assignment rate",
             "Users assigned to variants per second, by outcome. Bad: a fall to zero, or "
             "'not_running'/'targeting' outcomes dominating. Next: top endpoints by errors.",
-            (CounterRate(s.ASSIGNMENTS, by=("outcome",), label="assignments"),),
+            (CounterRate(domain.ASSIGNMENTS, by=("outcome",), label="assignments"),),
             unit="ops",
             width=6,
         ),
@@ -207,7 +216,7 @@ BUSINESS_METRICS = Dashboard(
             "Flag evaluations",
             "Feature-flag evaluations per second, by result. Bad: all 'off' after a change "
             "(a kill switch flipped). Next: the flag's audit log.",
-            (CounterRate(s.FLAG_EVALUATIONS, by=("result",), label="evaluations"),),
+            (CounterRate(domain.FLAG_EVALUATIONS, by=("result",), label="evaluations"),),
             unit="ops",
         ),
         Panel(
@@ -215,7 +224,7 @@ BUSINESS_METRICS = Dashboard(
             "Conversion events rate",
             "Conversions per second per experiment. Bad: a sudden drop while assignments "
             "continue (clients stopped sending events). Next: API performance > 4xx.",
-            (CounterRate(s.CONVERSION_EVENTS, by=("experiment",), label="conversions"),),
+            (CounterRate(domain.CONVERSION_EVENTS, by=("experiment",), label="conversions"),),
             unit="ops",
         ),
         Panel(
@@ -223,7 +232,7 @@ BUSINESS_METRICS = Dashboard(
             "Conversion rate per variant",
             "Conversions divided by exposures per experiment and variant. Bad: a variant at "
             "zero (its code path is broken). Next: the experiment's results endpoint.",
-            (Ratio(s.CONVERSION_EVENTS, s.EXPOSURES, by=("experiment", "variant")),),
+            (Ratio(domain.CONVERSION_EVENTS, domain.EXPOSURES, by=("experiment", "variant")),),
             unit="percentunit",
         ),
         Panel(
@@ -231,7 +240,11 @@ BUSINESS_METRICS = Dashboard(
             "Sample-ratio status",
             "1 = the observed split differs from the configured one (chi-squared p < 0.001). "
             "Bad: any 1: results are not trustworthy. Next: check assignment targeting.",
-            (GaugeValue(s.SAMPLE_RATIO_MISMATCH, by=("experiment",), agg="max", label="mismatch"),),
+            (
+                GaugeValue(
+                    domain.SAMPLE_RATIO_MISMATCH, by=("experiment",), agg="max", label="mismatch"
+                ),
+            ),
             unit="short",
             thresholds=(Threshold(1, "bad"),),
         ),
@@ -249,7 +262,7 @@ ERROR_TRACKING = Dashboard(
             "Error-rate trend",
             "Captured errors per minute. Bad: a step up after a deploy, or a steady stream. "
             "Next: top error groups below.",
-            (ErrorTrend(s.ERROR_EVENTS),),
+            (ErrorTrend(names.ERROR_EVENTS),),
             unit="short",
             thresholds=(Threshold(10, "warn"), Threshold(100, "bad")),
             width=8,
@@ -277,7 +290,7 @@ ERROR_TRACKING = Dashboard(
             "Errors by type",
             "Occurrences by exception type and severity. Bad: critical or high types, or a "
             "type that was rare. Next: the group of that type in the table above.",
-            (ErrorBreakdown("type", s.ERROR_EVENTS, s.ERROR_GROUPS_OPEN),),
+            (ErrorBreakdown("type", names.ERROR_EVENTS, names.ERROR_GROUPS_OPEN),),
             unit="short",
         ),
         Panel(
@@ -285,7 +298,7 @@ ERROR_TRACKING = Dashboard(
             "Open vs resolved",
             "Error groups by status. Bad: open groups piling up faster than they are "
             "resolved. Next: assign the oldest open groups.",
-            (ErrorBreakdown("status", s.ERROR_EVENTS, s.ERROR_GROUPS_OPEN),),
+            (ErrorBreakdown("status", names.ERROR_EVENTS, names.ERROR_GROUPS_OPEN),),
             unit="short",
         ),
     ),

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from experimentation_platform import signals as s
+from experimentation_platform.telemetry import names as domain
+from observability.metrics import names
 from observability.metrics.cardinality import LabelOverflowCounter
 from observability.metrics.windows import RollingWindows
 
@@ -31,45 +32,48 @@ class PlatformMetrics:
     ) -> None:
         self.windows = windows
         overflow = LabelOverflowCounter(registry)
-        self._experiment = overflow.guard(s.ASSIGNMENTS, max_label_values)
-        self._flag = overflow.guard(s.FLAG_EVALUATIONS, max_label_values)
+        self._experiment = overflow.guard(domain.ASSIGNMENTS, max_label_values)
+        self._flag = overflow.guard(domain.FLAG_EVALUATIONS, max_label_values)
         self.assignments = Counter(
-            s.ASSIGNMENTS,
+            domain.ASSIGNMENTS,
             "Assignment decisions by outcome",
             ["experiment", "outcome"],
             registry=registry,
         )
         self.exposures = Counter(
-            s.EXPOSURES, "First exposures recorded", ["experiment", "variant"], registry=registry
+            domain.EXPOSURES,
+            "First exposures recorded",
+            ["experiment", "variant"],
+            registry=registry,
         )
         self.assignment_seconds = Histogram(
-            s.ASSIGNMENT_DURATION,
+            domain.ASSIGNMENT_DURATION,
             "Assignment, the domain operation",
             buckets=FAST_BUCKETS,
             registry=registry,
         )
         self.flag_evaluations = Counter(
-            s.FLAG_EVALUATIONS,
+            domain.FLAG_EVALUATIONS,
             "Flag evaluations by result",
             ["flag", "result"],
             registry=registry,
         )
         self.flag_seconds = Histogram(
-            s.FLAG_EVALUATION_DURATION,
+            domain.FLAG_EVALUATION_DURATION,
             "Flag evaluation, the domain operation",
             buckets=FAST_BUCKETS,
             registry=registry,
         )
         self.experiments_created = Counter(
-            s.EXPERIMENTS_CREATED, "Experiments created", registry=registry
+            domain.EXPERIMENTS_CREATED, "Experiments created", registry=registry
         )
         self.conversions = Counter(
-            s.CONVERSION_EVENTS,
+            domain.CONVERSION_EVENTS,
             "Events attributed to an experiment",
             ["experiment"],
             registry=registry,
         )
-        self.events_ingested = Counter(s.EVENTS_INGESTED, "Events stored", registry=registry)
+        self.events_ingested = Counter(domain.EVENTS_INGESTED, "Events stored", registry=registry)
 
     def assignment(
         self, experiment: str, outcome: str, seconds: float, exposed_variant: str | None
@@ -77,31 +81,31 @@ class PlatformMetrics:
         key = self._experiment(experiment)
         self.assignments.labels(key, outcome).inc()
         self.assignment_seconds.observe(seconds)
-        self.windows.count(s.ASSIGNMENTS)
-        self.windows.count(f'{s.ASSIGNMENTS}{{outcome="{outcome}"}}')
-        self.windows.observe(s.ASSIGNMENT_DURATION, seconds)
+        self.windows.count(domain.ASSIGNMENTS)
+        self.windows.count(f'{domain.ASSIGNMENTS}{{outcome="{outcome}"}}')
+        self.windows.observe(domain.ASSIGNMENT_DURATION, seconds)
         if exposed_variant is not None:
             self.exposures.labels(key, exposed_variant).inc()
-            self.windows.count(s.EXPOSURES)
+            self.windows.count(domain.EXPOSURES)
 
     def flag_evaluation(self, flag: str, enabled: bool, seconds: float) -> None:
         result = "on" if enabled else "off"
         self.flag_evaluations.labels(self._flag(flag), result).inc()
         self.flag_seconds.observe(seconds)
-        self.windows.count(s.FLAG_EVALUATIONS)
-        self.windows.count(f'{s.FLAG_EVALUATIONS}{{result="{result}"}}')
-        self.windows.observe(s.FLAG_EVALUATION_DURATION, seconds)
+        self.windows.count(domain.FLAG_EVALUATIONS)
+        self.windows.count(f'{domain.FLAG_EVALUATIONS}{{result="{result}"}}')
+        self.windows.observe(domain.FLAG_EVALUATION_DURATION, seconds)
 
     def experiment_created(self) -> None:
         self.experiments_created.inc()
-        self.windows.count(s.EXPERIMENTS_CREATED)
+        self.windows.count(domain.EXPERIMENTS_CREATED)
 
     def events(self, stored: int, by_experiment: dict[str, int]) -> None:
         self.events_ingested.inc(stored)
-        self.windows.count(s.EVENTS_INGESTED, stored)
+        self.windows.count(domain.EVENTS_INGESTED, stored)
         for experiment, count in by_experiment.items():
             self.conversions.labels(self._experiment(experiment)).inc(count)
-            self.windows.count(s.CONVERSION_EVENTS, count)
+            self.windows.count(domain.CONVERSION_EVENTS, count)
 
 
 class PlatformStateCollector(Collector):
@@ -147,17 +151,19 @@ class PlatformStateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         state = self._state
-        experiments = GaugeMetricFamily(s.EXPERIMENTS, "Experiments by status", labels=["status"])
+        experiments = GaugeMetricFamily(
+            domain.EXPERIMENTS, "Experiments by status", labels=["status"]
+        )
         for status in ("draft", "running", "paused", "completed"):
             experiments.add_metric([status], float(state.get("by_status", {}).get(status, 0)))
         yield experiments
         srm = GaugeMetricFamily(
-            s.SAMPLE_RATIO_MISMATCH,
+            domain.SAMPLE_RATIO_MISMATCH,
             "1 when a running experiment fails the SRM check",
             labels=["experiment"],
         )
         rate = GaugeMetricFamily(
-            "experiment_conversion_rate",
+            domain.CONVERSION_RATE,
             "Converting users / exposed users",
             labels=["experiment", "variant"],
         )
@@ -168,7 +174,7 @@ class PlatformStateCollector(Collector):
         yield srm
         yield rate
         ready = GaugeMetricFamily(
-            s.SERVICE_READY, "1 when the dependency answers", labels=["dependency"]
+            names.SERVICE_READY, "1 when the dependency answers", labels=["dependency"]
         )
         for dependency, ok in self._ready().items():
             ready.add_metric([dependency], 1.0 if ok else 0.0)

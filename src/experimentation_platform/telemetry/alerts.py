@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-from experimentation_platform import signals
+from experimentation_platform.telemetry import names as domain
 from observability.alerting.alertmanager_render import (
     EmailReceiver,
     PagerDutyReceiver,
@@ -57,6 +57,7 @@ from observability.alerting.rules import (
     Stalled,
     ThresholdRule,
 )
+from observability.metrics import names
 
 __all__ = [
     "API_LATENCY_THRESHOLD_S",
@@ -82,8 +83,8 @@ ASSIGNMENT_LATENCY_THRESHOLD_S: Final = 0.05
 EVENTS_ROUTE: Final = "/api/v1/events"
 
 HTTP_METRICS = HttpMetrics(
-    requests=signals.HTTP_REQUESTS,
-    duration=signals.HTTP_DURATION,
+    requests=names.HTTP_REQUESTS,
+    duration=names.HTTP_DURATION,
     status_label="status_class",
     error_status="5xx",
 )
@@ -124,7 +125,7 @@ BASE_RULES: tuple[Rule, ...] = (
     SloRule(
         name="assignment_latency",
         objective=0.99,
-        sli=LatencyAbove(ASSIGNMENT_LATENCY_THRESHOLD_S, distribution=signals.ASSIGNMENT_DURATION),
+        sli=LatencyAbove(ASSIGNMENT_LATENCY_THRESHOLD_S, distribution=domain.ASSIGNMENT_DURATION),
         summary="Assignment latency: calls over 50 ms burn the budget at {value:.1f}x",
         description="More than 1% of assignments take longer than 50 ms ({objective} SLO).",
         dashboard="business-metrics",
@@ -136,7 +137,7 @@ BASE_RULES: tuple[Rule, ...] = (
         comparison=">",
         threshold=0.05,
         for_seconds=180,
-        severity="critical",
+        severity=Severity.CRITICAL,
         summary="5xx ratio {value:.1%} for 3 minutes (threshold {threshold:.0%})",
         description="More than one request in twenty fails; see the error groups for the cause.",
         dashboard="api-performance",
@@ -144,10 +145,10 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="critical_error_group",
-        expr=CounterIncrease(signals.ERROR_EVENTS, {"severity": "critical"}, window_s=300),
+        expr=CounterIncrease(names.ERROR_EVENTS, {"severity": "critical"}, window_s=300),
         comparison=">",
         threshold=0,
-        severity="high",
+        severity=Severity.HIGH,
         summary="{value:.0f} critical error event(s) in the last 5 minutes",
         description="An error classified critical was captured; open its error group.",
         dashboard="error-tracking",
@@ -155,11 +156,11 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="dependency_not_ready",
-        expr=GaugeValue(signals.SERVICE_READY),
+        expr=GaugeValue(names.SERVICE_READY),
         comparison="<",
         threshold=1,
         for_seconds=60,
-        severity="critical",
+        severity=Severity.CRITICAL,
         summary="Dependency {dependency} not ready for over a minute",
         description="The readiness probe of {dependency} fails; requests that need it fail.",
         dashboard="system-health",
@@ -167,12 +168,12 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="log_shipping_lag",
-        expr=GaugeValue(signals.CLOUDWATCH_LAG),
+        expr=GaugeValue(names.CLOUDWATCH_LAG),
         comparison=">",
         threshold=300,
         threshold_is_duration=True,
         for_seconds=300,
-        severity="medium",
+        severity=Severity.MEDIUM,
         summary="CloudWatch log shipping {value:.0f}s behind (threshold {threshold:.0f}s)",
         description="Logs reach CloudWatch late; the local journal is buffering them.",
         dashboard="system-health",
@@ -181,10 +182,10 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="log_events_dropped",
-        expr=CounterIncrease(signals.LOG_EVENTS_DROPPED, window_s=600),
+        expr=CounterIncrease(names.LOG_EVENTS_DROPPED, window_s=600),
         comparison=">",
         threshold=0,
-        severity="medium",
+        severity=Severity.MEDIUM,
         summary="{value:.0f} log events dropped in the last 10 minutes",
         description="The logging queue overflowed or a sink failed; evidence is being lost.",
         dashboard="system-health",
@@ -193,11 +194,11 @@ BASE_RULES: tuple[Rule, ...] = (
     ThresholdRule(
         name="event_ingestion_stalled",
         expr=Stalled(
-            signals.EVENTS_INGESTED, window_s=900, while_route=EVENTS_ROUTE, while_method="POST"
+            domain.EVENTS_INGESTED, window_s=900, while_route=EVENTS_ROUTE, while_method="POST"
         ),
         comparison="<=",
         threshold=0,
-        severity="high",
+        severity=Severity.HIGH,
         summary="No events ingested for 15 minutes while clients keep posting them",
         description="POST /api/v1/events receives traffic but events_ingested_total is flat.",
         dashboard="business-metrics",
@@ -205,11 +206,11 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="sample_ratio_mismatch",
-        expr=GaugeValue(signals.SAMPLE_RATIO_MISMATCH),
+        expr=GaugeValue(domain.SAMPLE_RATIO_MISMATCH),
         comparison=">=",
         threshold=1,
         for_seconds=300,
-        severity="medium",
+        severity=Severity.MEDIUM,
         summary="Sample-ratio mismatch on experiment {experiment}",
         description="Observed assignment counts deviate from the configured split (chi-squared).",
         dashboard="business-metrics",
@@ -217,33 +218,33 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="cpu_saturation",
-        expr=GaugeValue(signals.SYSTEM_CPU),
+        expr=GaugeValue(names.SYSTEM_CPU),
         comparison=">",
         threshold=0.9,
         for_seconds=600,
-        severity="medium",
+        severity=Severity.MEDIUM,
         summary="CPU at {value:.0%} for 10 minutes (threshold {threshold:.0%})",
         dashboard="system-health",
         labels=_signal("saturation"),
     ),
     ThresholdRule(
         name="memory_saturation",
-        expr=GaugeValue(signals.SYSTEM_MEMORY),
+        expr=GaugeValue(names.SYSTEM_MEMORY),
         comparison=">",
         threshold=0.9,
         for_seconds=600,
-        severity="high",
+        severity=Severity.HIGH,
         summary="Memory at {value:.0%} for 10 minutes (threshold {threshold:.0%})",
         dashboard="system-health",
         labels=_signal("saturation"),
     ),
     ThresholdRule(
         name="process_memory_high",
-        expr=GaugeValue(signals.PROCESS_MEMORY),
+        expr=GaugeValue(names.PROCESS_MEMORY),
         comparison=">",
         threshold=0.9,
         for_seconds=600,
-        severity="high",
+        severity=Severity.HIGH,
         summary="Process memory at {value:.0%} of its budget for 10 minutes "
         "(threshold {threshold:.0%})",
         description=(
@@ -255,11 +256,11 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
     ThresholdRule(
         name="disk_saturation",
-        expr=GaugeValue(signals.SYSTEM_DISK),
+        expr=GaugeValue(names.SYSTEM_DISK),
         comparison=">",
         threshold=0.85,
         for_seconds=600,
-        severity="high",
+        severity=Severity.HIGH,
         summary="Disk {mount} at {value:.0%} (threshold {threshold:.0%})",
         dashboard="system-health",
         labels=_signal("saturation"),
@@ -268,10 +269,10 @@ BASE_RULES: tuple[Rule, ...] = (
 
 # critical pages someone; high goes to chat and mail; medium to chat; low stays on dashboards.
 ROUTE_TABLE: dict[Severity, list[str]] = {
-    "critical": ["pagerduty"],
-    "high": ["slack", "email"],
-    "medium": ["slack"],
-    "low": [],
+    Severity.CRITICAL: ["pagerduty"],
+    Severity.HIGH: ["slack", "email"],
+    Severity.MEDIUM: ["slack"],
+    Severity.LOW: [],
 }
 ROUTES: tuple[Route, ...] = routes_from_table(ROUTE_TABLE)
 

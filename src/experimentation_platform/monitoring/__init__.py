@@ -1,1 +1,0 @@
-"""The platform's monitoring definitions: dashboards, alert rules, log groups, saved queries."""
