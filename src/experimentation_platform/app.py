@@ -52,8 +52,6 @@ def create_app(
     if platform.faults.enabled:
         # After query timing is attached: injected latency shows in db_query_duration_seconds.
         platform.faults.instrument_engine(platform.db.engine)
-        if observability.shipper is not None:
-            platform.faults.cloudwatch_outage = observability.shipper.simulate_outage
     alerting = build_alerting(settings, observability, instruments)
 
     @asynccontextmanager

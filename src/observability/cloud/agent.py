@@ -17,7 +17,6 @@ CPU is saturated the journal (durable, capped) absorbs the backlog and the agent
 
 Files in the journal directory besides the journal's own:
     agent-stats.json   the agent's counters, rewritten every half second (agent -> application)
-    simulate-outage    present while a game day simulates CloudWatch being unreachable
     close-deadline     the application asks the agent to stop: ship until this time, then exit
     agent.log          the agent's stderr (a crash's traceback)
 
@@ -57,7 +56,6 @@ __all__ = ["AgentPriority", "ShippingAgent", "main"]
 AgentPriority = Literal["adaptive", "idle", "low", "normal"]
 """See `_Scheduling`: adaptive (default) idles while keeping up, nice 19 when it falls behind."""
 STATS_FILE = "agent-stats.json"
-OUTAGE_FILE = "simulate-outage"
 DEADLINE_FILE = "close-deadline"
 LOG_FILE = "agent.log"
 _REPORT_SECONDS = 0.5
@@ -209,15 +207,6 @@ class ShippingAgent(JournalProducer):
         if self._watcher.is_alive():
             self._watcher.join(2.0)
         return self._drained
-
-    def simulate_outage(self, on: bool) -> None:
-        """Game days: the agent fails every CloudWatch call like an unreachable endpoint."""
-        path = self._dir / OUTAGE_FILE
-        if on:
-            path.touch()
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
 
     # -- statistics ------------------------------------------------------------------------
 
@@ -407,11 +396,10 @@ def _threads() -> list[int]:
 
 
 def _open_reader(config: ShipperConfig, parent: int) -> CloudWatchShipper | None:
-    outage = Path(config.journal_dir) / OUTAGE_FILE
     # A previous agent of this journal may still be draining after its application died.
     while True:
         try:
-            return CloudWatchShipper(config, journal_role="reader", outage_probe=outage.exists)
+            return CloudWatchShipper(config, journal_role="reader")
         except JournalLockedError:
             if os.getppid() != parent:
                 return None
@@ -454,8 +442,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
     if orphaned:
         timeout = args.orphan_drain
-        with contextlib.suppress(FileNotFoundError):
-            (directory / OUTAGE_FILE).unlink()  # nobody is left to end a game day's outage
     else:
         try:
             timeout = float(deadline_file.read_text()) - time.time()
