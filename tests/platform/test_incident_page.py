@@ -24,7 +24,7 @@ def firing(tmp_path: Path) -> Iterator[Instance]:
         api.client.put("/api/v1/ops/faults", json={"db_unavailable": True}, headers=api.admin)
         failed = api.client.get("/api/v1/experiments/missing", headers=api.admin)
         assert failed.status_code == 500
-        evaluator = api.client.app.state.alerting.evaluator  # type: ignore[attr-defined]
+        evaluator = api.client.app.state.observability.evaluator  # type: ignore[attr-defined]
         now = time.time()
         for step in range(4):  # pending, then firing once the rule's `for` has passed
             evaluator.evaluate_once(now + step * 60)
@@ -60,7 +60,7 @@ def test_incident_json_is_the_evidence_of_the_ops_api(firing: Instance) -> None:
 
 def test_notifications_link_to_the_incident_page(firing: Instance) -> None:
     api = firing
-    config = api.client.app.state.alerting.evaluator.config  # type: ignore[attr-defined]
+    config = api.client.app.state.observability.evaluator.config  # type: ignore[attr-defined]
     link = config.evidence_url_template.format(alertname=ALERT, start=0, end=0)
     assert urlsplit(link).path == f"/ops/incidents/{ALERT}"
     shell = api.client.get(urlsplit(link).path)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from experimentation_platform.api.deps import AdminKey
 from experimentation_platform.errors import NotFound
-from experimentation_platform.observe import Observability
+from observability import Observability
 from observability.errors import ErrorGroup, ErrorStore, GroupDetail
 
 router = APIRouter(prefix="/api/v1/ops/errors", tags=["ops"])
@@ -19,7 +19,7 @@ Fingerprint = Annotated[str, Path(pattern=r"^[0-9a-zA-Z_.:-]{1,128}$")]
 
 def _store(request: Request) -> ErrorStore:
     observability: Observability = request.app.state.observability
-    return observability.errors.store
+    return observability.store.errors
 
 
 def group_dict(group: ErrorGroup) -> dict[str, Any]:

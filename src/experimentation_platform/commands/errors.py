@@ -10,12 +10,13 @@ import typer
 
 from experimentation_platform.settings import load_settings
 from observability.errors import ErrorStore
+from observability.store import ObservabilityStore
 
 app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_help=True)
 
 
 def _store() -> ErrorStore:
-    store = ErrorStore.from_url(load_settings().resolved_errors_database_url)
+    store = ObservabilityStore.open(load_settings().resolved_observability_database_url).errors
     store.create_schema()
     return store
 

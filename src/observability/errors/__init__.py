@@ -2,7 +2,7 @@
 
 Typical wiring (see docs/errors.md)::
 
-    store = ErrorStore.from_url("sqlite:///errors.db")
+    store = ErrorStore.from_url("sqlite:///observability.db")
     store.create_schema()
     tracker = ErrorTracker(store, mask=masking_policy, fingerprinter=Fingerprinter(["myapp"]),
                            on_trigger=notify)

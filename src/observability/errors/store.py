@@ -327,7 +327,7 @@ class ErrorStore:
 
     @classmethod
     def from_url(cls, url: str, *, sample_limit: int = 20, **engine_kwargs: Any) -> ErrorStore:
-        """``sqlite:///errors.db`` (default embedded) or ``postgresql+psycopg://...``."""
+        """``sqlite:///observability.db`` (default embedded) or ``postgresql+psycopg://...``."""
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
             engine_kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
