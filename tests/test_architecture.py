@@ -22,15 +22,15 @@ PLATFORM = SRC / "experimentation_platform"
 # Lowest first. A module may import its own layer and the layers below, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # vocabulary: names, settings and helpers every part may use
-    ("severity", "context", "config", "masking", "metrics.names"),
+    ("severity", "context", "settings", "masking", "metrics.names"),
     # the request path and the logs
     ("asgi", "logging", "logsearch"),
     # signals: metrics, errors, log shipping
     ("metrics", "errors", "cloud"),
     # judgements over the signals: queries, rules, dashboards, evidence, their store
     ("query", "alerting", "dashboards", "incident", "store"),
-    # presentation and defaults
-    ("web", "access", "defaults"),
+    # configuration, presentation and defaults
+    ("config", "web", "access", "defaults"),
     # assembly: the one entry point
     ("core", "wiring", "__init__"),
 )

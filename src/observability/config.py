@@ -15,14 +15,22 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 
-if TYPE_CHECKING:
-    from observability.alerting.rules import Grouping, InhibitRule, Rule
-    from observability.dashboards.model import Dashboard
-    from observability.errors import ClassificationRule
+from observability.alerting.rules import Grouping, InhibitRule, Rule
+from observability.dashboards.model import Dashboard
+from observability.errors.classify import ClassificationRule
+from observability.settings import (
+    AccessCheck,
+    CloudWatchSettings,
+    ConfigError,
+    LogSettings,
+    NotifySettings,
+    Role,
+    check,
+)
 
 __all__ = [
     "AccessCheck",
@@ -34,74 +42,6 @@ __all__ = [
     "ObservabilityConfig",
     "Role",
 ]
-
-Role = Literal["admin", "viewer"]
-# A bearer token (an API key, a shared secret) -> the operator role it grants, or None.
-AccessCheck = Callable[[str], "Role | None"]
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; the message names it (and its environment variable)."""
-
-    def __init__(self, message: str, *, field: str = "", problem: str = "") -> None:
-        super().__init__(message)
-        self.field = field
-        self.problem = problem or message
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = "INFO"
-    levels: str = ""  # per logger: "sqlalchemy.engine=WARNING,uvicorn.access=ERROR"
-    stdout: bool = True
-    to_file: bool = True
-    directory: Path | None = None  # None: <data_dir>/log
-    file_stem: str = ""  # empty: the service's name
-    rotate_seconds: float = 86_400.0
-    retention_days: int = 14
-    max_file_bytes: int = 100 * 1024 * 1024
-    queue_size: int = 50_000
-    sample_rate: float = 1.0  # share of fast successful requests logged (errors always are)
-    slow_request_ms: float = 500.0  # slower requests are always logged, marked slow
-
-    def __post_init__(self) -> None:
-        _check(0.0 <= self.sample_rate <= 1.0, "log.sample_rate", "must be between 0 and 1")
-        _check(self.queue_size >= 100, "log.queue_size", "must be at least 100")
-        _check(self.retention_days >= 1, "log.retention_days", "must be at least 1")
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    """Receivers are on when their setting is given. Routing by severity: critical ->
-    PagerDuty; high -> Slack and e-mail; medium -> Slack; low -> dashboards only."""
-
-    pagerduty_routing_key: str = ""
-    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
-    slack_webhook_url: str = ""
-    smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_from: str = "observability@localhost"
-    smtp_to: str = ""  # comma-separated
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_starttls: bool = False
-    sns_topic_arn: str = ""
-    fallback: str = ""  # receiver used when every receiver of a route failed
-
-
-@dataclass(frozen=True)
-class CloudWatchSettings:
-    """Log shipping to CloudWatch Logs and EMF metrics (off unless `enabled`)."""
-
-    enabled: bool = False
-    region: str = "us-east-1"
-    endpoint_url: str = ""  # a local moto server in tests
-    group_prefix: str = "/service"
-    retention_api_days: int = 30
-    retention_services_days: int = 90
-    retention_errors_days: int = 180
-    namespace: str = "Service"
-    agent: bool = True  # ship from a low-priority process (False: a thread of the worker)
 
 
 @dataclass(frozen=True)
@@ -119,8 +59,8 @@ class AlertSettings:
     inhibit_rules: Sequence[InhibitRule] | None = None
 
     def __post_init__(self) -> None:
-        _check(0.0 < self.window_scale <= 1.0, "alerts.window_scale", "must be in (0, 1]")
-        _check(self.interval_seconds >= 0.05, "alerts.interval_seconds", "must be >= 0.05")
+        check(0.0 < self.window_scale <= 1.0, "alerts.window_scale", "must be in (0, 1]")
+        check(self.interval_seconds >= 0.05, "alerts.interval_seconds", "must be >= 0.05")
 
 
 @dataclass(frozen=True)
@@ -169,13 +109,13 @@ class ObservabilityConfig:
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
-        _check(bool(self.service.strip()), "service", "must not be empty")
-        _check(0.0 <= self.sentry_sample_rate <= 1.0, "sentry_sample_rate", "must be in [0, 1]")
-        _check(self.slow_query_seconds > 0, "slow_query_seconds", "must be positive")
-        _check(self.ops_refresh_seconds >= 1, "ops_refresh_seconds", "must be >= 1")
+        check(bool(self.service.strip()), "service", "must not be empty")
+        check(0.0 <= self.sentry_sample_rate <= 1.0, "sentry_sample_rate", "must be in [0, 1]")
+        check(self.slow_query_seconds > 0, "slow_query_seconds", "must be positive")
+        check(self.ops_refresh_seconds >= 1, "ops_refresh_seconds", "must be >= 1")
         for name in ("metrics_path", "ops_prefix"):
             value = getattr(self, name)
-            _check(value.startswith("/") and len(value) > 1, name, "must start with '/'")
+            check(value.startswith("/") and len(value) > 1, name, "must start with '/'")
 
     # -- derived values ---------------------------------------------------------------------
     @property
@@ -237,14 +177,9 @@ _GROUPS: dict[str, type] = {
 _T = TypeVar("_T")
 
 
-def _check(ok: bool, name: str, problem: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name} {problem}", field=name, problem=problem)
-
-
 def _read_env(kind: type, prefix: str, env: Mapping[str, str]) -> dict[str, Any]:
     """The fields of `kind` that can be spelled in the environment and are set there."""
-    hints = get_type_hints(kind, include_extras=False, localns=_hint_names())
+    hints = get_type_hints(kind)
     out: dict[str, Any] = {}
     for item in dataclasses.fields(kind):
         if item.name in _GROUPS:
@@ -283,10 +218,3 @@ def _build(kind: type[_T], values: dict[str, Any], prefix: str) -> _T:
         raise ConfigError(
             f"{variable}: {exc.problem} (got {values[name]!r})", field=exc.field
         ) from None
-
-
-def _hint_names() -> dict[str, Any]:
-    # The annotations name rule and dashboard types only under TYPE_CHECKING (importing them
-    # here would import half the toolkit to read a config); any object stands in for them.
-    stand_ins = ("Rule", "Grouping", "InhibitRule", "Dashboard", "ClassificationRule")
-    return {**dict.fromkeys(stand_ins, object), "Role": Role, "AccessCheck": AccessCheck}

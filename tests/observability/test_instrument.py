@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from observability import AlertSettings, LogSettings, ObservabilityConfig, instrument
-from observability.config import Role
+from observability.settings import Role
 
 
 def _config(tmp_path: Path, **changes: Any) -> ObservabilityConfig:

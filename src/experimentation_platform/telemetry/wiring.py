@@ -26,9 +26,9 @@ from observability import (
     Observability,
     ObservabilityConfig,
 )
-from observability.config import Role
 from observability.errors import ClassificationRule
 from observability.metrics import names
+from observability.settings import Role
 from observability.severity import Severity
 
 __all__ = [

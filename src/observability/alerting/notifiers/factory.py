@@ -18,7 +18,7 @@ from observability.alerting.notifiers.log import NotificationLog
 from observability.alerting.notifiers.pagerduty import PagerDutyNotifier
 from observability.alerting.notifiers.slack import SlackNotifier
 from observability.alerting.notifiers.sns import SnsNotifier
-from observability.config import NotifySettings
+from observability.settings import NotifySettings
 
 __all__ = [
     "DEDUP_WINDOW_S",
