@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from observability.alerting.rules import ErrorRatio, LatencyAbove
-from observability.alerting.sources import LiveSource
 from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
+from observability.query.evaluate import instant
+from observability.query.live import LiveSource
+from observability.query.model import ErrorRatio, LatencyAbove
 from tests.observability.alerting import ROUTE, T0, rollup
 
 OTHER = "POST /api/v1/events"
@@ -141,7 +142,7 @@ def test_live_source_reads_short_windows_live_and_long_windows_from_history(engi
     windows = RollingWindows(clock=lambda: now)
     windows.observe_request("GET", "/x", 500, 0.5)  # the live minute: one slow failure
     source = LiveSource(windows, history=history, clock=lambda: now)
-    assert ErrorRatio(window_s=60).evaluate(source, now) == [({}, 1.0)]
-    [(_, six_hours)] = ErrorRatio(window_s=6 * 3600).evaluate(source, now)
+    assert instant(ErrorRatio(window_s=60), source, now) == [({}, 1.0)]
+    [(_, six_hours)] = instant(ErrorRatio(window_s=6 * 3600), source, now)
     assert six_hours == pytest.approx(120 / 18000)
-    assert LatencyAbove(0.3, window_s=300).evaluate(source, now) == [({}, 1.0)]
+    assert instant(LatencyAbove(0.3, window_s=300), source, now) == [({}, 1.0)]
