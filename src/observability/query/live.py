@@ -264,9 +264,17 @@ class LiveSource:
                 return self.readings.rates(name, window_s, now)
         return self._past().reading_rates(name, window_s, now)
 
-    def begin_round(self) -> LiveRound:
-        """This source for one evaluation round: the gauges are read at most once."""
-        return LiveRound(self)
+    def begin_round(self, *, read_now: bool = False) -> LiveRound:
+        """This source for one evaluation round: the gauges are read at most once (lazily,
+        or at once with `read_now`: a failure is then counted and kept for the round)."""
+        round_ = LiveRound(self)
+        if read_now and self._gauges is not None:
+            try:
+                round_._values = self.read_gauges()
+            except Exception as exc:  # every gauge read of the round sees it
+                self.gauge_errors += 1
+                round_._error = exc
+        return round_
 
     # -- range views ----------------------------------------------------------------------
     def view(self, range_s: int, step_s: int, now: float | None = None) -> RangeView:

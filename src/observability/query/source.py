@@ -83,8 +83,11 @@ class MetricSource(Protocol):
 
 
 def route_matches(key: str, where: Where) -> bool:
-    """Does a windows route key ("GET /x") match `where` (method and/or route)?"""
-    method, _, route = key.partition(" ")
+    """Does a windows route key ("GET /x") match `where` (method and/or route)? A key
+    without a method ("__other__", the overflow bucket) is a route of its own."""
+    method, sep, route = key.partition(" ")
+    if not sep:
+        method, route = "", key
     wanted_method = where.get("method")
     wanted_route = where.get("route")
     return (wanted_method is None or wanted_method == method) and (
@@ -174,10 +177,18 @@ class GaugeTimeline:
         return found
 
     def rates(self, name: str, window_s: int, now: float) -> dict[str, float]:
-        """Per-second increase of cumulative series between the readings at `now - window_s`
-        and `now`; a decrease (a restart) gives no value."""
+        """Per-second increase of cumulative series over the window: from the reading at its
+        start (or the first one inside it) to the latest; a decrease (a restart) gives no
+        value, nor does a single reading."""
         after = self._latest_with_time(name, now)
         before = self._latest_with_time(name, now - window_s)
+        missing = set(after) - set(before)
+        i = bisect.bisect_right(self._times, now - window_s)
+        while missing and i < len(self._times) and self._times[i] <= now:
+            for key in [k for k in missing if k in self._values[i]]:
+                before[key] = (self._times[i], self._values[i][key])
+                missing.discard(key)
+            i += 1
         out: dict[str, float] = {}
         for key, (t1, v1) in after.items():
             if key not in before:
