@@ -48,6 +48,8 @@ def test_single_metrics_and_their_units() -> None:
     )
     low = cloudwatch_query(GaugeValue("service_ready"), CwContext("NS", low_is_bad=True))
     assert low.metrics[0].stat == "Minimum"
+    assert cloudwatch_query(GaugeValue("cpu"), CTX).metrics[0].stat == "Maximum"
+    assert cloudwatch_query(GaugeValue("lag", agg="avg"), CTX).metrics[0].stat == "Average"
     assert cloudwatch_query(CounterIncrease("c_total"), CTX).metrics[0].stat == "Sum"
     stalled = cloudwatch_query(
         Stalled("e_total", requests_where={"route": "/e", "method": "POST"}), CTX

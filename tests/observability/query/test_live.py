@@ -72,6 +72,11 @@ def test_gauges_are_read_live_remembered_and_labelled_with_the_instance() -> Non
         assert instant(GaugeValue("cpu"), source, clock.t) == [({"instance": "api-1"}, 0.5)]
     rate = CounterRate("network_bytes_total", by=("direction",), window_s=60)
     assert instant(rate, source, clock.t) == [({"direction": "sent"}, pytest.approx(200.0))]
+    # A window longer than the readings: from the first reading inside it (30 s of them).
+    [(_, early)] = instant(
+        CounterRate("network_bytes_total", by=("direction",), window_s=120), source, T0 + 30
+    )
+    assert early == pytest.approx(200.0)
     # Ten seconds ago, from the remembered readings:
     assert instant(GaugeValue("cpu"), source, clock.t - 10) == [({"instance": "api-1"}, 0.5)]
 
