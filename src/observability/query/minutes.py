@@ -126,9 +126,9 @@ class _Bucket:
         return (slow, total)
 
 
-def _counter(key: str) -> Callable[[_Bucket], float]:
-    def fn(facts: _Bucket) -> float:
-        return facts.counters.get(key, 0.0)
+def _counter(key: str) -> Callable[[_Bucket], tuple[float, ...]]:
+    def fn(facts: _Bucket) -> tuple[float, ...]:
+        return (facts.counters.get(key, 0.0),)
 
     return fn
 
@@ -162,7 +162,7 @@ class MinuteStore:
         self._lock = threading.RLock()
         self._starts: list[int] = []
         self._facts: list[_Bucket] = []
-        self._cums: dict[tuple[Any, ...], list[float]] = {}
+        self._cums: dict[tuple[Any, ...], list[tuple[float, ...]]] = {}
         self._latency: set[_LatencyKey] = set()
         self._counter_names: dict[str, set[str]] = {}  # name -> series keys ever seen
 
@@ -204,7 +204,7 @@ class MinuteStore:
                     counted[key] = (s + ds, t + dt)
                 last.merge(rollup)
                 last.slow = counted  # thresholds counted lazily are recounted when asked
-                for cum in self._cums.values():  # the last bucket changed: rebuild its sum
+                for cum in self._cums.values():  # the last bucket changed: rebuild its sums
                     if len(cum) > len(self._facts):
                         cum.pop()
             else:
@@ -243,17 +243,28 @@ class MinuteStore:
         hi = bisect.bisect_right(self._starts, now - self.resolution_s)
         return lo, hi
 
-    def _sum(
-        self, key: tuple[Any, ...], fn: Callable[[_Bucket], float], window_s: int, now: float
-    ) -> float:
+    def _sums(
+        self,
+        key: tuple[Any, ...],
+        fn: Callable[[_Bucket], tuple[float, ...]],
+        width: int,
+        window_s: int,
+        now: float,
+    ) -> tuple[float, ...]:
+        """Sums of `fn`'s `width` values over the window's buckets, from prefix sums kept per
+        `key` (built up to the newest bucket on each call)."""
         with self._lock:
             cum = self._cums.get(key)
             if cum is None:
-                cum = self._cums[key] = [0.0]
+                cum = self._cums[key] = [(0.0,) * width]
+            last = cum[-1]
             for facts in self._facts[len(cum) - 1 :]:
-                cum.append(cum[-1] + fn(facts))
+                last = tuple(a + b for a, b in zip(last, fn(facts), strict=True))
+                cum.append(last)
             lo, hi = self._bounds(window_s, now)
-            return cum[hi] - cum[lo] if hi > lo else 0.0
+            if hi <= lo:
+                return (0.0,) * width
+            return tuple(b - a for a, b in zip(cum[lo], cum[hi], strict=True))
 
     def _window(self, window_s: int, now: float) -> list[_Bucket]:
         with self._lock:
@@ -262,37 +273,32 @@ class MinuteStore:
 
     # -- MetricSource -------------------------------------------------------------------
     def request_counts(self, window_s: int, now: float, where: Where) -> RequestCounts:
-        wkey = _where_key(where)
+        def counts(f: _Bucket) -> tuple[float, ...]:
+            n = e4 = e5 = 0
+            for key, (requests, client, server) in f.routes.items():
+                if route_matches(key, where):
+                    n += requests
+                    e4 += client
+                    e5 += server
+            return (float(n), float(e4), float(e5))
 
-        def part(index: int) -> Callable[[_Bucket], float]:
-            def fn(f: _Bucket) -> float:
-                return float(sum(c[index] for k, c in f.routes.items() if route_matches(k, where)))
-
-            return fn
-
-        return RequestCounts(
-            self._sum(("req", wkey), part(0), window_s, now),
-            self._sum(("4xx", wkey), part(1), window_s, now),
-            self._sum(("5xx", wkey), part(2), window_s, now),
-            float(window_s),
-        )
+        n, e4, e5 = self._sums(("req", _where_key(where)), counts, 3, window_s, now)
+        return RequestCounts(n, e4, e5, float(window_s))
 
     def latency_above(
         self, threshold_s: float, window_s: int, now: float, where: Where, distribution: str | None
     ) -> tuple[float, float]:
         key: _LatencyKey = (threshold_s, _where_key(where), distribution)
 
-        def part(f: _Bucket, index: int) -> float:
-            counts = f.slow.get(key)
-            if counts is None:
-                counts = f.slow_counts(key) if f.sketches is not None else (0.0, 0.0)
-                f.slow[key] = counts
-            return counts[index]
+        def counts(f: _Bucket) -> tuple[float, ...]:
+            found = f.slow.get(key)
+            if found is None:
+                found = f.slow_counts(key) if f.sketches is not None else (0.0, 0.0)
+                f.slow[key] = found
+            return found
 
-        return (
-            self._sum(("slow", *key), lambda f: part(f, 0), window_s, now),
-            self._sum(("obs", *key), lambda f: part(f, 1), window_s, now),
-        )
+        slow, total = self._sums(("slow", *key), counts, 2, window_s, now)
+        return slow, total
 
     def latency_sketch(
         self, window_s: int, now: float, where: Where, distribution: str | None
@@ -314,7 +320,7 @@ class MinuteStore:
     def counter_totals(self, name: str, window_s: int, now: float) -> CounterTotals:
         with self._lock:
             keys = sorted(self._counter_names.get(name, ()))
-        totals = {key: self._sum(("ctr", key), _counter(key), window_s, now) for key in keys}
+        totals = {key: self._sums(("ctr", key), _counter(key), 1, window_s, now)[0] for key in keys}
         return CounterTotals(totals, float(window_s))
 
     def gauge_values(self, name: str, now: float) -> Mapping[str, float]:

@@ -103,7 +103,8 @@ def name_of(key: str) -> str | None:
 
 
 class GaugeTimeline:
-    """Gauge readings over time ({series key: value} per reading), oldest first.
+    """Gauge readings over time ({series key: value} per reading), oldest first, grouped by
+    metric name so a read looks at one metric's series only.
 
     Answers "the latest value of each series at t" (a series older than `stale_s` is gone) and
     "the per-second rate of a cumulative value between t - window and t"."""
@@ -111,7 +112,7 @@ class GaugeTimeline:
     def __init__(self, stale_s: float = GAUGE_STALE_S) -> None:
         self.stale_s = stale_s
         self._times: list[float] = []
-        self._values: list[dict[str, float]] = []
+        self._values: list[dict[str, dict[str, float]]] = []  # name -> {series key: value}
 
     def __len__(self) -> int:
         return len(self._times)
@@ -124,27 +125,44 @@ class GaugeTimeline:
     def last(self) -> float | None:
         return self._times[-1] if self._times else None
 
+    @staticmethod
+    def _grouped(values: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        grouped: dict[str, dict[str, float]] = {}
+        for key, value in values.items():
+            name = name_of(key)
+            if name is not None:
+                grouped.setdefault(name, {})[key] = float(value)
+        return grouped
+
+    @staticmethod
+    def _merge(into: dict[str, dict[str, float]], more: dict[str, dict[str, float]]) -> None:
+        for name, series in more.items():
+            into.setdefault(name, {}).update(series)
+
     def replace_last(self, t: float, values: Mapping[str, float]) -> None:
         """Replace the newest reading (readings closer than a step keep only the freshest)."""
         self._times[-1] = t
-        self._values[-1] = {k: float(v) for k, v in values.items()}
+        self._values[-1] = self._grouped(values)
 
     def between(self, start: float, end: float) -> list[tuple[float, dict[str, float]]]:
         lo = bisect.bisect_left(self._times, start)
         hi = bisect.bisect_right(self._times, end)
-        return list(zip(self._times[lo:hi], self._values[lo:hi], strict=True))
+        return [
+            (t, {k: v for series in grouped.values() for k, v in series.items()})
+            for t, grouped in zip(self._times[lo:hi], self._values[lo:hi], strict=True)
+        ]
 
     def add(self, t: float, values: Mapping[str, float]) -> None:
-        reading = {k: float(v) for k, v in values.items()}
+        reading = self._grouped(values)
         if self._times and t == self._times[-1]:
-            self._values[-1].update(reading)
+            self._merge(self._values[-1], reading)
         elif not self._times or t > self._times[-1]:
             self._times.append(t)
             self._values.append(reading)
         else:  # late: keep the timeline sorted
             i = bisect.bisect_left(self._times, t)
             if i < len(self._times) and self._times[i] == t:
-                self._values[i].update(reading)
+                self._merge(self._values[i], reading)
             else:
                 self._times.insert(i, t)
                 self._values.insert(i, reading)
@@ -155,26 +173,19 @@ class GaugeTimeline:
             del self._times[:cut]
             del self._values[:cut]
 
-    def latest(self, name: str, now: float) -> dict[str, float]:
-        """The latest value of every series of `name` at or before `now`, not stale."""
-        found: dict[str, float] = {}
-        i = bisect.bisect_right(self._times, now) - 1
-        while i >= 0 and self._times[i] >= now - self.stale_s:
-            for key, value in self._values[i].items():
-                if key not in found and name_of(key) == name:
-                    found[key] = value
-            i -= 1
-        return found
-
     def _latest_with_time(self, name: str, now: float) -> dict[str, tuple[float, float]]:
         found: dict[str, tuple[float, float]] = {}
         i = bisect.bisect_right(self._times, now) - 1
         while i >= 0 and self._times[i] >= now - self.stale_s:
-            for key, value in self._values[i].items():
-                if key not in found and name_of(key) == name:
+            for key, value in self._values[i].get(name, {}).items():
+                if key not in found:
                     found[key] = (self._times[i], value)
             i -= 1
         return found
+
+    def latest(self, name: str, now: float) -> dict[str, float]:
+        """The latest value of every series of `name` at or before `now`, not stale."""
+        return {key: value for key, (_, value) in self._latest_with_time(name, now).items()}
 
     def rates(self, name: str, window_s: int, now: float) -> dict[str, float]:
         """Per-second increase of cumulative series over the window: from the reading at its
@@ -185,8 +196,9 @@ class GaugeTimeline:
         missing = set(after) - set(before)
         i = bisect.bisect_right(self._times, now - window_s)
         while missing and i < len(self._times) and self._times[i] <= now:
-            for key in [k for k in missing if k in self._values[i]]:
-                before[key] = (self._times[i], self._values[i][key])
+            series = self._values[i].get(name, {})
+            for key in [k for k in missing if k in series]:
+                before[key] = (self._times[i], series[key])
                 missing.discard(key)
             i += 1
         out: dict[str, float] = {}

@@ -167,3 +167,14 @@ def test_buckets_of_a_step_hold_the_same_numbers_as_their_minutes() -> None:
 def test_a_repeated_or_older_minute_is_ignored() -> None:
     store = _store(rollup(T0, 100, 10), rollup(T0, 100, 90), rollup(T0 - 60, 100, 100))
     assert instant(ErrorRatio(window_s=120), store, T0 + 60) == [({}, 0.1)]
+
+
+def test_sums_asked_before_any_minute_arrives_grow_with_the_minutes() -> None:
+    store = MinuteStore()
+    store.prepare([LatencyAbove(0.3, window_s=120)])
+    assert instant(ErrorRatio(window_s=120), store, T0) == []  # nothing yet
+    assert instant(LatencyAbove(0.3, window_s=120), store, T0) == []
+    store.add(rollup(T0, 100, 10, slow=5, slow_s=0.5))
+    store.add(rollup(T0 + 60, 100, 30))
+    assert instant(ErrorRatio(window_s=120), store, T0 + 120) == [({}, 0.2)]
+    assert instant(LatencyAbove(0.3, window_s=120), store, T0 + 120) == [({}, pytest.approx(0.025))]
