@@ -14,6 +14,7 @@ from observability.query.evaluate import instant
 from observability.query.live import LiveSource
 from observability.query.model import ErrorRatio, LatencyAbove
 from tests.observability.alerting import ROUTE, T0, rollup
+from tests.support.servers import unavailable
 
 OTHER = "POST /api/v1/events"
 
@@ -34,7 +35,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - depends on the machine
         admin.dispose()
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        unavailable(f"PostgreSQL unavailable: {exc}")
     eng = create_engine(f"postgresql+psycopg://root@127.0.0.1:5432/{name}")
     try:
         yield eng
