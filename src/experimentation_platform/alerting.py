@@ -15,9 +15,9 @@ from experimentation_platform.settings import Settings
 from experimentation_platform.telemetry import alerts
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.silences import SilenceStore
-from observability.alerting.sources import LiveSource
 from observability.alerting.state import StateStore
 from observability.metrics import names
+from observability.query.live import LiveSource
 
 __all__ = ["Alerting", "build_alerting"]
 

@@ -41,23 +41,22 @@ from observability.alerting.alertmanager_render import (
     render_alertmanager_yaml,
 )
 from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
+from observability.alerting.grouping import Grouping, InhibitRule
 from observability.alerting.notifiers import Route, Severity, routes_from_table
 from observability.alerting.prometheus_render import render_rules_yaml
-from observability.alerting.rules import (
-    BurnRate,
+from observability.alerting.rules import Rule, SloRule, ThresholdRule
+from observability.metrics import names
+from observability.query.model import (
     CounterIncrease,
     ErrorRatio,
     GaugeValue,
-    Grouping,
-    HttpMetrics,
-    InhibitRule,
     LatencyAbove,
-    Rule,
-    SloRule,
+    MetricTerm,
     Stalled,
-    ThresholdRule,
+    window_of,
+    with_window,
 )
-from observability.metrics import names
+from observability.query.promql import PromNames
 
 __all__ = [
     "API_LATENCY_THRESHOLD_S",
@@ -82,11 +81,8 @@ API_LATENCY_THRESHOLD_S: Final = 0.3
 ASSIGNMENT_LATENCY_THRESHOLD_S: Final = 0.05
 EVENTS_ROUTE: Final = "/api/v1/events"
 
-HTTP_METRICS = HttpMetrics(
-    requests=names.HTTP_REQUESTS,
-    duration=names.HTTP_DURATION,
-    status_label="status_class",
-    error_status="5xx",
+HTTP_METRICS = PromNames(
+    requests=names.HTTP_REQUESTS, duration=names.HTTP_DURATION, status_label="status_class"
 )
 
 _API = {"service": "api"}
@@ -194,7 +190,9 @@ BASE_RULES: tuple[Rule, ...] = (
     ThresholdRule(
         name="event_ingestion_stalled",
         expr=Stalled(
-            domain.EVENTS_INGESTED, window_s=900, while_route=EVENTS_ROUTE, while_method="POST"
+            domain.EVENTS_INGESTED,
+            window_s=900,
+            requests_where={"method": "POST", "route": EVENTS_ROUTE},
         ),
         comparison="<=",
         threshold=0,
@@ -311,11 +309,10 @@ def _window(seconds: int, scale: float) -> int:
     return max(MIN_SCALED_WINDOW_S, round(seconds * scale))
 
 
-def _scale_query(query: Any, scale: float) -> Any:
-    if isinstance(query, BurnRate):
-        return replace(query, sli=_scale_query(query.sli, scale))
-    window = getattr(query, "window_s", None)
-    return query if window is None else replace(query, window_s=_window(window, scale))
+def _scale_query(query: MetricTerm, scale: float) -> MetricTerm:
+    window = window_of(query)
+    scaled: MetricTerm = query if window is None else with_window(query, _window(window, scale))
+    return scaled
 
 
 def scale_rules(rules: tuple[Rule, ...], scale: float) -> tuple[Rule, ...]:
@@ -404,7 +401,7 @@ def cloudwatch_alarms(
 def render_prometheus_rules() -> str:
     return render_rules_yaml(
         BASE_RULES,
-        metrics=HTTP_METRICS,
+        names=HTTP_METRICS,
         group_name="experimentation-platform",
         runbook_base_url=RUNBOOK_URL,
         dashboard_base_url=DASHBOARD_URL,

@@ -1,28 +1,27 @@
-"""The platform's four dashboards, written once and rendered to the built-in UI, CloudWatch and
-Grafana. Every panel says what it means, what bad looks like and where to click next; the same
-text appears in each backend and in docs/dashboards.md."""
+"""The platform's four dashboards, written once as data (panels of `observability.query` terms,
+the same terms the alert rules use) and rendered to the built-in UI, CloudWatch and Grafana.
+Every panel says what it means, what bad looks like and where to click next; the same text
+appears in each backend and in docs/dashboards.md."""
 
 from __future__ import annotations
 
 from experimentation_platform.telemetry import names as domain
-from observability.dashboards.model import (
-    Counter,
+from observability.dashboards.model import Dashboard, Panel, Threshold
+from observability.metrics import names
+from observability.query.model import (
+    CounterIncrease,
     CounterRate,
-    Dashboard,
     ErrorBreakdown,
     ErrorGroups,
-    ErrorRate,
+    ErrorRatio,
     ErrorResolution,
     ErrorTrend,
     GaugeValue,
     LatencyQuantile,
-    Panel,
     Ratio,
     RequestRate,
-    Threshold,
     TopRoutes,
 )
-from observability.metrics import names
 
 __all__ = [
     "API_PERFORMANCE",
@@ -131,7 +130,7 @@ API_PERFORMANCE = Dashboard(
             "Server errors (5xx)",
             "Share of requests the service failed. Bad: above 1% (pages within minutes at "
             "5%). Next: Error tracking > top error groups, then a request's logs.",
-            (ErrorRate("5xx"),),
+            (ErrorRatio("5xx"),),
             unit="percentunit",
             thresholds=(Threshold(0.01, "warn"), Threshold(0.05, "bad")),
         ),
@@ -140,7 +139,7 @@ API_PERFORMANCE = Dashboard(
             "Client errors (4xx)",
             "Share of requests rejected as invalid, unauthorised or not found. Bad: a sudden "
             "jump (a broken client release, a bad key, a scan). Next: top endpoints by traffic.",
-            (ErrorRate("4xx"),),
+            (ErrorRatio("4xx"),),
             unit="percentunit",
             thresholds=(Threshold(0.1, "warn"), Threshold(0.25, "bad")),
         ),
@@ -198,7 +197,7 @@ BUSINESS_METRICS = Dashboard(
             "Conversion events",
             "Conversion events received in the range. Bad: zero while experiments run (the "
             "event pipeline is broken). Next: API performance, route POST /events.",
-            (Counter(domain.CONVERSION_EVENTS, label="conversions"),),
+            (CounterIncrease(domain.CONVERSION_EVENTS, label="conversions"),),
             unit="short",
             width=3,
         ),

@@ -49,23 +49,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
+from observability.alerting.grouping import DEFAULT_INHIBIT_RULES, Grouping
 from observability.alerting.notifiers.base import Notification
-from observability.alerting.rules import (
-    DEFAULT_INHIBIT_RULES,
-    AlertDefinition,
+from observability.alerting.rules import AlertDefinition, Rule, definitions
+from observability.metrics.sketch import QuantileSketch
+from observability.metrics.windows import MinuteRollup, RouteRollup
+from observability.query.minutes import MinuteStore
+from observability.query.model import (
     BurnRate,
     ErrorRatio,
     GaugeValue,
-    Grouping,
     LatencyAbove,
     LatencyQuantile,
-    Rule,
-    definitions,
     series_key,
 )
-from observability.alerting.sources import MinuteStore
-from observability.metrics.sketch import QuantileSketch
-from observability.metrics.windows import MinuteRollup, RouteRollup
 
 __all__ = [
     "INCIDENT_KINDS",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from experimentation_platform.telemetry import alerts
 from observability.alerting.backtest import Simulation, main, run_backtest
 from observability.alerting.evaluator import EvaluatorConfig
-from observability.alerting.rules import ErrorRatio, ThresholdRule
+from observability.alerting.rules import ThresholdRule
+from observability.query.model import ErrorRatio
 
 PLATFORM = EvaluatorConfig(
     grouping=alerts.GROUPING, inhibit_rules=alerts.INHIBIT_RULES, log_transitions=False

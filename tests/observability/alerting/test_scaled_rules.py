@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from experimentation_platform.telemetry import alerts
-from observability.alerting.rules import GaugeValue, ThresholdRule, definitions, evaluate_definition
-from observability.alerting.sources import MinuteStore
+from observability.alerting.rules import ThresholdRule, definitions, evaluate_definition
+from observability.query.minutes import MinuteStore
+from observability.query.model import GaugeValue
 from tests.observability.alerting import T0
 
 
