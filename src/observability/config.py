@@ -19,7 +19,8 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 
-from observability.alerting.rules import Grouping, InhibitRule, Rule
+from observability.alerting.grouping import Grouping, InhibitRule
+from observability.alerting.rules import Rule
 from observability.dashboards.model import Dashboard
 from observability.errors.classify import ClassificationRule
 from observability.settings import (

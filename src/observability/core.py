@@ -21,7 +21,6 @@ from observability.alerting.feed import CounterFeed
 from observability.alerting.notifiers.error_triggers import ErrorNotifier
 from observability.alerting.notifiers.factory import build_dispatcher
 from observability.alerting.scaling import scale_grouping, scale_rules
-from observability.alerting.sources import LiveSource
 from observability.alerting.state import find_alert
 from observability.asgi import RequestObserver, RequestRecord
 from observability.cloud.shipper import LogShipper, ShipperConfig
@@ -63,6 +62,7 @@ from observability.metrics.sqlalchemy import SlowQuery, instrument_engine
 from observability.metrics.system import RuntimeMetrics
 from observability.metrics.telemetry import TelemetryCollector
 from observability.metrics.windows import RollingWindows
+from observability.query.live import LiveSource
 from observability.store import ObservabilityStore
 
 __all__ = ["REQUEST_LOGGER", "Observability"]

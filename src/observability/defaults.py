@@ -16,33 +16,24 @@ from __future__ import annotations
 
 from typing import Final
 
-from observability.alerting.rules import (
+from observability.alerting.grouping import Grouping, InhibitRule
+from observability.alerting.rules import Rule, SloRule, ThresholdRule
+from observability.dashboards.model import Dashboard, Panel, Threshold
+from observability.metrics import names
+from observability.query.model import (
     CounterIncrease,
-    ErrorRatio,
-    GaugeValue,
-    Grouping,
-    InhibitRule,
-    LatencyAbove,
-    Rule,
-    SloRule,
-    ThresholdRule,
-)
-from observability.dashboards.model import (
     CounterRate,
-    Dashboard,
     ErrorBreakdown,
     ErrorGroups,
-    ErrorRate,
+    ErrorRatio,
     ErrorResolution,
     ErrorTrend,
+    GaugeValue,
+    LatencyAbove,
     LatencyQuantile,
-    Panel,
     RequestRate,
-    Threshold,
     TopRoutes,
 )
-from observability.dashboards.model import GaugeValue as GaugePanelValue
-from observability.metrics import names
 from observability.severity import Severity
 
 __all__ = [
@@ -70,7 +61,7 @@ SYSTEM_HEALTH = Dashboard(
             "CPU usage",
             "Share of CPU in use on the host. Bad: above 80% for minutes (requests queue, "
             "latency climbs). Next: API performance > latency, then top endpoints by latency.",
-            (GaugePanelValue(names.SYSTEM_CPU, agg="max", label="cpu"),),
+            (GaugeValue(names.SYSTEM_CPU, agg="max", label="cpu"),),
             unit="percentunit",
             thresholds=(Threshold(0.7, "warn"), Threshold(0.85, "bad")),
         ),
@@ -79,7 +70,7 @@ SYSTEM_HEALTH = Dashboard(
             "Memory usage",
             "Share of memory in use. Bad: a steady climb that never falls (a leak) or above 90% "
             "(swapping, OOM kills). Next: restart one instance and watch if it returns.",
-            (GaugePanelValue(names.SYSTEM_MEMORY, agg="max", label="memory"),),
+            (GaugeValue(names.SYSTEM_MEMORY, agg="max", label="memory"),),
             unit="percentunit",
             thresholds=(Threshold(0.8, "warn"), Threshold(0.9, "bad")),
         ),
@@ -88,7 +79,7 @@ SYSTEM_HEALTH = Dashboard(
             "Disk usage",
             "Share of each mount in use (logs and the SQLite stores live here). Bad: above 85%: "
             "log files and databases stop growing. Next: check log retention in the runbook.",
-            (GaugePanelValue(names.SYSTEM_DISK, by=("mount",), agg="max", label="disk"),),
+            (GaugeValue(names.SYSTEM_DISK, by=("mount",), agg="max", label="disk"),),
             unit="percentunit",
             thresholds=(Threshold(0.75, "warn"), Threshold(0.85, "bad")),
             width=4,
@@ -107,7 +98,7 @@ SYSTEM_HEALTH = Dashboard(
             "Event-loop lag",
             "How late the asyncio loop runs scheduled callbacks. Bad: above 100 ms: some code "
             "blocks the loop and every request waits. Next: top endpoints by latency.",
-            (GaugePanelValue(names.EVENT_LOOP_LAG, agg="max", label="loop lag"),),
+            (GaugeValue(names.EVENT_LOOP_LAG, agg="max", label="loop lag"),),
             unit="s",
             thresholds=(Threshold(0.05, "warn"), Threshold(0.1, "bad")),
             width=4,
@@ -118,7 +109,7 @@ SYSTEM_HEALTH = Dashboard(
             "1 = the dependency (database, cache) answers, 0 = it does not. Bad: any 0: that "
             "instance fails /health/ready and leaves the load balancer. Next: its logs.",
             (
-                GaugePanelValue(
+                GaugeValue(
                     names.SERVICE_READY, by=("instance", "dependency"), agg="min", label="ready"
                 ),
             ),
@@ -157,7 +148,7 @@ API_PERFORMANCE = Dashboard(
             "Server errors (5xx)",
             "Share of requests the service failed. Bad: above 1% (pages within minutes at "
             "5%). Next: Error tracking > top error groups, then a request's logs.",
-            (ErrorRate("5xx"),),
+            (ErrorRatio("5xx"),),
             unit="percentunit",
             thresholds=(Threshold(0.01, "warn"), Threshold(0.05, "bad")),
         ),
@@ -166,7 +157,7 @@ API_PERFORMANCE = Dashboard(
             "Client errors (4xx)",
             "Share of requests rejected as invalid, unauthorised or not found. Bad: a sudden "
             "jump (a broken client release, a bad key, a scan). Next: top endpoints by traffic.",
-            (ErrorRate("4xx"),),
+            (ErrorRatio("4xx"),),
             unit="percentunit",
             thresholds=(Threshold(0.1, "warn"), Threshold(0.25, "bad")),
         ),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from observability import AlertSettings, ConfigError, LogSettings, ObservabilityConfig
-from observability.alerting.rules import ErrorRatio, ThresholdRule
+from observability.alerting.rules import ThresholdRule
+from observability.query.model import ErrorRatio
 from observability.severity import Severity
 
 

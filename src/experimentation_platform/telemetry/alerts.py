@@ -32,21 +32,14 @@ from observability.alerting.alertmanager_render import (
     render_alertmanager_yaml,
 )
 from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
+from observability.alerting.grouping import Grouping, InhibitRule
 from observability.alerting.notifiers import Route, Severity, routes_from_table
 from observability.alerting.prometheus_render import render_rules_yaml
-from observability.alerting.rules import (
-    GaugeValue,
-    Grouping,
-    HttpMetrics,
-    InhibitRule,
-    LatencyAbove,
-    Rule,
-    SloRule,
-    Stalled,
-    ThresholdRule,
-)
+from observability.alerting.rules import Rule, SloRule, ThresholdRule
 from observability.defaults import API_LATENCY_THRESHOLD_S
 from observability.metrics import names
+from observability.query.model import GaugeValue, LatencyAbove, Stalled
+from observability.query.promql import PromNames
 
 __all__ = [
     "API_LATENCY_THRESHOLD_S",
@@ -65,11 +58,8 @@ __all__ = [
 ASSIGNMENT_LATENCY_THRESHOLD_S: Final = 0.05
 EVENTS_ROUTE: Final = "/api/v1/events"
 
-HTTP_METRICS = HttpMetrics(
-    requests=names.HTTP_REQUESTS,
-    duration=names.HTTP_DURATION,
-    status_label="status_class",
-    error_status="5xx",
+HTTP_METRICS = PromNames(
+    requests=names.HTTP_REQUESTS, duration=names.HTTP_DURATION, status_label="status_class"
 )
 
 
@@ -92,7 +82,9 @@ BASE_RULES: tuple[Rule, ...] = (
     ThresholdRule(
         name="event_ingestion_stalled",
         expr=Stalled(
-            domain.EVENTS_INGESTED, window_s=900, while_route=EVENTS_ROUTE, while_method="POST"
+            domain.EVENTS_INGESTED,
+            window_s=900,
+            requests_where={"method": "POST", "route": EVENTS_ROUTE},
         ),
         comparison="<=",
         threshold=0,
@@ -165,7 +157,7 @@ def cloudwatch_alarms(
 def render_prometheus_rules() -> str:
     return render_rules_yaml(
         BASE_RULES,
-        metrics=HTTP_METRICS,
+        names=HTTP_METRICS,
         group_name="experimentation-platform",
         runbook_base_url=RUNBOOK_URL,
         dashboard_base_url=DASHBOARD_URL,

@@ -1,22 +1,21 @@
-"""The platform's four dashboards, written once and rendered to the built-in UI, CloudWatch and
-Grafana: the toolkit's three for any HTTP service (`observability.defaults`: system health, API
-performance, error tracking) and the platform's business metrics. Every panel says what it
-means, what bad looks like and where to click next; the same text appears in each backend and
-in docs/dashboards.md."""
+"""The platform's four dashboards, written once as data (panels of `observability.query` terms,
+the same terms the alert rules use) and rendered to the built-in UI, CloudWatch and Grafana: the
+toolkit's three for any HTTP service (`observability.defaults`: system health, API performance,
+error tracking) and the platform's business metrics. Every panel says what it means, what bad
+looks like and where to click next; the same text appears in each backend and in
+docs/dashboards.md."""
 
 from __future__ import annotations
 
 from experimentation_platform.telemetry import names as domain
-from observability.dashboards.model import (
-    Counter,
-    CounterRate,
-    Dashboard,
-    GaugeValue,
-    Panel,
-    Ratio,
-    Threshold,
-)
+from observability.dashboards.model import Dashboard, Panel, Threshold
 from observability.defaults import API_PERFORMANCE, ERROR_TRACKING, SYSTEM_HEALTH
+from observability.query.model import (
+    CounterIncrease,
+    CounterRate,
+    GaugeValue,
+    Ratio,
+)
 
 __all__ = [
     "API_PERFORMANCE",
@@ -51,7 +50,7 @@ BUSINESS_METRICS = Dashboard(
             "Conversion events",
             "Conversion events received in the range. Bad: zero while experiments run (the "
             "event pipeline is broken). Next: API performance, route POST /events.",
-            (Counter(domain.CONVERSION_EVENTS, label="conversions"),),
+            (CounterIncrease(domain.CONVERSION_EVENTS, label="conversions"),),
             unit="short",
             width=3,
         ),

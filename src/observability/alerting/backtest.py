@@ -47,20 +47,18 @@ from dataclasses import dataclass, field
 
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.notifiers.base import Notification
-from observability.alerting.rules import (
-    AlertDefinition,
+from observability.alerting.rules import AlertDefinition, Rule, definitions
+from observability.metrics.sketch import QuantileSketch
+from observability.metrics.windows import MinuteRollup, RouteRollup
+from observability.query.minutes import MinuteStore
+from observability.query.model import (
     BurnRate,
     ErrorRatio,
     GaugeValue,
     LatencyAbove,
     LatencyQuantile,
-    Rule,
-    definitions,
     series_key,
 )
-from observability.alerting.sources import MinuteStore
-from observability.metrics.sketch import QuantileSketch
-from observability.metrics.windows import MinuteRollup, RouteRollup
 
 __all__ = [
     "INCIDENT_KINDS",

@@ -33,22 +33,15 @@ from typing import Any
 
 import structlog
 
+from observability.alerting.grouping import DEFAULT_INHIBIT_RULES, Grouping, InhibitRule
 from observability.alerting.notifiers.base import Notification, Severity
 from observability.alerting.notifiers.dispatcher import Dispatcher
 from observability.alerting.notifiers.log import NotificationLog
-from observability.alerting.rules import (
-    DEFAULT_INHIBIT_RULES,
-    AlertDefinition,
-    Grouping,
-    InhibitRule,
-    MetricSource,
-    Rule,
-    definitions,
-    evaluate_definition,
-    render_template,
-)
+from observability.alerting.rules import AlertDefinition, Rule, definitions, evaluate_definition
 from observability.alerting.silences import Silence, SilenceStore
 from observability.alerting.state import AlertInstance, AlertState, GroupState, StateStore
+from observability.alerting.templates import render_template
+from observability.query.source import MetricSource
 
 __all__ = ["EvaluationResult", "Evaluator", "EvaluatorConfig", "Transition", "alert_key"]
 
@@ -142,8 +135,8 @@ class Evaluator:
         else:
             self._notify = None
         prepare = getattr(source, "prepare", None)
-        if callable(prepare):
-            prepare(self.definitions)
+        if callable(prepare):  # a MinuteStore counts the rules' latency thresholds on arrival
+            prepare([term for d in self.definitions for term in d.terms()])
         self._lock = threading.RLock()
         self._alerts: dict[str, AlertInstance] = {}
         self._groups: dict[str, GroupState] = {}

@@ -6,9 +6,11 @@ detects within seconds. Renderings for Prometheus and CloudWatch always use unsc
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Final
+from typing import Final
 
-from observability.alerting.rules import BurnRate, Grouping, Rule, SloRule
+from observability.alerting.grouping import Grouping
+from observability.alerting.rules import Rule, SloRule
+from observability.query.model import MetricTerm, window_of, with_window
 
 __all__ = [
     "MIN_SCALED_DURATION_THRESHOLD_S",
@@ -29,11 +31,10 @@ def _window(seconds: int, scale: float) -> int:
     return max(MIN_SCALED_WINDOW_S, round(seconds * scale))
 
 
-def _scale_query(query: Any, scale: float) -> Any:
-    if isinstance(query, BurnRate):
-        return replace(query, sli=_scale_query(query.sli, scale))
-    window = getattr(query, "window_s", None)
-    return query if window is None else replace(query, window_s=_window(window, scale))
+def _scale_query(query: MetricTerm, scale: float) -> MetricTerm:
+    window = window_of(query)
+    scaled: MetricTerm = query if window is None else with_window(query, _window(window, scale))
+    return scaled
 
 
 def scale_rules(rules: tuple[Rule, ...], scale: float) -> tuple[Rule, ...]:

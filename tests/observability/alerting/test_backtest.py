@@ -11,7 +11,8 @@ from experimentation_platform.commands import alerts as alerts_cli
 from experimentation_platform.telemetry import alerts
 from observability.alerting.backtest import Simulation, run_backtest
 from observability.alerting.evaluator import EvaluatorConfig
-from observability.alerting.rules import ErrorRatio, ThresholdRule
+from observability.alerting.rules import ThresholdRule
+from observability.query.model import ErrorRatio
 
 PLATFORM = EvaluatorConfig(
     grouping=alerts.BASE_GROUPING, inhibit_rules=alerts.INHIBIT_RULES, log_transitions=False

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from experimentation_platform.telemetry import alerts
-from observability.alerting.rules import GaugeValue, ThresholdRule, definitions, evaluate_definition
+from observability.alerting.rules import ThresholdRule, definitions, evaluate_definition
 from observability.alerting.scaling import MIN_SCALED_DURATION_THRESHOLD_S, scale_rules
-from observability.alerting.sources import MinuteStore
+from observability.query.minutes import MinuteStore
+from observability.query.model import GaugeValue
 from tests.observability.alerting import T0
 
 
