@@ -56,6 +56,9 @@ def instrument(
     def is_operator(token: str) -> bool:
         return access(token) is not None
 
+    def is_admin(token: str) -> bool:
+        return access(token) == "admin"
+
     metrics = metrics_endpoint(
         observability.registry, token=config.metrics_token or None, authorize=is_operator
     )
@@ -64,6 +67,7 @@ def instrument(
     ops = build_ops_ui(
         observability.dashboards,
         auth=token_auth(is_operator),
+        admin_auth=token_auth(is_admin),
         log_lookup=observability.request_lines,
         alerts_provider=observability.alerts,
         incident_provider=observability.evidence,

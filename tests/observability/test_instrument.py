@@ -117,3 +117,21 @@ def test_the_apps_own_lifespan_runs_inside_the_toolkits(tmp_path: Path) -> None:
         events.append("serving")
     assert events == ["app start, evaluator running: True", "serving", "app stop"]
     assert not observability.evaluator.running
+
+
+def test_only_admins_change_an_error_groups_status(tmp_path: Path) -> None:
+    app = _starlette_app()
+    observability = instrument(app, _config(tmp_path, admin_token="a", viewer_token="v"))
+    admin, viewer = {"Authorization": "Bearer a"}, {"Authorization": "Bearer v"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.get("/items/0")
+        assert observability.errors.flush(10)
+        [group] = client.get("/ops/api/errors", headers=viewer).json()["groups"]
+        path = f"/ops/api/errors/{group['fingerprint']}"
+        assert client.post(f"{path}/resolve", headers=viewer).status_code == 401
+        assert client.get(path, headers=viewer).json()["status"] == "open"
+        resolved = client.post(f"{path}/resolve", headers=admin)
+        assert resolved.status_code == 200
+        assert (resolved.json()["status"], resolved.json()["changed"]) == ("resolved", True)
+        assert client.post(f"{path}/nonsense", headers=admin).status_code == 422
+        assert client.post("/ops/api/errors/nope/ignore", headers=admin).status_code == 404

@@ -67,3 +67,18 @@ def test_notifications_link_to_the_incident_page(firing: Instance) -> None:
     assert shell.status_code == 200
     assert 'data-page="incident"' in shell.text
     assert f'data-name="{ALERT}"' in shell.text
+
+
+def test_error_groups_have_one_json_shape_in_both_operator_apis(firing: Instance) -> None:
+    api = firing
+    tracker = api.client.app.state.observability.errors  # type: ignore[attr-defined]
+    assert tracker.flush(10)
+    [listed] = api.client.get("/api/v1/ops/errors", headers=api.admin).json()["items"]
+    [shown] = api.client.get("/ops/api/errors", headers=api.admin).json()["groups"]
+    assert listed == shown
+    fingerprint = listed["fingerprint"]
+    detail = api.client.get(f"/api/v1/ops/errors/{fingerprint}", headers=api.admin).json()
+    page = api.client.get(f"/ops/api/errors/{fingerprint}", headers=api.admin).json()
+    assert detail == page
+    assert detail["occurrences"][0]["request_id"]
+    assert detail["first_seen"].endswith("+00:00")  # ISO 8601, UTC

@@ -61,10 +61,8 @@ def list_groups(
     finally:
         store.dispose()
     if as_json:
-        from experimentation_platform.api.error_groups import group_dict
-
         for group in groups:
-            typer.echo(orjson.dumps(group_dict(group)).decode())
+            typer.echo(orjson.dumps(group.to_dict()).decode())
         return
     if not groups:
         typer.echo("no error groups match")
