@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from observability.alerting.notifiers.base import Notification
-from observability.errors.tracker import ErrorTrigger, TriggerKind
+from observability.errors.triggers import ErrorTrigger, TriggerKind
 
 __all__ = ["ErrorNotifier"]
 
