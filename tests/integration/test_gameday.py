@@ -220,6 +220,7 @@ def test_incident_cli_reads_the_instance_database(
         "EP_VAR_DIR": str(var_dir),
         "EP_LOG_DIR": str(var_dir / "log"),
         "EP_DATABASE_URL": "",
+        "EP_OBSERVABILITY_DATABASE_URL": "",
         "EP_ERRORS_DATABASE_URL": "",
     }
     app = typer.Typer()

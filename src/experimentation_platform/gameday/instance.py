@@ -96,6 +96,7 @@ def started_instance(
         var_dir=var_dir,
         log_dir=var_dir / "log",
         database_url="",
+        observability_database_url="",
         errors_database_url="",
         redis_url="",
     )
@@ -129,6 +130,7 @@ def started_instance(
             "EP_VAR_DIR": str(var_dir),
             "EP_LOG_DIR": str(var_dir / "log"),
             "EP_DATABASE_URL": "",
+            "EP_OBSERVABILITY_DATABASE_URL": "",
             "EP_ERRORS_DATABASE_URL": "",
             "EP_REDIS_URL": "",
             "EP_HOST": LOOPBACK,

@@ -187,7 +187,7 @@ def run_scenario(
             )
             target = stack.enter_context(started)
         say(f"[{scenario.name}] instance ready at {target.base_url}; warming up")
-        engine = create_engine(target.settings.resolved_errors_database_url)
+        engine = create_engine(target.settings.resolved_observability_database_url)
         stack.callback(engine.dispose)
         watcher = MetricsWatcher(target.base_url, target.metrics_token).start()
         stack.callback(watcher.stop)
