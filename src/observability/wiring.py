@@ -71,6 +71,7 @@ def instrument(
         log_lookup=observability.request_lines,
         alerts_provider=observability.alerts,
         incident_provider=observability.evidence,
+        instances_provider=lambda: [i.to_dict() for i in observability.fleet.instances()],
         prefix=config.ops_prefix,
         refresh_seconds=config.ops_refresh_seconds,
         title=config.service,
