@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,8 +17,10 @@ from experimentation_platform.api import (
     experiments,
     flags,
     health,
+    keys,
     ops,
 )
+from experimentation_platform.api.deps import authenticate_key, known_key
 from experimentation_platform.api.errors import install_error_handlers
 from experimentation_platform.container import Platform, build_platform
 from experimentation_platform.instrumentation import (
@@ -28,7 +31,9 @@ from experimentation_platform.instrumentation import (
 from experimentation_platform.observe import Observability, setup_observability
 from experimentation_platform.ops_ui import mount_ops_ui
 from experimentation_platform.settings import Settings, load_settings
+from observability.access import AuthGate, FailureThrottle
 from observability.asgi import ObservabilityMiddleware
+from observability.limits import BodyLimitMiddleware
 from observability.logging import get_logger
 from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
 from observability.web import alerts_from_evaluator
@@ -90,12 +95,30 @@ def create_app(
     app.state.alerting = alerting
     app.state.alerts_provider = lambda: alerts_from_evaluator(alerting.evaluator)
     install_error_handlers(app)
-    for module in (experiments, assignments, flags, events, health, ops, error_groups):
+    for module in (experiments, assignments, flags, events, health, ops, error_groups, keys):
         app.include_router(module.router)
     app.add_route(
         "/metrics", _metrics_app(instruments, platform, settings), include_in_schema=False
     )
     mount_ops_ui(app, settings, observability, instruments)
+    # Innermost first: the body bound, then the key check (both before any route reads the
+    # body), inside the request context so every refusal is logged with its request_id.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        path_limits={"/api/v1/events": settings.max_events_body_bytes},
+    )
+    app.add_middleware(
+        AuthGate,
+        authenticate=partial(authenticate_key, platform),
+        known=known_key(platform),
+        prefixes=("/api/", "/ops/api/"),
+        throttle=FailureThrottle(
+            max_failures=settings.auth_max_failures,
+            window_seconds=settings.auth_failure_window_seconds,
+            backoff_seconds=settings.auth_backoff_seconds,
+        ),
+    )
     app.add_middleware(
         InFlightMiddleware,
         gauge=instruments.http.in_flight,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from datetime import datetime
 from typing import Annotated
 
 import httpx
@@ -19,8 +20,9 @@ from experimentation_platform.commands import incident as incident_commands
 from experimentation_platform.commands import logs as logs_commands
 from experimentation_platform.settings import Settings, SettingsError, load_settings
 from experimentation_platform.storage.db import Database, migrate
-from experimentation_platform.storage.keys import KeyStore
+from experimentation_platform.storage.keys import ROLES, KeyStore
 from observability.metrics.prometheus import prepare_multiprocess_dir
+from observability.terminal import safe_text
 
 app = typer.Typer(
     help="Experimentation platform: run, operate and inspect it.", no_args_is_help=True
@@ -55,12 +57,12 @@ def db_upgrade(revision: str = "head") -> None:
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin or client")],
+    role: Annotated[str, typer.Option(help="admin, client or viewer")],
     name: Annotated[str, typer.Option(help="a label for people")] = "",
 ) -> None:
     """Create an API key; the key alone is printed on the last line (it is never shown again)."""
-    if role not in ("admin", "client"):
-        typer.echo("error: --role must be 'admin' or 'client'", err=True)
+    if role not in ROLES:
+        typer.echo("error: --role must be 'admin', 'client' or 'viewer'", err=True)
         raise typer.Exit(2)
     settings = _settings()
     migrate(settings.resolved_database_url)
@@ -71,6 +73,53 @@ def keys_create(
         db.dispose()
     typer.echo(f"created {role} key {key_id} (the key is shown once; store it now):", err=True)
     typer.echo(key)
+
+
+def _when(stamp: datetime | None) -> str:
+    return "-" if stamp is None else f"{stamp:%Y-%m-%d %H:%M:%S}"
+
+
+@keys_app.command("list")
+def keys_list(
+    active: Annotated[bool, typer.Option("--active", help="hide revoked keys")] = False,
+) -> None:
+    """Every key: id, role, name, created, last used (to the minute), revoked."""
+    settings = _settings()
+    migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        keys = KeyStore(db).list_keys(include_revoked=not active)
+    finally:
+        db.dispose()
+    if not keys:
+        typer.echo("no API keys (create one: ep keys create --role admin)")
+        return
+    typer.echo(f"{'ID':<14}{'ROLE':<8}{'CREATED':<21}{'LAST USED':<21}{'REVOKED':<21}NAME")
+    for info in keys:
+        typer.echo(
+            f"{info.id:<14}{info.role:<8}{_when(info.created_at):<21}"
+            f"{_when(info.last_used_at):<21}{_when(info.revoked_at):<21}{safe_text(info.name)}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (ep keys list)")]) -> None:
+    """Revoke a key: refused at once by new processes, by running ones within
+    EP_KEY_CACHE_SECONDS (30 s by default)."""
+    settings = _settings()
+    migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        info = KeyStore(db).revoke(key_id)
+    finally:
+        db.dispose()
+    if info is None:
+        typer.echo(f"error: no API key {safe_text(key_id)!s} (see ep keys list)", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"revoked {info.role} key {info.id} at {_when(info.revoked_at)}; running servers refuse "
+        f"it within {settings.key_cache_seconds:g} s (EP_KEY_CACHE_SECONDS)"
+    )
 
 
 def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:

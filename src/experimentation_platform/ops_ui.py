@@ -1,5 +1,6 @@
 """The built-in operations UI at /ops: four dashboards, alerts with their incident evidence, and
-errors, with drill-down from an error group to a request's log lines. Admin API keys log in (a
+errors, with drill-down from an error group to a request's log lines. Admin and viewer API
+keys log in (a
 bearer token kept in the browser tab's sessionStorage, never in a URL or cookie)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from experimentation_platform.api.deps import require_admin
+from experimentation_platform.api.deps import require_operator
 from experimentation_platform.commands.incident import instance_evidence
 from experimentation_platform.instrumentation import Instrumentation
 from experimentation_platform.observe import Observability, instance_id
@@ -61,7 +62,7 @@ def mount_ops_ui(
     app.include_router(
         build_ops_ui(
             data,
-            auth=require_admin,
+            auth=require_operator,
             log_lookup=log_lookup,
             alerts_provider=alerts,
             incident_provider=incident,
