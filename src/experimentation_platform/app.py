@@ -93,6 +93,7 @@ def create_app(
     app.state.observability = observability
     app.state.instruments = instruments
     app.state.alerting = alerting
+    app.state.readiness = health.build_readiness(platform, settings)
     app.state.alerts_provider = lambda: alerts_from_evaluator(alerting.evaluator)
     install_error_handlers(app)
     for module in (experiments, assignments, flags, events, health, ops, error_groups, keys):

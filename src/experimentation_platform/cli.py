@@ -68,7 +68,7 @@ def keys_create(
     migrate(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     try:
-        key_id, key = KeyStore(db).create(role, name)  # type: ignore[arg-type]
+        key_id, key = KeyStore(db).create(role, name)
     finally:
         db.dispose()
     typer.echo(f"created {role} key {key_id} (the key is shown once; store it now):", err=True)

@@ -86,15 +86,21 @@ def get_faults(platform: PlatformDep, _: OperatorKey) -> dict[str, Any]:
 
 
 @router.put("/faults")
-def set_faults(body: FaultChanges, platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+def set_faults(
+    body: FaultChanges, request: Request, platform: PlatformDep, _: AdminKey
+) -> dict[str, Any]:
     """Inject faults in this running instance (game days)."""
     changes = body.model_dump(exclude_none=True)
-    return asdict(_faults(platform).update(**changes))
+    state = asdict(_faults(platform).update(**changes))
+    request.app.state.readiness.invalidate()  # readiness shows the fault at the next probe
+    return state
 
 
 @router.delete("/faults")
-def clear_faults(platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
-    return asdict(_faults(platform).clear())
+def clear_faults(request: Request, platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+    state = asdict(_faults(platform).clear())
+    request.app.state.readiness.invalidate()
+    return state
 
 
 @router.get("/windows")
