@@ -17,6 +17,7 @@ from experimentation_platform.settings import load_settings
 from observability.alerting.silences import Matcher, SilenceStore
 from observability.alerting.state import StateStore
 from observability.errors import ErrorStore
+from observability.terminal import safe_text
 
 app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args_is_help=True)
 
@@ -47,8 +48,10 @@ def list_alerts(
     for alert in sorted(shown, key=lambda a: (order.get(a.severity, 9), a.name)):
         muted = f" (muted: {', '.join(alert.muted_by)})" if alert.muted_by else ""
         typer.echo(
-            f"{alert.state.upper():<8} {alert.severity:<9} {alert.name:<28} since "
-            f"{_when(alert.fired_at or alert.active_since)}  {alert.summary}{muted}"
+            safe_text(
+                f"{alert.state.upper():<8} {alert.severity:<9} {alert.name:<28} since "
+                f"{_when(alert.fired_at or alert.active_since)}  {alert.summary}{muted}"
+            )
         )
 
 
@@ -94,8 +97,10 @@ def silences(all_silences: Annotated[bool, typer.Option("--all")] = False) -> No
         matchers = ",".join(f"{m.name}{m.op}{m.value}" for m in item.matchers)
         state = "active" if item.ends_at > time.time() else "expired"
         typer.echo(
-            f"{item.id}  {state:<8} until {_when(item.ends_at)}  {matchers}  "
-            f"by {item.author}: {item.reason}"
+            safe_text(
+                f"{item.id}  {state:<8} until {_when(item.ends_at)}  {matchers}  "
+                f"by {item.author}: {item.reason}"
+            )
         )
 
 

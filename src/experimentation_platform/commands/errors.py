@@ -10,6 +10,7 @@ import typer
 
 from experimentation_platform.settings import load_settings
 from observability.errors import ErrorStore
+from observability.terminal import safe_data, safe_json, safe_text
 
 app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_help=True)
 
@@ -63,7 +64,7 @@ def list_groups(
         from experimentation_platform.api.error_groups import group_dict
 
         for group in groups:
-            typer.echo(orjson.dumps(group_dict(group)).decode())
+            typer.echo(safe_json(orjson.dumps(group_dict(group)).decode()))
         return
     if not groups:
         typer.echo("no error groups match")
@@ -73,9 +74,11 @@ def list_groups(
         f"{'LAST SEEN':<20}  TYPE: MESSAGE"
     )
     for g in groups:
+        # Type and message come from exceptions, often quoting client input: shown escaped.
         typer.echo(
-            f"{g.fingerprint:<18}{g.severity!s:<10}{g.status!s:<10}{g.count:>7}{g.users:>7}  "
-            f"{g.last_seen:%Y-%m-%d %H:%M:%S}  {g.type}: {g.message[:80]}"
+            f"{safe_text(g.fingerprint):<18}{g.severity!s:<10}{g.status!s:<10}{g.count:>7}"
+            f"{g.users:>7}  {g.last_seen:%Y-%m-%d %H:%M:%S}  "
+            f"{safe_text(g.type)}: {safe_text(g.message[:80])}"
         )
 
 
@@ -90,6 +93,7 @@ def show(fingerprint: str, occurrences: Annotated[int, typer.Option(min=0, max=1
     if detail is None:
         typer.echo(f"error: no error group {fingerprint}", err=True)
         raise typer.Exit(1)
+    detail = safe_data(detail)  # every string from the store, escaped for the terminal
     g = detail.group
     typer.echo(f"{g.type}: {g.message}")
     typer.echo(

@@ -28,6 +28,7 @@ from observability.logsearch import LogSearch
 from observability.masking import default_masker
 from observability.metrics import names
 from observability.metrics.history import MetricHistory
+from observability.terminal import safe_data, safe_json
 
 __all__ = [
     "CONFIG_EVENTS",
@@ -178,7 +179,9 @@ def show(
         typer.echo(f"error: no alert {alert!r}{hint}", err=True)
         raise typer.Exit(1)
     evidence = platform_evidence(settings, found)
+    # Log lines, error messages and label values quote client input: escaped for a terminal.
     if as_json:
-        typer.echo(orjson.dumps(evidence.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode())
+        text = orjson.dumps(evidence.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode()
+        typer.echo(safe_json(text))
     else:
-        typer.echo(evidence.render_text(), nl=False)
+        typer.echo(safe_data(evidence).render_text(), nl=False)
