@@ -45,6 +45,7 @@ DASHBOARD_GAUGES = (
     names.SYSTEM_MEMORY,
     names.SYSTEM_DISK,
     names.SYSTEM_NETWORK,
+    names.LOG_EVENTS_DROPPED,  # a counter sampled like network bytes (System health panel)
     names.EVENT_LOOP_LAG,
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
