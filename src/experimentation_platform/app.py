@@ -28,7 +28,7 @@ from experimentation_platform.instrumentation import (
     attach_platform,
     build_instrumentation,
 )
-from experimentation_platform.observe import Observability, setup_observability
+from experimentation_platform.observe import Observability, instance_id, setup_observability
 from experimentation_platform.ops_ui import mount_ops_ui
 from experimentation_platform.settings import Settings, load_settings
 from observability.access import AuthGate, FailureThrottle
@@ -36,6 +36,7 @@ from observability.asgi import ObservabilityMiddleware
 from observability.limits import BodyLimitMiddleware
 from observability.logging import get_logger
 from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
+from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 from observability.web import alerts_from_evaluator
 
 __all__ = ["create_app"]
@@ -60,9 +61,19 @@ def create_app(
         if observability.shipper is not None:
             platform.faults.cloudwatch_outage = observability.shipper.simulate_outage
     alerting = build_alerting(settings, observability, instruments)
+    # One marker per worker slot under var/run: left behind only by a process that did not
+    # shut down cleanly (kill -9, OOM, power loss); the next start of the slot reports it.
+    run_marker = RunMarker(settings.var_dir / "run", instance=instance_id(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            previous = run_marker.start()
+        except OSError as exc:  # an unwritable var dir costs this evidence, not the service
+            log.warning("run_marker_unavailable", error=type(exc).__name__)
+            previous = None
+        if previous is not None:
+            log.warning(UNCLEAN_SHUTDOWN_DETECTED, **previous.fields())
         log.info(
             "service_started",
             release=settings.release,
@@ -81,6 +92,7 @@ def create_app(
         if owned:
             platform.close()
         observability.close(timeout=5.0)
+        run_marker.stop()  # last: everything above finished, this was a clean shutdown
 
     app = FastAPI(
         title="Experimentation Platform",

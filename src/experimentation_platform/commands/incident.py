@@ -28,6 +28,7 @@ from observability.logsearch import LogSearch
 from observability.masking import default_masker
 from observability.metrics import names
 from observability.metrics.history import MetricHistory
+from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED
 from observability.terminal import safe_data, safe_json
 
 __all__ = [
@@ -47,6 +48,7 @@ CONFIG_EVENTS: Final = (
     "fault_injected",  # experimentation_platform/faults.py
     "fault_cleared",
     names.SERVICE_STARTED,
+    UNCLEAN_SHUTDOWN_DETECTED,  # a restart after a crash (observability/runmarker.py)
 )
 
 app = typer.Typer(help="Incident evidence for alerts.", no_args_is_help=True)
