@@ -50,6 +50,7 @@ def create_app(
     observability: Observability | None = None,
 ) -> FastAPI:
     settings = settings or load_settings()
+    settings.ensure_directories()
     observability = observability or setup_observability(settings)
     instruments = build_instrumentation(settings, observability)
     owned = platform is None

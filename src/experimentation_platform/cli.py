@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -18,6 +20,7 @@ from experimentation_platform.commands import errors as errors_commands
 from experimentation_platform.commands import gameday as gameday_commands
 from experimentation_platform.commands import incident as incident_commands
 from experimentation_platform.commands import logs as logs_commands
+from experimentation_platform.commands.failures import database_step, explain
 from experimentation_platform.settings import Settings, SettingsError, load_settings
 from experimentation_platform.storage.db import Database, migrate
 from experimentation_platform.storage.keys import ROLES, KeyStore
@@ -39,19 +42,41 @@ app.add_typer(incident_commands.app, name="incident")
 app.command("gameday")(gameday_commands.run)
 
 
-def _settings() -> Settings:
+def _settings(prepare: bool = False) -> Settings:
+    """The settings; `prepare` also creates the directories the command will write into."""
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if prepare:
+        settings.ensure_directories()
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    with database_step(settings.resolved_database_url, "EP_DATABASE_URL"):
+        migrate(settings.resolved_database_url)
+
+
+@contextmanager
+def _key_store(settings: Settings) -> Iterator[KeyStore]:
+    """The key store of a migrated platform database; unreachable: one line, exit 1."""
+    _migrate(settings)
+    db = Database(settings.resolved_database_url)
+    try:
+        with database_step(settings.resolved_database_url, "EP_DATABASE_URL"):
+            yield KeyStore(db)
+    finally:
+        db.dispose()
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the database migrations (idempotent)."""
-    settings = _settings()
-    migrate(settings.resolved_database_url, revision)
+    settings = _settings(prepare=True)
+    with database_step(settings.resolved_database_url, "EP_DATABASE_URL"):
+        migrate(settings.resolved_database_url, revision)
     typer.echo(f"database at revision {revision}")
 
 
@@ -64,13 +89,9 @@ def keys_create(
     if role not in ROLES:
         typer.echo("error: --role must be 'admin', 'client' or 'viewer'", err=True)
         raise typer.Exit(2)
-    settings = _settings()
-    migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        key_id, key = KeyStore(db).create(role, name)
-    finally:
-        db.dispose()
+    settings = _settings(prepare=True)
+    with _key_store(settings) as keys:
+        key_id, key = keys.create(role, name)
     typer.echo(f"created {role} key {key_id} (the key is shown once; store it now):", err=True)
     typer.echo(key)
 
@@ -84,13 +105,9 @@ def keys_list(
     active: Annotated[bool, typer.Option("--active", help="hide revoked keys")] = False,
 ) -> None:
     """Every key: id, role, name, created, last used (to the minute), revoked."""
-    settings = _settings()
-    migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        keys = KeyStore(db).list_keys(include_revoked=not active)
-    finally:
-        db.dispose()
+    settings = _settings(prepare=True)
+    with _key_store(settings) as store:
+        keys = store.list_keys(include_revoked=not active)
     if not keys:
         typer.echo("no API keys (create one: ep keys create --role admin)")
         return
@@ -106,13 +123,9 @@ def keys_list(
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (ep keys list)")]) -> None:
     """Revoke a key: refused at once by new processes, by running ones within
     EP_KEY_CACHE_SECONDS (30 s by default)."""
-    settings = _settings()
-    migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        info = KeyStore(db).revoke(key_id)
-    finally:
-        db.dispose()
+    settings = _settings(prepare=True)
+    with _key_store(settings) as keys:
+        info = keys.revoke(key_id)
     if info is None:
         typer.echo(f"error: no API key {safe_text(key_id)!s} (see ep keys list)", err=True)
         raise typer.Exit(1)
@@ -151,9 +164,9 @@ def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
     """Run the HTTP API."""
-    settings = _settings()
+    settings = _settings(prepare=True)
     if migrate_first:
-        migrate(settings.resolved_database_url)
+        _migrate(settings)
     config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
     _log_to_pipeline(settings)
     if workers > 1:
@@ -185,7 +198,7 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="seconds; default until Ctrl+C")] = None,
 ) -> None:
     """Create sample experiments and flags, then drive bounded, realistic traffic."""
-    from experimentation_platform.demo import DemoTraffic
+    from experimentation_platform.demo import DemoRejected, DemoTraffic
 
     if not admin_key:
         typer.echo("error: --admin-key (or EP_DEMO_ADMIN_KEY) is required", err=True)
@@ -195,7 +208,21 @@ def demo(
         statuses = traffic.run(on_progress=lambda s: typer.echo(f"demo: {dict(s)}", err=True))
     except KeyboardInterrupt:
         statuses = traffic.statuses
+    except DemoRejected as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"demo finished: {dict(statuses)}")
+    if traffic.rejected:
+        count = sum(traffic.rejected.values())
+        typer.echo(
+            f"error: {count} requests with the demo's key were rejected "
+            f"({dict(traffic.rejected)}): was the key revoked? (ep keys list)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if statuses and set(statuses) == {0}:
+        typer.echo(f"error: {base_url} stopped answering (--base-url)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -206,14 +233,10 @@ def quickstart(
     """Migrate, create an admin key, start the platform with gentle demo traffic."""
     from experimentation_platform.demo import DemoTraffic
 
-    settings = _settings()
-    migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        _, admin_key = KeyStore(db).create("admin", "quickstart")
-        _, demo_key = KeyStore(db).create("admin", "demo-traffic")
-    finally:
-        db.dispose()
+    settings = _settings(prepare=True)
+    with _key_store(settings) as keys:
+        _, admin_key = keys.create("admin", "quickstart")
+        _, demo_key = keys.create("admin", "demo-traffic")
     host, port = settings.host, port or settings.port
     base_url = f"http://{host}:{port}"
     _log_to_pipeline(settings)
@@ -246,7 +269,20 @@ def quickstart(
 
 
 def main() -> None:
-    app()
+    """`ep`: expected failures (a database, server or directory out of reach, a rejected key)
+    end in one ``error: ...`` line naming the setting or URL, and exit 1; a bug keeps its
+    traceback."""
+    try:
+        app()
+    except SettingsError as exc:  # raised by a command that loads settings itself
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

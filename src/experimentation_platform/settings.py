@@ -163,6 +163,19 @@ class Settings(BaseSettings):
             return self.memory_budget_mb * 1024 * 1024
         return cgroup_memory_limit() or DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024
 
+    def ensure_directories(self) -> None:
+        """Create the var directory, the log directory and every SQLite file's directory,
+        whatever the database URLs say (a SQLite file elsewhere must not leave EP_VAR_DIR,
+        where the error store and journals live, uncreated)."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_to_file:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        for url in (self.resolved_database_url, self.resolved_errors_database_url):
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
     @property
     def base_url(self) -> str:
         return self.public_base_url or f"http://{self.host}:{self.port}"

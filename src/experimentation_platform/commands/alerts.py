@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
+from experimentation_platform.commands.failures import database_step
 from experimentation_platform.settings import load_settings
 from observability.alerting.silences import Matcher, SilenceStore
 from observability.alerting.state import StateStore
@@ -23,7 +24,11 @@ app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args
 
 
 def _engine() -> Engine:
-    return ErrorStore.from_url(load_settings().resolved_errors_database_url).engine
+    url = load_settings().resolved_errors_database_url
+    engine = ErrorStore.from_url(url).engine
+    with database_step(url, "EP_ERRORS_DATABASE_URL"), engine.connect():
+        pass  # unreachable: one line naming the setting, not a traceback per command
+    return engine
 
 
 def _when(stamp: float | None) -> str:

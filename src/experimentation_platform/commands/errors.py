@@ -8,6 +8,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from experimentation_platform.commands.failures import database_step
 from experimentation_platform.settings import load_settings
 from observability.errors import ErrorStore
 from observability.terminal import safe_data, safe_json, safe_text
@@ -16,8 +17,10 @@ app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_
 
 
 def _store() -> ErrorStore:
-    store = ErrorStore.from_url(load_settings().resolved_errors_database_url)
-    store.create_schema()
+    url = load_settings().resolved_errors_database_url
+    store = ErrorStore.from_url(url)
+    with database_step(url, "EP_ERRORS_DATABASE_URL"):
+        store.create_schema()
     return store
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 import orjson
 import typer
 
+from experimentation_platform.commands.failures import database_step
 from experimentation_platform.instrumentation import Instrumentation
 from experimentation_platform.observe import Observability
 from experimentation_platform.settings import Settings, SettingsError, load_settings
@@ -169,9 +170,10 @@ def show(
         raise typer.Exit(2) from None
     store = ErrorStore.from_url(settings.resolved_errors_database_url)
     try:
-        state = StateStore(store.engine)
-        state.create_schema()
-        known, _ = state.load()
+        with database_step(settings.resolved_errors_database_url, "EP_ERRORS_DATABASE_URL"):
+            state = StateStore(store.engine)
+            state.create_schema()
+            known, _ = state.load()
     finally:
         store.dispose()
     found = find_alert(known, alert)
