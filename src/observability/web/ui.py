@@ -199,7 +199,7 @@ def build_ops_ui(
 
     @router.get("/login")
     def login_page() -> Response:
-        return page("login", "Log in", "Operators only: paste an admin API key.")
+        return page("login", "Log in", "Operators only: paste an admin or viewer API key.")
 
     @router.get("/dashboards/{name}")
     def dashboard_page(name: str) -> Response:
