@@ -126,6 +126,7 @@ def create_app(
         AuthGate,
         authenticate=partial(authenticate_key, platform),
         known=known_key(platform),
+        vouched=platform.keys.seen_before,
         prefixes=("/api/", "/ops/api/"),
         throttle=FailureThrottle(
             max_failures=settings.auth_max_failures,

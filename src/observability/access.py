@@ -9,10 +9,11 @@ wrong one is answered 401 without calling the app; a known key's principal is pu
 routes' business).
 
 `FailureThrottle` counts failed attempts per client address in a sliding window; past the
-allowance the address gets 429 with ``Retry-After`` for a short backoff. During the backoff an
-already-verified key from that address still works (``known`` answers from a cache without
-I/O): a caller sharing an address with an attacker keeps working, while the attacker's
-guesses are not even checked.
+allowance the address gets 429 with ``Retry-After`` for a short backoff. During the backoff a
+key is checked only when the host says it is worth it: ``known`` answers from a cache without
+I/O, ``vouched`` says the key names an identity verified before (the platform: a key id that
+authenticated once in this process), so a caller sharing an address with an attacker or a
+misconfigured client keeps working, while random guesses are not even checked.
 
 Place it inside the middleware that sets the request context (ObservabilityMiddleware): the
 client address comes from there (so trusted proxies apply) and every refusal is logged.
@@ -138,12 +139,14 @@ class AuthGate:
         *,
         authenticate: Authenticate,
         known: KnownKey | None = None,
+        vouched: Callable[[str], bool] | None = None,
         prefixes: Iterable[str] = ("/api/",),
         throttle: FailureThrottle | None = None,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.known = known or (lambda _key: None)
+        self.vouched = vouched or (lambda _key: False)
         self.prefixes = tuple(prefixes)
         self.throttle = throttle
 
@@ -156,8 +159,12 @@ class AuthGate:
         wait = self.throttle.retry_after(address) if self.throttle else 0.0
         principal = None
         if key is not None:
-            # In backoff only keys verified before are honoured: guesses are not even checked.
-            principal = self.known(key) if wait > 0 else await self.authenticate(key)
+            if wait <= 0:
+                principal = await self.authenticate(key)
+            else:  # in backoff, guesses are not even checked; keys verified before still are
+                principal = self.known(key)
+                if principal is None and self.vouched(key):
+                    principal = await self.authenticate(key)
         if principal is not None:
             scope.setdefault("state", {})["principal"] = principal
             await self.app(scope, receive, send)

@@ -74,6 +74,7 @@ class KeyStore:
         self.cache_seconds = self.CACHE_SECONDS if cache_seconds is None else cache_seconds
         self._verified: dict[str, tuple[float, Principal]] = {}
         self._use_recorded: dict[str, float] = {}
+        self._ids_verified: set[str] = set()  # ids that authenticated once in this process
         self._lock = threading.Lock()
 
     def create(self, role: Role, name: str = "") -> tuple[str, str]:
@@ -119,7 +120,15 @@ class KeyStore:
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[digest] = (now + self.cache_seconds, principal)
+            if len(self._ids_verified) > 100_000:
+                self._ids_verified.clear()
+            self._ids_verified.add(principal.key_id)
         return principal
+
+    def seen_before(self, key: str) -> bool:
+        """Whether the key's id authenticated once in this process (says nothing of the
+        secret: the key is still checked, and revocation still applies)."""
+        return key.startswith(PREFIX) and key[len(PREFIX) :].split(".", 1)[0] in self._ids_verified
 
     # --- audit and lifecycle --------------------------------------------------------------
     def use_to_record(self, key_id: str) -> bool:
