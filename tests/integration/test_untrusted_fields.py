@@ -9,12 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.platform import create_key, home_env
 from tests.support.raw_http import Served, served
+from tests.support.servers import in_ci
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +113,54 @@ def test_a_request_id_reused_by_another_caller_is_shown_apart(
     assert alone["shared"] is False
     assert alone["requests"][0]["request_id_source"] == "server"
     assert alone["requests"][0]["principal"] == ids["admin"]
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+]
+
+
+def test_the_drill_down_page_shows_each_caller_apart_in_a_browser(
+    platform: tuple[Served, dict[str, str]],
+) -> None:
+    if not Path(CHROMIUM).exists():
+        if in_ci():
+            pytest.fail("chromium is not installed")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    server, keys = platform
+    shared = f"page-{time.time_ns()}"
+    for role in ("admin", "client"):
+        httpx.get(
+            f"{server.base}/api/v1/flags",
+            headers={"Authorization": f"Bearer {keys[role]}", "X-Request-ID": shared},
+        )
+    time.sleep(0.5)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(f"{server.base}/ops/requests/{shared}")
+            page.wait_for_url("**/ops/login?next=*")
+            page.fill("#token", keys["viewer"])  # a viewer may read the drill-down
+            page.click("button[type=submit]")
+            page.wait_for_url(f"**/ops/requests/{shared}")
+            page.wait_for_selector("#panel-logs-1", timeout=30_000)
+            titles = page.locator("section.card h2").all_inner_texts()
+            banner = page.locator("#banner").inner_text()
+        finally:
+            browser.close()
+    ids = {role: keys[role].removeprefix("epk_").split(".", 1)[0] for role in keys}
+    assert problems == []
+    assert "2 different requests used this request id" in banner
+    assert len(titles) == 2
+    assert f"key {ids['admin']}" in titles[0]
+    assert f"key {ids['client']}" in titles[1]
+    assert all("id supplied by the client" in title for title in titles)
