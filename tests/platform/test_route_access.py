@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from experimentation_platform.api.deps import operator_access
 from experimentation_platform.settings import load_settings
 from tests.support.platform import Instance, running_instance
 
@@ -179,3 +180,17 @@ def test_a_viewer_sees_the_ops_ui_but_cannot_change_anything(
         api.client.get("/api/v1/ops/log-levels", headers=viewer).json()
         == api.client.get("/api/v1/ops/log-levels", headers=headers["admin"]).json()
     )
+
+
+def test_operator_access_names_the_operator_role_of_a_token(
+    instance: tuple[Instance, dict[str, Any]],
+) -> None:
+    """The callable an operator surface (instrument()'s /ops, /metrics) asks about a token."""
+    api, headers = instance
+    access = operator_access(api.platform.keys)
+    token = {role: h["Authorization"].removeprefix("Bearer ") for role, h in headers.items() if h}
+    assert access(token["admin"]) == "admin"
+    assert access(token["viewer"]) == "viewer"
+    assert access(token["client"]) is None
+    assert access("epk_000000000000.nope") is None
+    assert access("") is None
