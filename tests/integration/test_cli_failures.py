@@ -129,11 +129,20 @@ def test_demo_exits_non_zero_when_its_key_is_revoked_midway(tmp_path: Path) -> N
 
         runner = threading.Thread(target=run_demo)
         runner.start()
-        time.sleep(2.5)
+        # Revoke once the demo is past its key check: its sample experiments are running.
+        operator_headers = {"Authorization": f"Bearer {operator}"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            items = httpx.get(f"{server.base}/api/v1/experiments", headers=operator_headers).json()[
+                "items"
+            ]
+            if any(e["status"] == "running" for e in items):
+                break
+            time.sleep(0.1)
         key_id = demo_key.removeprefix("epk_").split(".", 1)[0]
         revoked = httpx.post(
             f"{server.base}/api/v1/keys/{key_id}/revoke",
-            headers={"Authorization": f"Bearer {operator}"},
+            headers=operator_headers,
         )
         assert revoked.status_code == 200
         runner.join(60)
