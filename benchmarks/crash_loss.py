@@ -110,7 +110,7 @@ def trial(clients: int, seconds: float, port: int) -> dict[str, object]:
         if event.get("event") == "request_completed":
             logged.add(event.get("request_id"))
     lost_lines = [rid for rid in answered if rid not in logged]
-    with sqlite3.connect(home / "errors.db") as db:
+    with sqlite3.connect(home / "observability.db") as db:
         counted = db.execute("SELECT COALESCE(SUM(count), 0) FROM error_groups").fetchone()[0]
     lost_errors = max(0, len(failed_answered) - int(counted))
     restarted = _serve(env, port, home)

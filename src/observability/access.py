@@ -1,12 +1,17 @@
-"""Authentication in the ASGI layer, before any route reads or parses the body, with a short
-backoff for client addresses that keep failing.
+"""Access: who may read operator pages, and keys checked before any body is read.
 
-FastAPI reads and parses a request's body before it solves the route's dependencies, so an
-authentication dependency runs too late to spare the server a large or malformed body from a
-caller without a key. `AuthGate` checks the key first, on the paths it protects: no key or a
-wrong one is answered 401 without calling the app; a known key's principal is put in
-``scope["state"]["principal"]`` where the route's dependencies find it (roles are still the
-routes' business).
+`operator_access(config)`: a bearer token -> "admin", "viewer" or nobody. The config's static
+tokens (`admin_token`, `viewer_token`) are compared in constant time; an app with its own keys
+gives `access` (token -> role). Nothing configured: nobody gets in, so /metrics and /ops are
+never open by accident.
+
+`AuthGate`: authentication in the ASGI layer, before any route reads or parses the body, with
+a short backoff for client addresses that keep failing. FastAPI reads and parses a request's
+body before it solves the route's dependencies, so an authentication dependency runs too late
+to spare the server a large or malformed body from a caller without a key. `AuthGate` checks
+the key first, on the paths it protects: no key or a wrong one is answered 401 without calling
+the app; a known key's principal is put in ``scope["state"]["principal"]`` where the route's
+dependencies find it (roles are still the routes' business).
 
 `FailureThrottle` counts failed attempts per client address in a sliding window; past the
 allowance the address gets 429 with ``Retry-After`` for a short backoff. During the backoff a
@@ -21,6 +26,7 @@ client address comes from there (so trusted proxies apply) and every refusal is 
 
 from __future__ import annotations
 
+import hmac
 import math
 import threading
 import time
@@ -31,9 +37,29 @@ from typing import Any
 import orjson
 
 from observability.asgi import ASGIApp, Receive, Scope, Send
+from observability.config import AccessCheck, ObservabilityConfig, Role
 from observability.context import current
 
-__all__ = ["AuthGate", "FailureThrottle", "bearer_token"]
+__all__ = ["AuthGate", "FailureThrottle", "bearer_token", "operator_access"]
+
+
+def operator_access(config: ObservabilityConfig) -> AccessCheck:
+    tokens: tuple[tuple[str, Role], ...] = (
+        (config.admin_token, "admin"),
+        (config.viewer_token, "viewer"),
+    )
+    static = [(token.encode(), role) for token, role in tokens if token]
+    custom = config.access
+
+    def role_of(token: str) -> Role | None:
+        given = token.encode()
+        for expected, role in static:
+            if hmac.compare_digest(given, expected):
+                return role
+        return custom(token) if custom is not None else None
+
+    return role_of
+
 
 Authenticate = Callable[[str], Awaitable[Any | None]]
 KnownKey = Callable[[str], Any | None]

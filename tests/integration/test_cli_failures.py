@@ -63,9 +63,9 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(
 def test_an_unreachable_error_store_names_its_setting(
     tmp_path: Path, args: tuple[str, ...]
 ) -> None:
-    env = home_env(tmp_path, EP_ERRORS_DATABASE_URL=_dead_postgres())
+    env = home_env(tmp_path, EP_OBSERVABILITY_DATABASE_URL=_dead_postgres())
     line = one_error_line(ep(env, *args))
-    assert "EP_ERRORS_DATABASE_URL" in line
+    assert "EP_OBSERVABILITY_DATABASE_URL" in line
     assert "s3cret-pw" not in line
 
 
@@ -84,7 +84,7 @@ def test_a_sqlite_file_elsewhere_still_gets_its_var_directory(tmp_path: Path) ->
         )
         assert listed.status_code == 200
     assert database.exists()
-    assert (var_dir / "errors.db").exists()
+    assert (var_dir / "observability.db").exists()
 
 
 def test_demo_against_a_stopped_server_names_the_url(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import orjson
 
-from experimentation_platform.commands.incident import platform_evidence
 from experimentation_platform.settings import load_settings
+from experimentation_platform.telemetry.evidence import stored_evidence
 from observability.alerting.state import AlertInstance
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED
 from tests.support.platform import create_key, home_env
@@ -83,7 +83,7 @@ def test_kill_9_is_reported_at_the_next_start_and_a_clean_stop_is_not(tmp_path: 
         state="firing",
         fired_at=time.time(),
     )
-    evidence = platform_evidence(settings, alert)
+    evidence = stored_evidence(settings, alert)
     restarts = [c for c in evidence.config_changes if c.event == UNCLEAN_SHUTDOWN_DETECTED]
     assert len(restarts) == 1
     assert restarts[0].fields["previous_pid"] == killed_pid

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from experimentation_platform.container import Platform
 from experimentation_platform.errors import PlatformError
-from experimentation_platform.storage.keys import KeyStore, Principal, Role
+from experimentation_platform.storage.keys import Principal, Role
 from experimentation_platform.telemetry.metrics import PlatformMetrics
 from observability.context import bind
 
@@ -24,7 +24,6 @@ __all__ = [
     "ReaderKey",
     "authenticate_key",
     "known_key",
-    "operator_access",
     "require_admin",
     "require_client",
     "require_operator",
@@ -51,7 +50,7 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def get_metrics(request: Request) -> PlatformMetrics:
-    metrics: PlatformMetrics = request.app.state.instruments.platform
+    metrics: PlatformMetrics = request.app.state.telemetry.metrics
     return metrics
 
 
@@ -133,17 +132,3 @@ AdminKey = Annotated[Principal, Depends(require_admin)]
 ClientKey = Annotated[Principal, Depends(require_client)]
 OperatorKey = Annotated[Principal, Depends(require_operator)]
 ReaderKey = Annotated[Principal, Depends(require_reader)]
-
-
-def operator_access(keys: KeyStore) -> Callable[[str], Literal["admin", "viewer"] | None]:
-    """``token -> "admin" | "viewer" | None``: what an operator surface (the /ops UI, the
-    toolkit's instrument()) needs to know about a bearer token. Blocking (it may read the
-    database): call it from a thread, or rely on its cache for keys seen recently."""
-
-    def access(token: str) -> Literal["admin", "viewer"] | None:
-        principal = keys.cached(token) or keys.authenticate(token)
-        if principal is None or principal.role not in ("admin", "viewer"):
-            return None
-        return "admin" if principal.role == "admin" else "viewer"
-
-    return access

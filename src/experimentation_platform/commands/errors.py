@@ -11,15 +11,16 @@ import typer
 from experimentation_platform.commands.failures import database_step
 from experimentation_platform.settings import load_settings
 from observability.errors import ErrorStore
+from observability.store import ObservabilityStore
 from observability.terminal import safe_data, safe_json, safe_text
 
 app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_help=True)
 
 
 def _store() -> ErrorStore:
-    url = load_settings().resolved_errors_database_url
-    store = ErrorStore.from_url(url)
-    with database_step(url, "EP_ERRORS_DATABASE_URL"):
+    url = load_settings().resolved_observability_database_url
+    store = ObservabilityStore.open(url).errors
+    with database_step(url, "EP_OBSERVABILITY_DATABASE_URL"):
         store.create_schema()
     return store
 
@@ -64,10 +65,8 @@ def list_groups(
     finally:
         store.dispose()
     if as_json:
-        from experimentation_platform.api.error_groups import group_dict
-
         for group in groups:
-            typer.echo(safe_json(orjson.dumps(group_dict(group)).decode()))
+            typer.echo(safe_json(orjson.dumps(group.to_dict()).decode()))
         return
     if not groups:
         typer.echo("no error groups match")

@@ -62,7 +62,7 @@ def explain(exc: BaseException) -> str | None:
     if isinstance(exc, DBAPIError):
         return (
             f"cannot use the database: {_first_line(exc)} "
-            "(check EP_DATABASE_URL and EP_ERRORS_DATABASE_URL)"
+            "(check EP_DATABASE_URL and EP_OBSERVABILITY_DATABASE_URL)"
         )
     if _is_redis_error(exc):
         return f"cannot reach Redis (EP_REDIS_URL): {_first_line(exc)}"
