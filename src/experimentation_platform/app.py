@@ -31,10 +31,8 @@ from experimentation_platform.telemetry.wiring import (
 )
 from observability import instrument
 from observability.access import AuthGate, FailureThrottle
-from observability.limits import BodyLimitMiddleware
 from observability.logging import get_logger
 from observability.metrics import names
-from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 
 __all__ = ["create_app"]
 
@@ -59,11 +57,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     config = observability_config(
         settings, readiness=readiness.checks, access=platform_access(platform)
     )
-    # One marker per worker slot under var/run: left behind only by a process that did not
-    # shut down cleanly (kill -9, OOM, power loss); the next start of the slot reports it.
-    run_marker = RunMarker(settings.var_dir / "run", instance=config.instance_id)
     # The toolkit's lifespan wraps this one: it starts first and closes last.
-    app.router.lifespan_context = _lifespan(settings, platform, owned, run_marker)
+    app.router.lifespan_context = _lifespan(settings, platform, owned)
     observability = instrument(app, config)  # its middleware outermost: it sees every refusal
     app.state.telemetry = attach(observability, platform)
     app.state.platform = platform
@@ -73,14 +68,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
 
 def _guard_input(app: FastAPI, settings: Settings, platform: Platform) -> None:
-    """Innermost first: the body bound, then the key check, both before any route reads the
-    body; added before `instrument`, so they sit inside the request context and every refusal
-    is logged and counted with its request_id."""
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        path_limits={"/api/v1/events": settings.max_events_body_bytes},
-    )
+    """The key check before any route reads the body; added before `instrument`, so it sits
+    inside the request context (and inside the toolkit's body bound) and every refusal is
+    logged and counted with its request_id."""
     app.add_middleware(
         AuthGate,
         authenticate=partial(authenticate_key, platform),
@@ -96,18 +86,11 @@ def _guard_input(app: FastAPI, settings: Settings, platform: Platform) -> None:
 
 
 def _lifespan(
-    settings: Settings, platform: Platform, owned: bool, run_marker: RunMarker
+    settings: Settings, platform: Platform, owned: bool
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         telemetry: PlatformTelemetry = app.state.telemetry
-        try:
-            previous = run_marker.start()
-        except OSError as exc:  # an unwritable var dir costs this evidence, not the service
-            log.warning("run_marker_unavailable", error=type(exc).__name__)
-            previous = None
-        if previous is not None:
-            log.warning(UNCLEAN_SHUTDOWN_DETECTED, **previous.fields())
         log.info(
             names.SERVICE_STARTED,
             release=settings.release,
@@ -121,7 +104,5 @@ def _lifespan(
         telemetry.stop()
         if owned:
             platform.close()
-        # The platform's shutdown is complete; the toolkit closes its parts right after.
-        run_marker.stop()
 
     return lifespan

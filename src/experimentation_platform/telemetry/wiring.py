@@ -81,6 +81,8 @@ def observability_config(
         access=access,
         public_base_url=settings.base_url,
         trusted_proxies=settings.trusted_proxies,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits={"/api/v1/events": settings.max_events_body_bytes},
         database_url=settings.resolved_observability_database_url,
         heartbeat_seconds=settings.fleet_heartbeat_seconds,
         leader_lease_seconds=settings.fleet_leader_lease_seconds,
