@@ -34,6 +34,7 @@ __all__ = [
     "LogLookup",
     "alerts_from_evaluator",
     "build_ops_ui",
+    "requests_sharing_id",
     "static_token_check",
     "token_auth",
 ]
@@ -95,6 +96,32 @@ def alerts_from_evaluator(evaluator: Any, *, notifications: int = 50) -> dict[st
     }
 
 
+def requests_sharing_id(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct requests behind one request id's log lines, in order of first line: each
+    request has its own span id; its caller is the client address and principal its lines
+    carry, and `request_id_source` says whether the id came from the client."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        span = str(line.get("span_id") or "")
+        entry = found.setdefault(
+            span,
+            {
+                "span_id": span or None,
+                "client_ip": None,
+                "principal": None,
+                "request_id_source": "server",
+                "lines": 0,
+            },
+        )
+        entry["lines"] += 1
+        for key in ("client_ip", "principal"):
+            if entry[key] is None and line.get(key) is not None:
+                entry[key] = line[key]
+        if line.get("request_id_source") == "client":
+            entry["request_id_source"] = "client"
+    return list(found.values())
+
+
 def _json(content: Any, status: int = 200) -> Response:
     # orjson: NaN/inf become null, datetimes serialise; no-store: live data, never cached.
     return Response(
@@ -128,6 +155,7 @@ def build_ops_ui(
     log_lookup: LogLookup | None = None,
     alerts_provider: AlertsProvider | None = None,
     incident_provider: IncidentProvider | None = None,
+    instances_provider: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
     prefix: str = "/ops",
     refresh_seconds: int = 30,
     title: str = "Operations",
@@ -141,7 +169,9 @@ def build_ops_ui(
     ``alerts_provider()`` returns ``{"firing": [...], "pending": [...], "silences": [...],
     "notifications": [...]}``; ``incident_provider(alert)`` returns the incident evidence of an
     alert by name or key (``observability.incident.IncidentEvidence.to_dict()``, plus optional
-    ``"links"``), or None when it knows no such alert (the page says so). ``refresh_seconds``
+    ``"links"``), or None when it knows no such alert (the page says so); ``instances_provider()``
+    the fleet's instances (``InstanceInfo.to_dict()``: instance, host, pid, version, started_at,
+    last_seen, state up/stopped/lost, up). ``refresh_seconds``
     is the default auto-refresh interval; a page URL may override it with ``?refresh=N``
     (tests use a short one).
     """
@@ -176,7 +206,7 @@ def build_ops_ui(
 
     @router.get("/login")
     def login_page() -> Response:
-        return page("login", "Log in", "Operators only: paste an admin API key.")
+        return page("login", "Log in", "Operators only: paste an admin or viewer API key.")
 
     @router.get("/dashboards/{name}")
     def dashboard_page(name: str) -> Response:
@@ -283,9 +313,22 @@ def build_ops_ui(
     @router.get("/api/requests/{request_id}/logs", dependencies=protected)
     def request_logs(request_id: str) -> Response:
         if log_lookup is None:
-            return _json({"request_id": request_id, "lines": [], "available": False})
+            return _json(
+                {"request_id": request_id, "lines": [], "requests": [], "available": False}
+            )
         lines = [_jsonable(dict(line)) for line in log_lookup(request_id)[:_MAX_LOG_LINES]]
-        return _json({"request_id": request_id, "lines": lines, "available": True})
+        requests = requests_sharing_id(lines)
+        return _json(
+            {
+                "request_id": request_id,
+                "lines": lines,
+                # A client may send any X-Request-ID: when several requests (callers) used
+                # this one, the page shows each request's lines apart, with who sent it.
+                "requests": requests,
+                "shared": len(requests) > 1,
+                "available": True,
+            }
+        )
 
     @router.get("/api/alerts", dependencies=protected)
     def alerts() -> Response:
@@ -294,6 +337,12 @@ def build_ops_ui(
         body = {key: _jsonable(list(state.get(key, ()))) for key in keys}
         body["available"] = alerts_provider is not None
         return _json(body)
+
+    @router.get("/api/instances", dependencies=protected)
+    def instances() -> Response:
+        if instances_provider is None:
+            return _json({"instances": [], "available": False})
+        return _json({"instances": _jsonable(list(instances_provider())), "available": True})
 
     @router.get("/api/incidents/{alert:path}", dependencies=protected)
     def incident(alert: AlertRef) -> Response:
