@@ -5,7 +5,9 @@ injection (half of all assignments fail). Alert windows are shortened (EP_ALERT_
 configuration only); nothing is injected into the UI's data.
 
 Every panel of the four dashboards must show data, attributed to what it measures (a row or a
-legend entry named "-" is an unlabelled total, not data about anything). Auto-refresh fetches
+legend entry named "-" is an unlabelled total, not data about anything); a panel that only has
+data when something is lost (dropped log lines) must be empty exactly when /metrics says
+nothing was lost. Auto-refresh fetches
 again without a reload, the drill-downs reach a route's latency and a request's log lines,
 the firing alert links to its incident page, and the console stays free of errors.
 Screenshots at 1366x768 go to test-artifacts/dashboards/ (docs/images/ holds copies).
@@ -22,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from tests.support.platform import CLI, create_key, home_env
@@ -59,6 +62,14 @@ FRESH_INSTANCE = {
     ("system-health", "network-i-o"): (
         "a rate of the host's byte counters, which are recorded once a minute: its first point "
         "needs two recorded minutes (up to 2 minutes after start)"
+    ),
+}
+# Panels that show data only when something goes wrong, and must stay empty on this healthy
+# instance: the test checks the emptiness is true (the metric reads 0 or does not exist yet).
+EMPTY_WHEN_HEALTHY = {
+    ("system-health", "log-lines-dropped"): (
+        "observability_log_events_dropped_total",
+        "lines are dropped only when the log queue overflows or a sink fails",
     ),
 }
 PANELS_WAIT_S = 200.0  # from the server's start: past two recorded minutes
@@ -301,6 +312,7 @@ def panels(live: Live, page: Any) -> dict[tuple[str, str], dict[str, Any]]:
                 slug
                 for slug in seen
                 if (board.name, slug) not in ISSUE_18
+                and (board.name, slug) not in EMPTY_WHEN_HEALTHY
                 and (not seen[slug]["shown"] or seen[slug]["unnamed"])
             ]
             if not awaited or time.monotonic() - live.started > PANELS_WAIT_S:
@@ -332,13 +344,31 @@ def _panel_params() -> list[Any]:
 
 @pytest.mark.parametrize(("board", "slug"), _panel_params())
 def test_every_panel_shows_attributed_data(
-    panels: dict[tuple[str, str], dict[str, Any]], board: str, slug: str
+    live: Live, panels: dict[tuple[str, str], dict[str, Any]], board: str, slug: str
 ) -> None:
     state = panels.get((board, slug))
     assert state is not None, f"{board}/{slug} is not on the page"
+    if (board, slug) in EMPTY_WHEN_HEALTHY:
+        metric, why = EMPTY_WHEN_HEALTHY[(board, slug)]
+        lost = _metric_total(live, metric)
+        # Empty exactly when nothing was lost: data here would have to show the loss.
+        assert state["shown"] == (lost > 0), f"{board}/{slug}: {metric} = {lost} ({why})"
+        return
     why = FRESH_INSTANCE.get((board, slug), "")
     assert state["shown"], f"{board}/{slug} shows no data {why}; the API: {state['api']}"
     assert not state["unnamed"], f"{board}/{slug} shows unnamed data: {state['unnamed']}"
+
+
+def _metric_total(live: Live, name: str) -> float:
+    """The sum of a metric's samples in the instance's /metrics (0 when it has none)."""
+    response = live.call("GET", "/metrics")
+    response.raise_for_status()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 def test_logging_out_forgets_the_key_and_no_page_logged_an_error(live: Live, page: Any) -> None:
