@@ -289,11 +289,11 @@ def fire_every_alert(
     """Run the platform's rules through the real evaluator, with the platform's own config
     except one notification per alert and no inhibition: every alert fires, resolves and fires
     again (so the log has both `alert_fired` and `alert_resolved`)."""
-    rules_definitions = definitions(alerts.RULES)
+    rules_definitions = definitions(alerts.BASE_RULES)
     sent: list[Notification] = []
     source = AlwaysFiring(rules_definitions)
     evaluator = Evaluator(
-        alerts.RULES,
+        alerts.BASE_RULES,
         source,
         notify=sent.append,
         config=replace(
@@ -400,18 +400,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
         # (for `ep alerts list`) and its log (`alert_fired` lines).
         engine = observability.errors.store.engine
         notifications = fire_every_alert(
-            platform_app.state.alerting.evaluator.config, StateStore(engine)
+            platform_app.state.observability.evaluator.config, StateStore(engine)
         )
         metrics_text = ok(client.get("/metrics", headers=admin), 200).text
         routes = list(platform_app.routes)
 
-    store = ErrorStore.from_url(settings.resolved_errors_database_url)
+    store = ErrorStore.from_url(settings.resolved_observability_database_url)
     try:
         groups = store.list_groups(status=None, limit=100)
     finally:
         store.dispose()
     fingerprint = next(g.fingerprint for g in groups if g.type.endswith("SelfTestError"))
-    silences = SilenceStore(ErrorStore.from_url(settings.resolved_errors_database_url).engine)
+    silences = SilenceStore(
+        ErrorStore.from_url(settings.resolved_observability_database_url).engine
+    )
     silences.create_schema()
     silence = silences.create(
         ["alertname=disk_saturation"], author="docs-test", reason="runbook test", duration_s=3600
@@ -472,7 +474,7 @@ def _cloudwatch_sample_names(directory: Path) -> set[str]:
 
 # -- (a) ------------------------------------------------------------------------------------
 def test_every_alert_links_to_an_existing_runbook_section(home: Home) -> None:
-    expected = {d.name: d for d in definitions(alerts.RULES)}
+    expected = {d.name: d for d in definitions(alerts.BASE_RULES)}
     assert set(home.notifications) == set(expected), "every alert fires under AlwaysFiring"
     runbook_anchors = anchors(RUNBOOK)
     assert alerts.RUNBOOK_URL.endswith("/docs/runbook.md")
@@ -503,7 +505,7 @@ def test_prometheus_and_cloudwatch_link_the_same_sections(home: Home) -> None:
 
 def test_each_runbook_section_is_complete_and_names_its_alerts() -> None:
     by_anchor: dict[str, list[str]] = {}
-    for d in definitions(alerts.RULES):
+    for d in definitions(alerts.BASE_RULES):
         by_anchor.setdefault(d.runbook, []).append(d.name)
     found = sections(RUNBOOK)
     parts = ("What it means", "User impact", "First five minutes", "Diagnosis", "Mitigation")

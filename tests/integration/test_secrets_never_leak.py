@@ -88,7 +88,7 @@ def test_canaries_reach_no_sink(
             assert sentry.wait_for(1, timeout=15), "Sentry received the error"
             observability.logs.flush(5)
             assert observability.shipper.flush(20)
-            error_db = Path(settings.resolved_errors_database_url.removeprefix("sqlite:///"))
+            error_db = Path(settings.resolved_observability_database_url.removeprefix("sqlite:///"))
             groups = observability.errors.store.list_groups()
         # After shutdown: every sink flushed.
         stdout = capfd.readouterr().out

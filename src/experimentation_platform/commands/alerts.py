@@ -25,14 +25,14 @@ from observability.alerting.scoring import BacktestReport, seeds_markdown, trade
 from observability.alerting.silences import Matcher, SilenceStore
 from observability.alerting.simulation import Profile, profile_markdown
 from observability.alerting.state import StateStore
-from observability.errors import ErrorStore
 from observability.metrics.history import MetricHistory
+from observability.store import ObservabilityStore
 
 app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args_is_help=True)
 
 
 def _engine() -> Engine:
-    return ErrorStore.from_url(load_settings().resolved_errors_database_url).engine
+    return ObservabilityStore.open(load_settings().resolved_observability_database_url).engine
 
 
 def _when(stamp: float | None) -> str:

@@ -63,6 +63,17 @@ class EvaluatorConfig:
     evidence_url_template: str | None = None
     log_transitions: bool = True
 
+    def links(self, definition: AlertDefinition | None) -> tuple[str | None, str | None]:
+        """(runbook URL, dashboard URL) of an alert: the runbook section under
+        `runbook_base_url`, the dashboard under `dashboard_base_url` unless it is absolute."""
+        if definition is None:
+            return None, None
+        runbook = f"{self.runbook_base_url}#{definition.runbook}" if definition.runbook else None
+        dashboard = definition.dashboard
+        if dashboard and "://" not in dashboard and self.dashboard_base_url:
+            dashboard = self.dashboard_base_url.rstrip("/") + "/" + dashboard.lstrip("/")
+        return runbook, dashboard or None
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -104,7 +115,11 @@ class Evaluator:
         state_store: StateStore | None = None,
         silences: SilenceStore | None = None,
         clock: Callable[[], float] = time.time,
+        before_round: Callable[[], object] | None = None,
     ) -> None:
+        """`before_round` runs on the evaluator's thread before each round of `start()`
+        (e.g. copying counters kept elsewhere into the windows the rules read)."""
+        self.before_round = before_round
         self.definitions: list[AlertDefinition] = definitions(rules)
         self._defs = {d.name: d for d in self.definitions}
         self.source = source
@@ -170,8 +185,13 @@ class Evaluator:
         }
 
     # -- the background loop ------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the background thread of `start()` evaluates."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="alert-evaluator", daemon=True)
@@ -186,6 +206,8 @@ class Evaluator:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if self.before_round is not None:
+                    self.before_round()
                 self.evaluate_once()
             except Exception as exc:  # the guard: telemetry never takes the host down
                 self.loop_failures += 1
@@ -418,14 +440,7 @@ class Evaluator:
         fired = [a.fired_at for a in alerts if a.fired_at is not None]
         started = min(fired) if fired else group.created_at
         labels = {**(rep.labels if rep is not None else {}), **group.labels}
-        runbook = f"{cfg.runbook_base_url}#{d.runbook}" if d is not None and d.runbook else None
-        dashboard = None
-        if d is not None and d.dashboard:
-            dashboard = (
-                d.dashboard
-                if "://" in d.dashboard or not cfg.dashboard_base_url
-                else cfg.dashboard_base_url.rstrip("/") + "/" + d.dashboard.lstrip("/")
-            )
+        runbook, dashboard = cfg.links(d)
         evidence = None
         if cfg.evidence_url_template:
             evidence = cfg.evidence_url_template.format(

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from observability.dashboards.model import Dashboard, Panel
-from observability.errors.store import ErrorGroup, ErrorStore
+from observability.errors.store import ErrorStore
 from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
 from observability.query.evaluate import instant, series, top_routes
@@ -446,7 +446,7 @@ class DashboardData:
         groups = self.errors.list_groups(
             status=status, sort=sort, limit=limit, since=_dt(since) if since else None, route=route
         )
-        return [_group_json(g) for g in groups]
+        return [g.to_dict() for g in groups]
 
     def error_group(self, fingerprint: str, occurrences: int = 20) -> dict[str, Any] | None:
         """A group with its sample occurrences (request ids for the log drill-down)."""
@@ -455,40 +455,8 @@ class DashboardData:
         detail = self.errors.get_group(fingerprint, occurrences=occurrences)
         if detail is None:
             return None
-        return {
-            "group": _group_json(detail.group),
-            "routes": detail.routes,
-            "occurrences": [
-                {
-                    "id": o.id,
-                    "timestamp": o.timestamp.timestamp(),
-                    "request_id": o.request_id,
-                    "trace_id": o.trace_id,
-                    "route": o.route,
-                    "method": o.method,
-                    "message": o.message,
-                    "frames": o.frames[-5:],
-                }
-                for o in detail.occurrences
-            ],
-        }
+        return detail.to_dict()
 
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-def _group_json(g: ErrorGroup) -> dict[str, Any]:
-    return {
-        "fingerprint": g.fingerprint,
-        "type": g.type,
-        "message": g.message,
-        "severity": g.severity.value,
-        "status": g.status.value,
-        "count": g.count,
-        "users": g.users,
-        "first_seen": g.first_seen.timestamp(),
-        "last_seen": g.last_seen.timestamp(),
-        "regression": g.regression,
-        "first_request_id": g.first_request_id,
-    }

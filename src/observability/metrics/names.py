@@ -50,4 +50,5 @@ REQUEST_COMPLETED: Final = "request_completed"
 REQUEST_FAILED: Final = "request_failed"
 SERVICE_STARTED: Final = "service_started"
 SERVICE_STOPPING: Final = "service_stopping"
+SERVICE_STOPPED: Final = "service_stopped"  # the last line of a clean shutdown
 SLOW_QUERY: Final = "slow_query"

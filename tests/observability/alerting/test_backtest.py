@@ -5,6 +5,7 @@ with the generated docs table."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,16 @@ def test_the_docs_show_the_simulation_as_profile_defines_it() -> None:
     assert alerts_cmd.read_section(docs, "simulation") == profile_markdown(Profile()), (
         "docs/alerting.md is stale: run `ep alerts backtest --docs docs/alerting.md`"
     )
+
+
+def test_ep_alerts_backtest_prints_the_report_and_exits_by_the_bars() -> None:
+    result = runner.invoke(app, ["alerts", "backtest", "--weeks", "0.25"])
+    report = run_backtest(alerts.BASE_RULES, 0.25, 7, 30, config=PLATFORM)
+    # The same report but for how long it took to run.
+    elapsed = re.compile(r"\([0-9.]+ s to run")
+    assert elapsed.sub("", result.stdout) == elapsed.sub("", report.to_markdown())
+    assert result.stdout.startswith("Backtest: 0.25 weeks")
+    assert result.exit_code == (0 if report.passed() else 1)
 
 
 def test_tuning_and_report_seeds_are_apart() -> None:

@@ -204,7 +204,7 @@ def test_ep_alerts_backtest_history_reads_the_platform_database(engine: Engine) 
     result = CliRunner().invoke(
         app,
         ["alerts", "backtest", "--history", "--days", "0.125", "--json"],
-        env={"EP_ERRORS_DATABASE_URL": url},
+        env={"EP_OBSERVABILITY_DATABASE_URL": url},
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
