@@ -301,7 +301,6 @@ def rules(service: str = "api") -> tuple[Rule, ...]:
             severity=Severity.CRITICAL,
             summary="{value:.0%} of requests fail (threshold {threshold:.0%} for 2 minutes)",
             description="Most requests fail: an outage, not a burst. A dependency down?",
-            runbook="error_rate_spike",
             dashboard="api-performance",
             labels=_signal("availability", service),
         ),
@@ -332,7 +331,6 @@ def rules(service: str = "api") -> tuple[Rule, ...]:
                 "More than one request in twenty has failed for 4 minutes: longer than most "
                 "bursts, shorter than a page. See the error groups for the cause."
             ),
-            runbook="error_rate_spike",
             dashboard="api-performance",
             labels=_signal("availability", service),
         ),

@@ -126,7 +126,12 @@ def test_a_naive_threshold_pages_on_benign_noise() -> None:
     )
     report = run_backtest([naive], weeks=1, seed=4, step_s=60)
     assert report.false_pages_per_week >= 1
-    assert report.to_dict()["alerts"]["any_errors"]["false"] == report.false_pages
+    data = report.to_dict()
+    assert data["alerts"]["any_errors"]["false"] == report.false_pages
+    # An error rule alone cannot see a latency regression or a readiness-only problem.
+    assert data["missed"] == len(report.missed) >= 1
+    missed = {i["kind"] for i in data["incidents"] if i["detection_s"] is None}
+    assert "latency_regression" in missed
     assert not report.passed()
 
 

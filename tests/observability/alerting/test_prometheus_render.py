@@ -132,7 +132,6 @@ UNIT_TESTS = {
                             {"severity": "critical", "signal": "availability"},
                             "90% of requests fail (threshold 50% for 2 minutes)",
                             "api-performance",
-                            runbook="error_rate_spike",
                             description=(
                                 "Most requests fail: an outage, not a burst. A dependency down?"
                             ),
