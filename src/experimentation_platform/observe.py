@@ -98,14 +98,6 @@ def logging_config(settings: Settings) -> LoggingConfig:
     )
 
 
-def _mask_event(masker: Masker) -> Any:
-    def mask(event: dict[str, Any]) -> dict[str, Any]:
-        masked = masker.mask(event)
-        return masked if isinstance(masked, dict) else event
-
-    return mask
-
-
 def build_shipper(settings: Settings) -> LogShipper:
     """One journal per worker slot: the first slot whose journal no live process holds. A
     restarted worker takes a free slot and replays what its predecessor left unshipped."""
@@ -194,7 +186,7 @@ def setup_observability(settings: Settings, extra_sinks: list[Sink] | None = Non
     shipper = build_shipper(settings) if settings.cloudwatch_enabled else None
     if shipper is not None:
         sinks.append(cloudwatch_sink(shipper))
-    logs = configure_logging(logging_config(settings), mask=_mask_event(masker), extra_sinks=sinks)
+    logs = configure_logging(logging_config(settings), mask=masker.mask_event, extra_sinks=sinks)
 
     store = ErrorStore.from_url(settings.resolved_errors_database_url)
     store.create_schema()

@@ -1,6 +1,6 @@
 """Structured JSON logging for any ASGI service: one pipeline, every sink masked.
 
-pipeline = configure_logging(LoggingConfig(directory=Path("var/log")), mask=masker)
+pipeline = configure_logging(LoggingConfig(directory=Path("var/log")), mask=masker.mask_event)
 log = get_logger("my_service.orders")
 log.info("order_placed", order_id=42)
 """

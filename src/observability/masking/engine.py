@@ -1,0 +1,302 @@
+"""The scanning engine: the catalog compiled once, each text scanned once for all detectors.
+
+For one text the engine:
+1. runs ONE prefilter: a compiled alternation of every detector's literal anchors (each
+   written from its rarest character, so the regex engine skips from one rare character to the
+   next in C), the gates of the formats without a fixed literal (digit runs, IBAN heads), and
+   the key=value gate (a ``:`` or ``=`` plus a piece of a sensitive term). A text that passes
+   none holds nothing to mask: that is nearly every id, route, path and user agent;
+2. otherwise builds the decoded views (`decode.py`) and runs only the detectors whose own
+   anchor or gate fires on a view, with their validators;
+3. maps every finding back to the raw text, merges overlapping ones (the union is masked, so
+   two detectors disagreeing on an edge never leave a piece of a secret), and replaces them.
+
+Measured alternatives (benchmarks/masking_throughput.py, same run, clean request-log strings):
+the stdlib alternation of anchors written from their first character costs 4.3 us per 170
+characters, google-re2 3.4 us, hyperscan 1.6 us (plus a native dependency), this prefilter
+about 0.5 us.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+from observability.masking.catalog import KEY_VALUE, Detector
+from observability.masking.decode import View, views
+from observability.masking.keys import KeyPolicy
+
+__all__ = ["Engine", "Finding", "marker"]
+
+MASK = "[MASKED]"
+_HINT_MIN = 16  # a hint (last 4) only for secrets this long: 12+ characters stay hidden
+_KEY_CACHE_MAX = 4096
+
+_BOUNDARY = "[^0-9A-Za-z]"  # precedes every match that starts with its anchor or gate
+# Escapes worth decoding: an ASCII percent escape, a JSON or Python escape, a '+' between
+# words (a space in a form-encoded query string). Each branch starts with a literal, so the
+# regex engine skips in C to the next candidate character.
+_ESCAPES = r"%[0-7][0-9A-Fa-f]|\\[\"\\/bfnrtux]|\+(?<=[0-9A-Za-z]\+)[0-9A-Za-z]"
+# Reading the text backwards, a ':' or '=' then the key before it (spaces, a quote, a
+# backslash between them): one pass finds every key of every key=value pair.
+_KEY_BEFORE_SEPARATOR = re.compile(r"[:=][ \t]*[\"']?\\?([A-Za-z0-9_.\-]{1,64})")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One secret in a text: its detector and the span of the raw text it covers."""
+
+    detector: str
+    start: int
+    end: int
+    hint: str = ""  # the last characters kept in the marker, when the detector allows it
+
+
+def marker(detector: str, hint: str = "") -> str:
+    if detector == KEY_VALUE:
+        return MASK
+    return f"[MASKED:{detector}:last4={hint}]" if hint else f"[MASKED:{detector}]"
+
+
+def _prefilter_pattern(detectors: Sequence[Detector]) -> str:
+    """ONE regex whose every match starts at a character that is not a letter or digit, so
+    the regex engine skips in C over runs of letters and digits (ids, words, hex digests).
+    After that character come the anchors that start their detector's matches (``ghp_``,
+    ``AKIA``, ``Bearer``), grouped by first character, and the gates (card numbers, IBANs,
+    phones); every branch begins with a literal character or a class, which the regex engine
+    rejects in one comparison. A leading non-alphanumeric character of an anchor
+    (``-----BEGIN``) is the one consumed as the boundary."""
+    forward: dict[str, set[str]] = {}
+    for detector in detectors:
+        if not detector.anchored_start:
+            continue
+        for literal in detector.anchors:
+            rest = literal[1:] if not literal[0].isalnum() else literal
+            forward.setdefault(rest[0], set()).add(re.escape(rest[1:]))
+    branches = [
+        re.escape(first) + "(?:" + "|".join(sorted(tails, key=len, reverse=True)) + ")"
+        for first, tails in sorted(forward.items())
+    ]
+    branches += [gate for d in detectors for gate in d.gate]
+    if not branches:
+        return "(?!)"
+    # Most boundaries are followed by a character no branch starts with ("/api", " the"):
+    # one class test rejects them before the branches are tried one by one.
+    starts = "".join(sorted({_first_chars(branch) for branch in branches}))
+    return f"{_BOUNDARY}(?=[{starts}])(?:{'|'.join(branches)})"
+
+
+def _first_chars(branch: str) -> str:
+    """The characters `branch` can start with, as the inside of a character class."""
+    if branch.startswith("["):
+        return branch[1 : branch.index("]", 2)]
+    if branch.startswith("\\"):
+        return branch[:2]
+    return re.escape(branch[0])
+
+
+def _symbols_pattern(detectors: Sequence[Detector]) -> str:
+    """The anchors inside matches ("@", "://") and the escapes, in one regex."""
+    inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
+    return "|".join([*(re.escape(a) for a in sorted(inside, key=len, reverse=True)), _ESCAPES])
+
+
+class _Compiled:
+    __slots__ = ("always", "anchors", "detector", "gate", "index", "regex")
+
+    def __init__(self, index: int, detector: Detector) -> None:
+        self.index = index
+        self.detector = detector
+        self.regex = re.compile(detector.pattern)
+        self.anchors = detector.anchors
+        gate = "|".join(detector.gate)
+        self.gate = re.compile(f"{_BOUNDARY}(?:{gate})") if gate else None
+        self.always = not detector.anchors and not detector.gate and detector.name != KEY_VALUE
+
+    def fires(self, text: str, bounded: str) -> bool:
+        if self.gate is not None:
+            return self.gate.search(bounded) is not None
+        return self.always or any(anchor in text for anchor in self.anchors)
+
+
+class Engine:
+    """Finds and replaces catalog values in text. Stateless after construction (but for the
+    key policy's cache of decisions): thread-safe."""
+
+    def __init__(self, detectors: Sequence[Detector], keys: KeyPolicy) -> None:
+        self.keys = keys
+        self.detectors = tuple(detectors)
+        self._compiled = [_Compiled(i, d) for i, d in enumerate(detectors)]
+        self._prefilter = re.compile(_prefilter_pattern(detectors))
+        self._symbols = re.compile(_symbols_pattern(detectors))
+        # Checked with `in` (a C substring search) before that regex runs.
+        inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
+        self._symbol_chars = tuple(sorted(inside | {"%", "\\", "+"}))
+        self._reversed_keys: dict[str, bool] = {}  # key read backwards -> sensitive
+        self._always = any(c.always for c in self._compiled)
+        self._kv = next((c for c in self._compiled if c.detector.name == KEY_VALUE), None)
+
+    # -- prefilter -------------------------------------------------------------------------
+
+    def suspect(self, text: str) -> bool:
+        """False when no detector can match `text` nor any decoded form of it (cheap)."""
+        return bool(self.suspects([text]))
+
+    def suspects(self, texts: Sequence[str]) -> list[int]:
+        """Indexes of the `texts` that may hold a secret (usually none).
+
+        The checks run once over the texts joined by newlines (no anchor, gate or key spans a
+        newline, and a newline is a boundary), so the per-call cost of the regex engine is
+        paid once per log event, not once per field; hits are mapped back to their texts:
+        - the prefilter regex (anchors that start a match, gates);
+        - `in` for the anchors inside matches ("@", "://") and for escape characters;
+        - for each ':' or '=', the key before it, through the key policy's cache."""
+        if self._always:
+            return list(range(len(texts)))
+        joined = "\n".join(texts)
+        bounded = "\n" + joined
+        symbols = any(char in joined for char in self._symbol_chars) and (
+            self._symbols.search(joined) is not None
+        )
+        pairs = (
+            self._kv is not None
+            and ("=" in joined or ":" in joined)
+            and (self._sensitive_pair(joined))
+        )
+        if not (symbols or pairs) and self._prefilter.search(bounded) is None:
+            return []
+        if len(texts) == 1:
+            return [0]
+        starts = list(accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
+        hits = [m.start() for m in self._prefilter.finditer(bounded)]
+        if symbols:
+            hits += [m.start() for m in self._symbols.finditer(joined)]
+        if pairs:
+            backwards = _KEY_BEFORE_SEPARATOR.finditer(joined[::-1])
+            hits += [len(joined) - 1 - m.start() for m in backwards]
+        return sorted({bisect_right(starts, hit) - 1 for hit in hits})
+
+    def _sensitive_pair(self, text: str) -> bool:
+        """Whether a ':' or '=' in `text` follows a sensitive key (decided once per key)."""
+        known = self._reversed_keys
+        for reversed_key in _KEY_BEFORE_SEPARATOR.findall(text[::-1]):
+            sensitive = known.get(reversed_key)
+            if sensitive is None:
+                sensitive = self.keys.is_sensitive(reversed_key[::-1])
+                if len(known) >= _KEY_CACHE_MAX:
+                    known.clear()
+                known[reversed_key] = sensitive
+            if sensitive:
+                return True
+        return False
+
+    def _fired(self, text: str) -> list[_Compiled]:
+        bounded = "\n" + text
+        fired = []
+        for compiled in self._compiled:
+            if compiled is self._kv:
+                if ("=" in text or ":" in text) and self._sensitive_pair(text):
+                    fired.append(compiled)
+            elif compiled.fires(text, bounded):
+                fired.append(compiled)
+        return fired
+
+    # -- detection -------------------------------------------------------------------------
+
+    def findings(self, text: str) -> list[Finding]:
+        """Every secret in `text` (raw offsets, merged, in order)."""
+        if not self.suspect(text):
+            return []
+        spans: list[tuple[int, int, int, str]] = []  # start, end, detector index, hint
+        for view in views(text):
+            for compiled in self._fired(view.text):
+                self._scan(view, compiled, spans)
+        return self._merge(spans)
+
+    def _scan(
+        self, view: View, compiled: _Compiled, spans: list[tuple[int, int, int, str]]
+    ) -> None:
+        detector = compiled.detector
+        if compiled is self._kv:
+            self._scan_pairs(view, compiled, spans)
+            return
+        for match in compiled.regex.finditer(view.text):
+            if detector.validator is not None and not detector.validator(match):
+                continue
+            start, end = detector.secret(match)
+            located = (
+                [(start + a, start + b) for a, b in detector.locate(view.text[start:end])]
+                if detector.locate is not None
+                else [(start, end)]
+            )
+            for a, b in located:
+                hint = _hint(view.text[a:b], detector.family) if detector.hint else ""
+                spans.append((*view.raw_span(a, b), compiled.index, hint))
+
+    def _scan_pairs(
+        self, view: View, compiled: _Compiled, spans: list[tuple[int, int, int, str]]
+    ) -> None:
+        # A pair whose key is not sensitive may hold one in its value (q=sessionid%3D...):
+        # the search goes on from its value, not from its end.
+        text, position = view.text, 0
+        while (match := compiled.regex.search(text, position)) is not None:
+            if self.keys.is_sensitive(match.group("key")):
+                spans.append((*view.raw_span(*self._pair_secret(match)), compiled.index, ""))
+                position = match.end()
+            else:
+                position = match.start("secret")
+
+    @staticmethod
+    def _pair_secret(match: re.Match[str]) -> tuple[int, int]:
+        start, end = match.span("secret")
+        value = match.group("secret")
+        for quote in ('\\"', '"', "'"):
+            if len(value) >= 2 * len(quote) and value.startswith(quote) and value.endswith(quote):
+                return start + len(quote), end - len(quote)
+        return start, end
+
+    def _merge(self, spans: list[tuple[int, int, int, str]]) -> list[Finding]:
+        spans.sort(key=lambda span: (span[0], -span[1], span[2]))
+        merged: list[tuple[int, int, int, str]] = []
+        for start, end, index, hint in spans:
+            if merged and start < merged[-1][1]:
+                first, last, named, kept = merged[-1]
+                if end > last:
+                    last, kept = end, ""  # union: never leave an edge of a secret
+                merged[-1] = (first, last, min(named, index), kept)
+                continue
+            merged.append((start, end, index, hint))
+        return [Finding(self._compiled[i].detector.name, s, e, h) for s, e, i, h in merged]
+
+    # -- replacement -----------------------------------------------------------------------
+
+    def mask(self, text: str) -> str:
+        """`text` with every finding replaced; the same object when there is none."""
+        found = self.findings(text)
+        if not found:
+            return text
+        pieces: list[str] = []
+        done = 0
+        for finding in found:
+            pieces.append(text[done : finding.start])
+            pieces.append(self._replacement(text, finding))
+            done = finding.end
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _replacement(self, text: str, finding: Finding) -> str:
+        if finding.detector != KEY_VALUE:
+            return marker(finding.detector, finding.hint)
+        # A bare value after a quoted key becomes a quoted marker, so JSON text stays JSON.
+        before = text[: finding.start].rstrip(" \t:=")
+        quoted = text[finding.start - 1 : finding.start] in ('"', "'")
+        quote = '\\"' if before.endswith('\\"') else '"' if before.endswith('"') else ""
+        return MASK if quoted or not quote else f"{quote}{MASK}{quote}"
+
+
+def _hint(secret: str, family: str) -> str:
+    kept = "".join(ch for ch in secret if ch.isalnum()) if family == "pii" else secret
+    return kept[-4:] if len(kept) >= _HINT_MIN or (family == "pii" and len(kept) >= 12) else ""
