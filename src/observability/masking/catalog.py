@@ -37,7 +37,7 @@ Validator = Callable[["re.Match[str]"], bool]
 # A token character class and the boundary that keeps a match from starting or ending in the
 # middle of a longer token.
 _T = r"A-Za-z0-9_\-"
-_START = rf"(?<![{_T}])"
+_START = r"(?<![A-Za-z0-9])"
 _END = rf"(?![{_T}])"
 
 
@@ -127,7 +127,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "gcp_api_key",
         "credential",
-        rf"{_START}AIza[{_T}]{{35}}{_END}",
+        rf"{_START}AIza[{_T}]{{35,64}}{_END}",
         anchors=("AIza",),
         hint=True,
         summary="Google Cloud / Firebase API keys",
@@ -135,7 +135,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "gcp_oauth_secret",
         "credential",
-        rf"{_START}GOCSPX-[{_T}]{{24,40}}{_END}",
+        rf"{_START}GOCSPX-[{_T}]{{24,100}}{_END}",
         anchors=("GOCSPX-",),
         hint=True,
         summary="Google OAuth client secrets",
@@ -176,7 +176,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "github_token",
         "credential",
-        r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9_])",
+        r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])",
         anchors=("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
         hint=True,
         summary="GitHub classic, OAuth, user-to-server, server-to-server and refresh tokens",
@@ -184,7 +184,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "github_fine_grained_token",
         "credential",
-        r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])",
+        r"(?<![A-Za-z0-9])github_pat_[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])",
         anchors=("github_pat_",),
         hint=True,
         summary="GitHub fine-grained personal access tokens",
@@ -202,8 +202,8 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "stripe_key",
         "credential",
-        r"(?<![A-Za-z0-9_])(?:(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}"
-        r"|whsec_[A-Za-z0-9]{24,247})(?![A-Za-z0-9_])",
+        r"(?<![A-Za-z0-9])(?:(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}"
+        r"|whsec_[A-Za-z0-9]{24,247})(?![A-Za-z0-9])",
         anchors=("sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_", "whsec_"),
         hint=True,
         summary="Stripe secret and restricted keys, webhook signing secrets",
@@ -212,8 +212,8 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "slack_token",
         "credential",
-        r"(?<![A-Za-z0-9_\-.])(?:xoxe\.)?(?:xox[abposre]|xapp)-[A-Za-z0-9\-]{10,250}"
-        r"(?![A-Za-z0-9_\-])",
+        r"(?<![A-Za-z0-9])(?:xoxe\.)?(?:xox[abposre]|xapp)-[A-Za-z0-9\-]{10,250}"
+        r"(?![A-Za-z0-9\-])",
         anchors=("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxe.", "xapp-"),
         hint=True,
         summary="Slack bot, user, app, configuration and refresh tokens",
@@ -236,8 +236,8 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "discord_bot_token",
         "credential",
-        r"(?<![A-Za-z0-9_\-.])[MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40}"
-        r"(?![A-Za-z0-9_\-.])",
+        r"(?<![A-Za-z0-9])[MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40}"
+        r"(?![A-Za-z0-9_\-])",
         gate=(r"[MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.",),
         validator=_secret_is(validators.discord_bot_token),
         hint=True,
@@ -247,7 +247,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "anthropic_key",
         "credential",
-        r"(?<![A-Za-z0-9_\-])sk-ant-(?:api|admin|sid|oat)[0-9]{2}-[A-Za-z0-9_\-]{20,250}"
+        r"(?<![A-Za-z0-9])sk-ant-(?:api|admin|sid|oat)[0-9]{2}-[A-Za-z0-9_\-]{20,250}"
         r"(?![A-Za-z0-9_\-])",
         anchors=("sk-ant-",),
         hint=True,
@@ -256,7 +256,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "openai_key",
         "credential",
-        r"(?<![A-Za-z0-9_\-])sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,250}"
+        r"(?<![A-Za-z0-9])sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,250}"
         r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{32,64})(?![A-Za-z0-9_\-])",
         anchors=("sk-",),
         hint=True,
@@ -266,7 +266,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "npm_token",
         "credential",
-        r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])",
+        r"(?<![A-Za-z0-9])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])",
         anchors=("npm_",),
         hint=True,
         summary="npm access tokens",
@@ -283,7 +283,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "sendgrid_key",
         "credential",
-        rf"{_START}SG\.[{_T}]{{16,32}}\.[{_T}]{{40,50}}{_END}",
+        rf"{_START}SG\.[{_T}]{{16,32}}\.[{_T}]{{40,100}}{_END}",
         anchors=("SG.",),
         hint=True,
         summary="SendGrid API keys",
@@ -291,7 +291,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "mailgun_key",
         "credential",
-        rf"{_START}key-[0-9A-Za-z]{{32}}{_END}",
+        rf"{_START}key-[0-9A-Za-z]{{32}}(?![A-Za-z0-9])",
         anchors=("key-",),
         hint=True,
         summary="Mailgun private API keys",
@@ -359,7 +359,7 @@ CATALOG: tuple[Detector, ...] = (
     Detector(
         "iban",
         "pii",
-        r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
+        r"(?<![A-Za-z0-9_\-])[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
         gate=(r"[A-Z][A-Z][0-9][0-9]",),
         locate=validators.ibans,
         hint=True,

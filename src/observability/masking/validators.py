@@ -43,6 +43,14 @@ IBAN_LENGTHS: dict[str, int] = {
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
 
+# Countries whose BBAN is digits only (SWIFT IBAN registry): a letter there is not an IBAN.
+NUMERIC_BBAN = frozenset(
+    {
+        "AE", "AT", "BA", "BE", "CZ", "DE", "DK", "EE", "ES", "FI", "FO", "GL", "HR", "HU",
+        "IL", "LT", "ME", "NO", "PL", "PT", "RS", "SE", "SI", "SK", "TL", "TN", "XK",
+    }
+)  # fmt: skip
+
 _NOT_DIGIT = re.compile(r"[^0-9]")
 _GROUP = re.compile(r"[0-9]+")
 
@@ -95,8 +103,11 @@ def ibans(text: str) -> list[tuple[int, int]]:
 
 
 def iban(candidate: str) -> bool:
-    """An IBAN without separators: known country, its registered length, mod 97 == 1."""
+    """An IBAN without separators: known country, its registered length, digits where the
+    country's BBAN has only digits, and mod 97 == 1."""
     if IBAN_LENGTHS.get(candidate[:2]) != len(candidate) or not candidate[2:4].isdigit():
+        return False
+    if candidate[:2] in NUMERIC_BBAN and not candidate[4:].isdigit():
         return False
     rearranged = candidate[4:] + candidate[:4]
     # Letters become 10..35 (A=10), as ISO 13616 prescribes.

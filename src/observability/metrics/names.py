@@ -35,6 +35,7 @@ CLOUDWATCH_SHIPPED: Final = "cloudwatch_events_shipped_total"
 CLOUDWATCH_DROPPED: Final = "cloudwatch_events_dropped_total"  # {reason}
 CLOUDWATCH_LAG: Final = "cloudwatch_shipping_lag_seconds"
 CARDINALITY_OVERFLOW: Final = "metric_label_overflow_total"  # {metric}
+LOG_AUDIT_FINDINGS: Final = "log_audit_findings_total"  # {detector}: secrets found after the fact
 
 # System and process
 SYSTEM_CPU: Final = "system_cpu_usage_ratio"
