@@ -17,6 +17,8 @@ from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.silences import SilenceStore
 from observability.alerting.sources import LiveSource
 from observability.alerting.state import StateStore
+from observability.logging import get_logger
+from observability.masking.audit import AuditFinding, LogAuditor
 from observability.metrics import names
 
 __all__ = ["Alerting", "build_alerting"]
@@ -45,6 +47,7 @@ class Alerting:
     evaluator: Evaluator
     silences: SilenceStore
     feed: CounterFeed
+    auditor: LogAuditor | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -56,9 +59,13 @@ class Alerting:
         self._thread = threading.Thread(target=loop, name="alert-feed", daemon=True)
         self._thread.start()
         self.evaluator.start()
+        if self.auditor is not None:
+            self.auditor.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.auditor is not None:
+            self.auditor.stop()
         self.evaluator.stop()
         if self._thread is not None:
             self._thread.join(5)
@@ -102,5 +109,45 @@ def build_alerting(
     def log_drops() -> dict[str, float]:
         return {names.LOG_EVENTS_DROPPED: float(sum(observability.logs.dropped.values()))}
 
-    feed = CounterFeed(instruments.windows, [errors_by_severity, log_drops])
-    return Alerting(evaluator=evaluator, silences=silences, feed=feed)
+    auditor = _auditor(settings, observability, instruments)
+
+    def audit_findings() -> dict[str, float]:
+        # The rule counts findings of any detector (/metrics keeps the detector label).
+        found = sum(auditor.found.values()) if auditor is not None else 0
+        return {names.LOG_AUDIT_FINDINGS: float(found)}
+
+    feed = CounterFeed(instruments.windows, [errors_by_severity, log_drops, audit_findings])
+    return Alerting(evaluator=evaluator, silences=silences, feed=feed, auditor=auditor)
+
+
+_audit_log = get_logger("observability.masking.audit")
+
+
+def _report_findings(findings: list[AuditFinding]) -> None:
+    # Where and which detector, never the value: the line itself is the evidence to fix.
+    for finding in findings[:100]:
+        _audit_log.error(
+            "log_audit_finding",
+            source=finding.source,
+            line_number=finding.line,
+            field=finding.field,
+            detector=finding.detector,
+        )
+
+
+def _auditor(
+    settings: Settings, observability: Observability, instruments: Instrumentation
+) -> LogAuditor | None:
+    """The periodic audit of this instance's stored logs and error store (see
+    docs/logging-standards.md); None when EP_LOG_AUDIT_INTERVAL_SECONDS is 0."""
+    if settings.log_audit_interval_seconds <= 0:
+        return None
+    return LogAuditor(
+        settings.log_dir if settings.log_to_file else None,
+        settings.log_file_stem,
+        store_engine=observability.errors.store.engine,
+        registry=instruments.registry,
+        interval=settings.log_audit_interval_seconds,
+        masker=observability.masker,
+        on_findings=_report_findings,
+    )

@@ -192,6 +192,18 @@ BASE_RULES: tuple[Rule, ...] = (
         labels=_signal("telemetry"),
     ),
     ThresholdRule(
+        name="log_audit_findings",
+        expr=CounterIncrease(names.LOG_AUDIT_FINDINGS, window_s=3600),
+        comparison=">",
+        threshold=0,
+        severity=Severity.HIGH,
+        summary="{value:.0f} secret(s) or personal data found in stored logs by the audit",
+        description="The log audit found what masking let through; the lines are evidence "
+        "to fix and to purge (ep logs audit lists them).",
+        dashboard="system-health",
+        labels=_signal("telemetry"),
+    ),
+    ThresholdRule(
         name="event_ingestion_stalled",
         expr=Stalled(
             domain.EVENTS_INGESTED, window_s=900, while_route=EVENTS_ROUTE, while_method="POST"

@@ -104,6 +104,13 @@ def _symbols_pattern(detectors: Sequence[Detector]) -> str:
     return "|".join([*(re.escape(a) for a in sorted(inside, key=len, reverse=True)), _ESCAPES])
 
 
+def _symbols_quick_pattern(detectors: Sequence[Detector]) -> str:
+    """Their first characters and literals as a regex whose branches all start with a literal
+    character, so the regex engine scans for them in C: a cheap 'maybe' before the above."""
+    inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
+    return "|".join(re.escape(a) for a in sorted(inside | {"%", "\\", "+"}, key=len))
+
+
 class _Compiled:
     __slots__ = ("always", "anchors", "detector", "gate", "index", "regex")
 
@@ -132,9 +139,17 @@ class Engine:
         self._compiled = [_Compiled(i, d) for i, d in enumerate(detectors)]
         self._prefilter = re.compile(_prefilter_pattern(detectors))
         self._symbols = re.compile(_symbols_pattern(detectors))
-        # Checked with `in` (a C substring search) before that regex runs.
-        inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
-        self._symbol_chars = tuple(sorted(inside | {"%", "\\", "+"}))
+        self._symbols_quick = re.compile(_symbols_quick_pattern(detectors))
+        # Every anchor, to tell which detectors a suspect text calls for in one pass.
+        anchors = sorted({a for d in detectors for a in d.anchors}, key=len, reverse=True)
+        self._anchors = re.compile("|".join(map(re.escape, anchors)) or "(?!)")
+        self._by_anchor: dict[str, list[_Compiled]] = {}
+        for compiled in self._compiled:
+            for anchor in compiled.anchors:
+                self._by_anchor.setdefault(anchor, []).append(compiled)
+        # findall does not report an anchor hidden inside a longer one ("sk-" in "sk-ant-").
+        self._inner = {a: [b for b in anchors if b != a and b in a] for a in anchors}
+        self._gated = [c for c in self._compiled if c.gate is not None or c.always]
         self._reversed_keys: dict[str, bool] = {}  # key read backwards -> sensitive
         self._always = any(c.always for c in self._compiled)
         self._kv = next((c for c in self._compiled if c.detector.name == KEY_VALUE), None)
@@ -158,7 +173,7 @@ class Engine:
             return list(range(len(texts)))
         joined = "\n".join(texts)
         bounded = "\n" + joined
-        symbols = any(char in joined for char in self._symbol_chars) and (
+        symbols = self._symbols_quick.search(joined) is not None and (
             self._symbols.search(joined) is not None
         )
         pairs = (
@@ -194,21 +209,25 @@ class Engine:
         return False
 
     def _fired(self, text: str) -> list[_Compiled]:
+        """The detectors whose anchor or gate occurs in `text`, in catalog order."""
         bounded = "\n" + text
-        fired = []
-        for compiled in self._compiled:
-            if compiled is self._kv:
-                if ("=" in text or ":" in text) and self._sensitive_pair(text):
-                    fired.append(compiled)
-            elif compiled.fires(text, bounded):
-                fired.append(compiled)
-        return fired
+        present = set(self._anchors.findall(text))
+        present.update([b for a in list(present) for b in self._inner[a] if b in text])
+        fired = {c.index: c for a in present for c in self._by_anchor[a]}
+        for compiled in self._gated:
+            if compiled.fires(text, bounded):
+                fired[compiled.index] = compiled
+        kv = self._kv
+        if kv is not None and ("=" in text or ":" in text) and self._sensitive_pair(text):
+            fired[kv.index] = kv
+        return [fired[index] for index in sorted(fired)]
 
     # -- detection -------------------------------------------------------------------------
 
-    def findings(self, text: str) -> list[Finding]:
-        """Every secret in `text` (raw offsets, merged, in order)."""
-        if not self.suspect(text):
+    def findings(self, text: str, *, suspected: bool = False) -> list[Finding]:
+        """Every secret in `text` (raw offsets, merged, in order). `suspected`: the caller
+        already ran the prefilter on it."""
+        if not suspected and not self.suspect(text):
             return []
         spans: list[tuple[int, int, int, str]] = []  # start, end, detector index, hint
         for view in views(text):
@@ -273,9 +292,9 @@ class Engine:
 
     # -- replacement -----------------------------------------------------------------------
 
-    def mask(self, text: str) -> str:
+    def mask(self, text: str, *, suspected: bool = False) -> str:
         """`text` with every finding replaced; the same object when there is none."""
-        found = self.findings(text)
+        found = self.findings(text, suspected=suspected)
         if not found:
             return text
         pieces: list[str] = []

@@ -177,7 +177,7 @@ class Masker:
             suspects = self.engine.suspects(texts)
             for index in suspects:
                 key, text = pending[index]
-                masked = self._string(text, 0)
+                masked = self._string(text, 0, suspected=True)
                 if masked is not text:
                     event[key] = masked
             if suspects:
@@ -275,7 +275,7 @@ class Masker:
             return item
         return MASK
 
-    def _string(self, text: str, depth: int) -> str:
+    def _string(self, text: str, depth: int, *, suspected: bool = False) -> str:
         if text in self._clean or text in self._previous:
             return text
         first = text[:1]
@@ -283,7 +283,7 @@ class Masker:
             masked_json = self._json_string(text, depth)
             if masked_json is not None:
                 return masked_json
-        masked = self.engine.mask(text)
+        masked = self.engine.mask(text, suspected=suspected)
         if masked is text:
             self._remember_clean([text])
         return masked
