@@ -501,3 +501,35 @@ def test_sentry_event_shape_is_scrubbed_and_keeps_its_structure(masker: Masker) 
     frame = masked["exception"]["values"][0]["stacktrace"]["frames"][0]
     assert frame["vars"] == {"password": MASK, "retries": 3}
     assert masked["request"]["headers"] == {"Authorization": MASK, "Accept": "*/*"}
+
+
+def test_the_docs_catalog_table_names_every_detector() -> None:
+    """docs/logging-standards.md lists the catalog as it is (name, family, hint)."""
+    from pathlib import Path
+
+    from observability.masking import CATALOG
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "logging-standards.md"
+    rows = re.findall(
+        r"^\| `([a-z0-9_]+)` \| (credential|pii|structure) \|.*\| (last 4|-) \|$",
+        page.read_text(),
+        re.MULTILINE,
+    )
+    documented = sorted((name, family, hint == "last 4") for name, family, hint in rows)
+    assert documented == sorted((d.name, d.family, d.hint) for d in CATALOG)
+
+
+def test_name_value_pairs_follow_the_key_policy(masker: Masker) -> None:
+    """Headers and settings often travel as pairs: the name is the key."""
+    har_headers = [
+        {"name": "X-Api-Key", "value": "opaque-value-1"},
+        {"name": "Accept", "value": "text/html"},
+    ]
+    assert masker.mask({"headers": har_headers}) == {
+        "headers": [{"name": "X-Api-Key", "value": MASK}, {"name": "Accept", "value": "text/html"}]
+    }
+    asgi = [(b"authorization", b"opaque-value-2"), (b"accept", b"*/*")]
+    assert masker.mask(asgi) == [(b"authorization", MASK), (b"accept", b"*/*")]
+    assert masker.mask({"setting": ("db_password", "opaque-value-3")}) == {
+        "setting": ("db_password", MASK)
+    }
