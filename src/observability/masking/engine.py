@@ -1,20 +1,24 @@
 """The scanning engine: the catalog compiled once, each text scanned once for all detectors.
 
-For one text the engine:
-1. runs ONE prefilter: a compiled alternation of every detector's literal anchors (each
-   written from its rarest character, so the regex engine skips from one rare character to the
-   next in C), the gates of the formats without a fixed literal (digit runs, IBAN heads), and
-   the key=value gate (a ``:`` or ``=`` plus a piece of a sensitive term). A text that passes
-   none holds nothing to mask: that is nearly every id, route, path and user agent;
+For the texts of one log event (joined by newlines) the engine:
+1. runs ONE prefilter regex whose every match starts at a character that is not a letter or
+   digit (the regex engine skips runs of letters and digits in C): the literal anchors of the
+   detectors, the gates of the formats without a fixed literal (digit runs, IBAN heads), the
+   anchors inside matches ("@", "://") and the escapes that call for decoding; plus the
+   key=value check (the key before each ``:`` or ``=``, read backwards, through the key
+   policy's cache). A text that passes none holds nothing to mask: that is nearly every id,
+   route, path and user agent;
 2. otherwise builds the decoded views (`decode.py`) and runs only the detectors whose own
    anchor or gate fires on a view, with their validators;
 3. maps every finding back to the raw text, merges overlapping ones (the union is masked, so
    two detectors disagreeing on an edge never leave a piece of a secret), and replaces them.
 
-Measured alternatives (benchmarks/masking_throughput.py, same run, clean request-log strings):
-the stdlib alternation of anchors written from their first character costs 4.3 us per 170
-characters, google-re2 3.4 us, hyperscan 1.6 us (plus a native dependency), this prefilter
-about 0.5 us.
+Measured alternatives for step 1 (same run, one core, the strings of benchmarks' mixed events
+joined per event, 220 characters): this stdlib regex 5.7 us per event, google-re2 with the
+same patterns 2.5 us, hyperscan 2.6 us, an Aho-Corasick automaton (ahocorasick-rs) 0.9 us
+for the literal anchors alone (no gates, so it cannot replace the regex). The native engines
+would halve this step but not change the total much (the clean-value cache removes most
+strings first); the toolkit stays on the standard library.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ _BOUNDARY = "[^0-9A-Za-z]"  # precedes every match that starts with its anchor o
 # Escapes worth decoding: an ASCII percent escape, a JSON or Python escape, a '+' between
 # words (a space in a form-encoded query string). Each branch starts with a literal, so the
 # regex engine skips in C to the next candidate character.
-_ESCAPES = r"%[0-7][0-9A-Fa-f]|\\[\"\\/bfnrtux]|\+(?<=[0-9A-Za-z]\+)[0-9A-Za-z]"
 # Reading the text backwards, a ':' or '=' then the key before it (spaces, a quote, a
 # backslash between them): one pass finds every key of every key=value pair.
 _KEY_BEFORE_SEPARATOR = re.compile(r"[:=][ \t]*[\"']?\\?([A-Za-z0-9_.\-]{1,64})")
@@ -86,7 +89,28 @@ def _prefilter_pattern(detectors: Sequence[Detector]) -> str:
     # Most boundaries are followed by a character no branch starts with ("/api", " the"):
     # one class test rejects them before the branches are tried one by one.
     starts = "".join(sorted({_first_chars(branch) for branch in branches}))
-    return f"{_BOUNDARY}(?=[{starts}])(?:{'|'.join(branches)})"
+    ahead = f"(?=[{starts}])(?:{'|'.join(branches)})"
+    # The boundary character itself may be an anchor inside a match ("@", "://") or an
+    # escape: one class test first, so other boundaries skip these branches at once.
+    inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
+    symbols = [_at_symbol(a) for a in sorted(inside, key=len, reverse=True)]
+    symbols += [
+        r"(?<=%)[0-7][0-9A-Fa-f]",
+        r"(?<=\\)[\"\\/bfnrtux]",
+        r"(?<=[0-9A-Za-z]\+)[0-9A-Za-z]",
+    ]
+    chars = "".join(sorted({re.escape(_symbol_of(a)) for a in inside} | {"%", "\\\\", "\\+"}))
+    return f"{_BOUNDARY}(?:(?<=[{chars}])(?:{'|'.join(symbols)})|{ahead})"
+
+
+def _symbol_of(anchor: str) -> str:
+    return next(ch for ch in anchor if not ch.isalnum())
+
+
+def _at_symbol(anchor: str) -> str:
+    """`anchor` matched from its first non-alphanumeric character, consumed as the boundary."""
+    index = anchor.index(_symbol_of(anchor))
+    return f"(?<={re.escape(anchor[: index + 1])}){re.escape(anchor[index + 1 :])}"
 
 
 def _first_chars(branch: str) -> str:
@@ -96,19 +120,6 @@ def _first_chars(branch: str) -> str:
     if branch.startswith("\\"):
         return branch[:2]
     return re.escape(branch[0])
-
-
-def _symbols_pattern(detectors: Sequence[Detector]) -> str:
-    """The anchors inside matches ("@", "://") and the escapes, in one regex."""
-    inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
-    return "|".join([*(re.escape(a) for a in sorted(inside, key=len, reverse=True)), _ESCAPES])
-
-
-def _symbols_quick_pattern(detectors: Sequence[Detector]) -> str:
-    """Their first characters and literals as a regex whose branches all start with a literal
-    character, so the regex engine scans for them in C: a cheap 'maybe' before the above."""
-    inside = {a for d in detectors if not d.anchored_start for a in d.anchors}
-    return "|".join(re.escape(a) for a in sorted(inside | {"%", "\\", "+"}, key=len))
 
 
 class _Compiled:
@@ -138,8 +149,6 @@ class Engine:
         self.detectors = tuple(detectors)
         self._compiled = [_Compiled(i, d) for i, d in enumerate(detectors)]
         self._prefilter = re.compile(_prefilter_pattern(detectors))
-        self._symbols = re.compile(_symbols_pattern(detectors))
-        self._symbols_quick = re.compile(_symbols_quick_pattern(detectors))
         # Every anchor, to tell which detectors a suspect text calls for in one pass.
         anchors = sorted({a for d in detectors for a in d.anchors}, key=len, reverse=True)
         self._anchors = re.compile("|".join(map(re.escape, anchors)) or "(?!)")
@@ -171,28 +180,24 @@ class Engine:
         - for each ':' or '=', the key before it, through the key policy's cache."""
         if self._always:
             return list(range(len(texts)))
-        joined = "\n".join(texts)
-        bounded = "\n" + joined
-        symbols = self._symbols_quick.search(joined) is not None and (
-            self._symbols.search(joined) is not None
-        )
+        # A leading newline: the first text starts after a boundary like the others.
+        bounded = "\n" + "\n".join(texts)
         pairs = (
             self._kv is not None
-            and ("=" in joined or ":" in joined)
-            and (self._sensitive_pair(joined))
+            and ("=" in bounded or ":" in bounded)
+            and self._sensitive_pair(bounded)
         )
-        if not (symbols or pairs) and self._prefilter.search(bounded) is None:
+        if not pairs and self._prefilter.search(bounded) is None:
             return []
         if len(texts) == 1:
             return [0]
-        starts = list(accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
-        hits = [m.start() for m in self._prefilter.finditer(bounded)]
-        if symbols:
-            hits += [m.start() for m in self._symbols.finditer(joined)]
+        starts = list(accumulate((len(t) + 1 for t in texts[:-1]), initial=1))
+        # A hit starts at its boundary character: inside its text, or the newline before it.
+        hits = [m.start() + (bounded[m.start()] == "\n") for m in self._prefilter.finditer(bounded)]
         if pairs:
-            backwards = _KEY_BEFORE_SEPARATOR.finditer(joined[::-1])
-            hits += [len(joined) - 1 - m.start() for m in backwards]
-        return sorted({bisect_right(starts, hit) - 1 for hit in hits})
+            backwards = _KEY_BEFORE_SEPARATOR.finditer(bounded[::-1])
+            hits += [len(bounded) - 1 - m.start() for m in backwards]
+        return sorted({max(0, bisect_right(starts, hit) - 1) for hit in hits})
 
     def _sensitive_pair(self, text: str) -> bool:
         """Whether a ':' or '=' in `text` follows a sensitive key (decided once per key)."""
