@@ -533,3 +533,21 @@ def test_name_value_pairs_follow_the_key_policy(masker: Masker) -> None:
     assert masker.mask({"setting": ("db_password", "opaque-value-3")}) == {
         "setting": ("db_password", MASK)
     }
+
+
+def test_every_field_of_an_event_is_checked_not_only_the_first_hit() -> None:
+    """The event's strings are prefiltered together; each suspect one is then masked."""
+    event = {
+        "a": "db_password=hunter2",
+        "b": "session_token=abc123",
+        "c": "mail ann@example.org",
+        "d": "plain",
+        "e": "card 4111 1111 1111 1111",
+    }
+    assert Masker().mask_event(dict(event)) == {
+        "a": f"db_password={MASK}",
+        "b": f"session_token={MASK}",
+        "c": "mail [MASKED:email]",
+        "d": "plain",
+        "e": "card [MASKED:card:last4=1111]",
+    }

@@ -196,22 +196,24 @@ class Engine:
         hits = [m.start() + (bounded[m.start()] == "\n") for m in self._prefilter.finditer(bounded)]
         if pairs:
             backwards = _KEY_BEFORE_SEPARATOR.finditer(bounded[::-1])
-            hits += [len(bounded) - 1 - m.start() for m in backwards]
+            sensitive = self._reversed_key_is_sensitive
+            hits += [len(bounded) - 1 - m.start() for m in backwards if sensitive(m.group(1))]
         return sorted({max(0, bisect_right(starts, hit) - 1) for hit in hits})
 
     def _sensitive_pair(self, text: str) -> bool:
         """Whether a ':' or '=' in `text` follows a sensitive key (decided once per key)."""
+        sensitive = self._reversed_key_is_sensitive
+        return any(sensitive(key) for key in _KEY_BEFORE_SEPARATOR.findall(text[::-1]))
+
+    def _reversed_key_is_sensitive(self, reversed_key: str) -> bool:
         known = self._reversed_keys
-        for reversed_key in _KEY_BEFORE_SEPARATOR.findall(text[::-1]):
-            sensitive = known.get(reversed_key)
-            if sensitive is None:
-                sensitive = self.keys.is_sensitive(reversed_key[::-1])
-                if len(known) >= _KEY_CACHE_MAX:
-                    known.clear()
-                known[reversed_key] = sensitive
-            if sensitive:
-                return True
-        return False
+        sensitive = known.get(reversed_key)
+        if sensitive is None:
+            sensitive = self.keys.is_sensitive(reversed_key[::-1])
+            if len(known) >= _KEY_CACHE_MAX:
+                known.clear()
+            known[reversed_key] = sensitive
+        return sensitive
 
     def _fired(self, text: str) -> list[_Compiled]:
         """The detectors whose anchor or gate occurs in `text`, in catalog order."""
