@@ -37,24 +37,24 @@ from experimentation_platform.cli import app
 from experimentation_platform.settings import load_settings
 from experimentation_platform.telemetry import alerts
 from observability.alerting.evaluator import Evaluator
+from observability.alerting.grouping import Grouping
 from observability.alerting.notifiers import Notification
-from observability.alerting.rules import (
-    AlertDefinition,
-    Condition,
-    CounterIncrease,
-    CounterRate,
-    GaugeValue,
-    Grouping,
-    Query,
-    Stalled,
-    definitions,
-    series_key,
-)
+from observability.alerting.rules import AlertDefinition, Condition, definitions
 from observability.alerting.silences import SilenceStore
 from observability.alerting.state import StateStore
 from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
 from observability.errors import ErrorStore
+from observability.metrics.sketch import QuantileSketch
 from observability.metrics.telemetry import TelemetryCollector
+from observability.query.model import (
+    CounterIncrease,
+    CounterRate,
+    GaugeValue,
+    MetricTerm,
+    Stalled,
+    series_key,
+)
+from observability.query.source import CounterTotals, RequestCounts, RouteTotals, name_of
 from tests.support.platform import running_instance
 from tests.support.servers import require_binary
 
@@ -238,36 +238,49 @@ class AlwaysFiring:
         step = {">": 1.0, ">=": 0.0, "<": -1.0, "<=": 0.0}[condition.comparison]
         return float(condition.threshold) + step
 
-    def _satisfy(self, expr: Query, condition: Condition) -> None:
+    def _satisfy(self, expr: MetricTerm, condition: Condition) -> None:
         if isinstance(expr, CounterIncrease | CounterRate):
-            self.counters[series_key(expr.name, expr.labels)] = max(
-                1.0, self._value(condition) * expr.window_s
+            window = expr.window_s or 60
+            self.counters[series_key(expr.name, expr.where)] = max(
+                1.0, self._value(condition) * window
             )
         elif isinstance(expr, Stalled):
-            self.counters[expr.name] = max(0.0, self._value(condition))
+            self.counters[series_key(expr.name, expr.where)] = max(0.0, self._value(condition))
         elif isinstance(expr, GaugeValue):
-            labels = {**expr.labels, "instance": "docs-test"}
+            labels = {**expr.where, "instance": "docs-test"}
             self.gauges.setdefault(expr.name, {})[series_key(expr.name, labels)] = self._value(
                 condition
             )
         # ratios and burn rates: every request fails and is slow (request_counts below)
 
-    def request_counts(
-        self, window_s: int, now: float, route: str | None, method: str | None
-    ) -> tuple[float, float]:
-        return (0.0, 0.0) if self.quiet else (1000.0, 1000.0)
+    def request_counts(self, window_s: int, now: float, where: Any) -> RequestCounts:
+        if self.quiet:
+            return RequestCounts(0.0, 0.0, 0.0, float(window_s))
+        return RequestCounts(1000.0, 1000.0, 1000.0, float(window_s))
 
     def latency_above(self, *_args: Any) -> tuple[float, float]:
         return (0.0, 0.0) if self.quiet else (1000.0, 1000.0)
 
-    def latency_quantile(self, *_args: Any) -> float | None:
-        return None if self.quiet else 60.0
+    def latency_sketch(self, *_args: Any) -> QuantileSketch:
+        sketch = QuantileSketch()
+        if not self.quiet:
+            sketch.add(60.0)
+        return sketch
 
-    def counter_increase(self, key: str, window_s: int, now: float) -> float | None:
-        return None if self.quiet else self.counters.get(key, 0.0)
+    def counter_totals(self, name: str, window_s: int, now: float) -> CounterTotals:
+        totals = (
+            {} if self.quiet else {k: v for k, v in self.counters.items() if name_of(k) == name}
+        )
+        return CounterTotals(totals, float(window_s))
 
     def gauge_values(self, name: str, now: float) -> dict[str, float]:
         return {} if self.quiet else self.gauges.get(name, {})
+
+    def reading_rates(self, name: str, window_s: int, now: float) -> dict[str, float]:
+        return {}
+
+    def route_totals(self, window_s: int, now: float) -> dict[str, RouteTotals]:
+        return {}
 
 
 def fire_every_alert(
@@ -276,11 +289,11 @@ def fire_every_alert(
     """Run the platform's rules through the real evaluator, with the platform's own config
     except one notification per alert and no inhibition: every alert fires, resolves and fires
     again (so the log has both `alert_fired` and `alert_resolved`)."""
-    rules_definitions = definitions(alerts.RULES)
+    rules_definitions = definitions(alerts.BASE_RULES)
     sent: list[Notification] = []
     source = AlwaysFiring(rules_definitions)
     evaluator = Evaluator(
-        alerts.RULES,
+        alerts.BASE_RULES,
         source,
         notify=sent.append,
         config=replace(
@@ -387,18 +400,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
         # (for `ep alerts list`) and its log (`alert_fired` lines).
         engine = observability.errors.store.engine
         notifications = fire_every_alert(
-            platform_app.state.alerting.evaluator.config, StateStore(engine)
+            platform_app.state.observability.evaluator.config, StateStore(engine)
         )
         metrics_text = ok(client.get("/metrics", headers=admin), 200).text
         routes = list(platform_app.routes)
 
-    store = ErrorStore.from_url(settings.resolved_errors_database_url)
+    store = ErrorStore.from_url(settings.resolved_observability_database_url)
     try:
         groups = store.list_groups(status=None, limit=100)
     finally:
         store.dispose()
     fingerprint = next(g.fingerprint for g in groups if g.type.endswith("SelfTestError"))
-    silences = SilenceStore(ErrorStore.from_url(settings.resolved_errors_database_url).engine)
+    silences = SilenceStore(
+        ErrorStore.from_url(settings.resolved_observability_database_url).engine
+    )
     silences.create_schema()
     silence = silences.create(
         ["alertname=disk_saturation"], author="docs-test", reason="runbook test", duration_s=3600
@@ -459,7 +474,7 @@ def _cloudwatch_sample_names(directory: Path) -> set[str]:
 
 # -- (a) ------------------------------------------------------------------------------------
 def test_every_alert_links_to_an_existing_runbook_section(home: Home) -> None:
-    expected = {d.name: d for d in definitions(alerts.RULES)}
+    expected = {d.name: d for d in definitions(alerts.BASE_RULES)}
     assert set(home.notifications) == set(expected), "every alert fires under AlwaysFiring"
     runbook_anchors = anchors(RUNBOOK)
     assert alerts.RUNBOOK_URL.endswith("/docs/runbook.md")
@@ -490,7 +505,7 @@ def test_prometheus_and_cloudwatch_link_the_same_sections(home: Home) -> None:
 
 def test_each_runbook_section_is_complete_and_names_its_alerts() -> None:
     by_anchor: dict[str, list[str]] = {}
-    for d in definitions(alerts.RULES):
+    for d in definitions(alerts.BASE_RULES):
         by_anchor.setdefault(d.runbook, []).append(d.name)
     found = sections(RUNBOOK)
     parts = ("What it means", "User impact", "First five minutes", "Diagnosis", "Mitigation")

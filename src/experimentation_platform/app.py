@@ -1,14 +1,13 @@
-"""create_app(settings) -> FastAPI: the only place that wires observability into the platform."""
+"""create_app(settings) -> FastAPI: the platform's routers, observed through the toolkit's one
+entry point, `observability.instrument`, with the platform's definitions from `telemetry`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from experimentation_platform.alerting import build_alerting
 from experimentation_platform.api import (
     assignments,
     error_groups,
@@ -20,102 +19,66 @@ from experimentation_platform.api import (
 )
 from experimentation_platform.api.errors import install_error_handlers
 from experimentation_platform.container import Platform, build_platform
-from experimentation_platform.instrumentation import (
-    Instrumentation,
-    attach_platform,
-    build_instrumentation,
-)
-from experimentation_platform.observe import Observability, setup_observability
-from experimentation_platform.ops_ui import mount_ops_ui
 from experimentation_platform.settings import Settings, load_settings
-from observability.asgi import ObservabilityMiddleware
+from experimentation_platform.telemetry.wiring import (
+    PlatformTelemetry,
+    attach,
+    observability_config,
+    platform_access,
+)
+from observability import instrument
 from observability.logging import get_logger
-from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
-from observability.web import alerts_from_evaluator
+from observability.metrics import names
 
 __all__ = ["create_app"]
 
 log = get_logger("experimentation_platform.app")
 
 
-def create_app(
-    settings: Settings | None = None,
-    platform: Platform | None = None,
-    observability: Observability | None = None,
-) -> FastAPI:
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
     settings = settings or load_settings()
-    observability = observability or setup_observability(settings)
-    instruments = build_instrumentation(settings, observability)
     owned = platform is None
-    platform = platform or build_platform(settings, cache_observer=instruments.cache.observe)
-    attach_platform(instruments, platform, settings)
-    if platform.faults.enabled:
-        # After query timing is attached: injected latency shows in db_query_duration_seconds.
-        platform.faults.instrument_engine(platform.db.engine)
-        if observability.shipper is not None:
-            platform.faults.cloudwatch_outage = observability.shipper.simulate_outage
-    alerting = build_alerting(settings, observability, instruments)
+    platform = platform or build_platform(settings)
+    app = FastAPI(
+        title="Experimentation Platform",
+        version=settings.release,
+        description="A/B tests, feature flags, deterministic assignment and conversion events.",
+    )
+    install_error_handlers(app)
+    for module in (experiments, assignments, flags, events, health, ops, error_groups):
+        app.include_router(module.router)
+    config = observability_config(
+        settings,
+        readiness={"database": platform.db.ping, "cache": platform.cache.ping},
+        access=platform_access(platform),
+    )
+    # The toolkit's lifespan wraps this one: it starts first and closes last.
+    app.router.lifespan_context = _lifespan(settings, platform, owned)
+    observability = instrument(app, config)
+    app.state.telemetry = attach(observability, platform)
+    app.state.platform = platform
+    app.state.settings = settings
+    return app
 
+
+def _lifespan(
+    settings: Settings, platform: Platform, owned: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        telemetry: PlatformTelemetry = app.state.telemetry
         log.info(
-            "service_started",
+            names.SERVICE_STARTED,
             release=settings.release,
             environment=settings.environment,
             database=platform.db.dialect,
             cache=platform.cache.backend,
         )
-        await instruments.start()
-        if settings.alerts_enabled:
-            alerting.start()
+        telemetry.start()
         yield
-        log.info("service_stopping")
-        if settings.alerts_enabled:
-            alerting.stop()
-        await instruments.stop()
+        log.info(names.SERVICE_STOPPING)
+        telemetry.stop()
         if owned:
             platform.close()
-        observability.close(timeout=5.0)
 
-    app = FastAPI(
-        title="Experimentation Platform",
-        version=settings.release,
-        description="A/B tests, feature flags, deterministic assignment and conversion events.",
-        lifespan=lifespan,
-    )
-    app.state.platform = platform
-    app.state.settings = settings
-    app.state.observability = observability
-    app.state.instruments = instruments
-    app.state.alerting = alerting
-    app.state.alerts_provider = lambda: alerts_from_evaluator(alerting.evaluator)
-    install_error_handlers(app)
-    for module in (experiments, assignments, flags, events, health, ops, error_groups):
-        app.include_router(module.router)
-    app.add_route(
-        "/metrics", _metrics_app(instruments, platform, settings), include_in_schema=False
-    )
-    mount_ops_ui(app, settings, observability, instruments)
-    app.add_middleware(
-        InFlightMiddleware,
-        gauge=instruments.http.in_flight,
-        exclude_paths=instruments.http.excluded,
-    )
-    app.add_middleware(
-        ObservabilityMiddleware,
-        observers=[*observability.request_observers, instruments.http, instruments.observe_request],
-        trusted_proxies=[p for p in settings.trusted_proxies.split(",") if p.strip()],
-    )
-    return app
-
-
-def _metrics_app(instruments: Instrumentation, platform: Platform, settings: Settings) -> Any:
-    """/metrics for a scraper's token (EP_METRICS_TOKEN) or an admin API key; never open."""
-
-    def is_admin(key: str) -> bool:
-        principal = platform.keys.cached(key) or platform.keys.authenticate(key)
-        return principal is not None and principal.role == "admin"
-
-    return metrics_endpoint(
-        instruments.registry, token=settings.metrics_token or None, authorize=is_admin
-    )
+    return lifespan

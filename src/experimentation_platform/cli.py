@@ -88,10 +88,11 @@ def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> u
 
 def _log_to_pipeline(settings: Settings) -> None:
     """JSON lines from the first moment: uvicorn's start-up lines go through our pipeline."""
-    from experimentation_platform.observe import logging_config
+    from experimentation_platform.telemetry.wiring import observability_config
+    from observability.core import logging_config
     from observability.logging import configure_logging
 
-    configure_logging(logging_config(settings))
+    configure_logging(logging_config(observability_config(settings)))
 
 
 @app.command()

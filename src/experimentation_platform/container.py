@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from experimentation_platform.faults import Faults, FaultyCache
 from experimentation_platform.settings import Settings
-from experimentation_platform.storage.cache import CacheObserver, ConfigCache, make_cache
+from experimentation_platform.storage.cache import ConfigCache, make_cache
 from experimentation_platform.storage.db import Database
 from experimentation_platform.storage.events import EventStore
 from experimentation_platform.storage.experiments import ExperimentStore
@@ -32,13 +32,12 @@ class Platform:
         self.db.dispose()
 
 
-def build_platform(settings: Settings, cache_observer: CacheObserver | None = None) -> Platform:
+def build_platform(settings: Settings) -> Platform:
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     cache = make_cache(
         settings.redis_url,
         settings.cache_ttl_seconds,
         prefix=settings.cache_prefix,
-        **({"observer": cache_observer} if cache_observer else {}),
     )
     faults = Faults(enabled=settings.fault_injection)
     if faults.enabled:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
 from experimentation_platform.errors import InvalidState
-from experimentation_platform.storage.cache import ConfigCache
+from experimentation_platform.storage.cache import CacheObserver, ConfigCache
 from observability.logging import get_logger
 
 __all__ = ["FaultInjectedError", "FaultState", "Faults", "FaultyCache"]
@@ -125,6 +125,14 @@ class FaultyCache:
     @property
     def local(self) -> bool:
         return self.inner.local and not self.faults.state.cache_unavailable
+
+    @property
+    def observer(self) -> CacheObserver:
+        return self.inner.observer
+
+    @observer.setter
+    def observer(self, observer: CacheObserver) -> None:
+        self.inner.observer = observer
 
     def _down(self) -> bool:
         return self.faults.state.cache_unavailable

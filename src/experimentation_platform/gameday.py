@@ -38,12 +38,13 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, create_engine
 
-from experimentation_platform.commands.incident import platform_evidence
 from experimentation_platform.demo import DemoTraffic, seed
 from experimentation_platform.settings import Settings, load_settings
 from experimentation_platform.storage.db import Database, migrate
 from experimentation_platform.storage.keys import KeyStore
-from experimentation_platform.telemetry.alerts import BASE_RULES, scale_rules
+from experimentation_platform.telemetry.alerts import BASE_RULES
+from experimentation_platform.telemetry.evidence import stored_evidence
+from observability.alerting.scaling import scale_rules
 from observability.alerting.state import AlertInstance, StateStore
 from observability.incident import IncidentEvidence
 
@@ -317,6 +318,7 @@ def _started_instance(
         "EP_VAR_DIR": str(var_dir),
         "EP_LOG_DIR": str(var_dir / "log"),
         "EP_DATABASE_URL": "",
+        "EP_OBSERVABILITY_DATABASE_URL": "",
         "EP_ERRORS_DATABASE_URL": "",
         "EP_REDIS_URL": "",
         "EP_HOST": LOOPBACK,
@@ -613,7 +615,7 @@ def run_scenario(
             )
         say(f"[{scenario.name}] instance ready at {target.base_url}; warming up")
         stack.enter_context(_traffic(target.base_url, target.admin_key, config))
-        engine = create_engine(target.settings.resolved_errors_database_url)
+        engine = create_engine(target.settings.resolved_observability_database_url)
         stack.callback(engine.dispose)
         time.sleep(config.warmup_s)
         faults = httpx.Client(
@@ -695,7 +697,7 @@ def _record_detection(
     else:
         result.notes.append(f"no notification within {config.notify_timeout_s:.0f}s")
     rules = scale_rules(BASE_RULES, config.scale) if not config.base_url else None
-    evidence = platform_evidence(
+    evidence = stored_evidence(
         target.settings,
         alert,
         route_stats=_route_stats(target, alert.active_since or result.fault_at),

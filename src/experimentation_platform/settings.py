@@ -77,13 +77,17 @@ class Settings(BaseSettings):
     slow_query_seconds: float = Field(default=0.5, gt=0.0)
     alerts_enabled: bool = True  # the embedded evaluator (off when Prometheus evaluates)
     alert_interval_seconds: float = Field(default=30.0, ge=1.0, le=600.0)
+    # Game days and tests: every rule window, hold time and grouping timer times this.
+    alert_window_scale: float = Field(default=1.0, gt=0.0, le=1.0)
     fault_injection: bool = False  # game days only: /api/v1/ops/faults for admin keys
     ops_refresh_seconds: int = Field(default=30, ge=2, le=3600)  # built-in UI auto-refresh
     # What process_memory_usage_ratio divides by; 0: the cgroup v2 limit, else the default.
     memory_budget_mb: int = Field(default=0, ge=0, le=4 * 1024 * 1024)
 
-    # Errors
-    errors_database_url: str = ""  # empty: the platform database if PostgreSQL, else var/errors.db
+    # Errors, alert state, silences, notification log, metric history (one store)
+    observability_database_url: str = ""  # empty: the platform database if PostgreSQL, else
+    # var/observability.db (an existing var/errors.db of an earlier release is renamed to it)
+    errors_database_url: str = ""  # the earlier name of the setting above; still honoured
     sentry_dsn: str = ""
     sentry_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     capture_logged_errors: bool = False  # also capture logger.exception(...) calls
@@ -133,12 +137,12 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.var_dir / 'platform.db').as_posix()}"
 
     @cached_property
-    def resolved_errors_database_url(self) -> str:
-        if self.errors_database_url:
-            return self.errors_database_url
+    def resolved_observability_database_url(self) -> str:
+        if self.observability_database_url or self.errors_database_url:
+            return self.observability_database_url or self.errors_database_url
         if not self.is_sqlite:
             return self.resolved_database_url
-        return f"sqlite:///{(self.var_dir / 'errors.db').as_posix()}"
+        return f"sqlite:///{(self.var_dir / 'observability.db').as_posix()}"
 
     @cached_property
     def resolved_memory_budget_bytes(self) -> int:

@@ -8,8 +8,9 @@
 What it gathers (each part optional: a missing source leaves a note, never an exception):
 
 * the metric that breached: the alert's query, value and threshold, and its recent curve --
-  the same query the evaluator ran, re-evaluated at earlier moments over `RollingWindows`
-  (<= 1 h, 5 s slots) or over `MetricHistory` minutes (longer, or when no windows are at hand);
+  the same term the evaluator ran, re-evaluated by `observability.query` at earlier moments
+  over the rolling windows (5 s slots while they hold the moment) and `MetricHistory` minutes
+  (further back, longer windows, or when no windows are at hand);
 * the slowest and the most failing routes in the alert's window;
 * the top error groups active since the alert started (with new ones marked);
 * sample failing requests (error-level log lines) with every log line of each request;
@@ -24,12 +25,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from observability.alerting.rules import (
-    AlertDefinition,
+from observability.alerting.rules import AlertDefinition
+from observability.alerting.state import AlertInstance
+from observability.errors.store import ErrorStore
+from observability.logsearch import LogQuery, LogSearch, LogSearchError
+from observability.metrics.history import MetricHistory
+from observability.metrics.windows import RollingWindows
+from observability.query.evaluate import instant
+from observability.query.live import LiveSource
+from observability.query.minutes import MinuteStore
+from observability.query.model import (
     BurnRate,
     CounterIncrease,
     CounterRate,
@@ -37,17 +46,15 @@ from observability.alerting.rules import (
     GaugeValue,
     LatencyAbove,
     LatencyQuantile,
-    MetricSource,
-    Query,
+    MetricTerm,
+    Ratio,
+    RequestRate,
     Stalled,
-    parse_series_key,
+    series_key,
+    window_of,
+    with_window,
 )
-from observability.alerting.sources import LiveSource, MinuteStore
-from observability.alerting.state import AlertInstance
-from observability.errors.store import ErrorStore
-from observability.logsearch import LogQuery, LogSearch, LogSearchError
-from observability.metrics.history import MetricHistory
-from observability.metrics.windows import RollingWindows
+from observability.query.source import MetricSource
 
 __all__ = [
     "ConfigChange",
@@ -294,53 +301,47 @@ def _guard(evidence: IncidentEvidence, part: str, fn: Callable[[], None]) -> Non
 
 
 # -- the metric -----------------------------------------------------------------------------
-def _window_of(expr: Query | None) -> int | None:
-    if isinstance(expr, BurnRate):
-        return expr.sli.window_s
-    window = getattr(expr, "window_s", None)
-    return int(window) if window is not None else None
+def _window_of(expr: MetricTerm | None) -> int | None:
+    return None if expr is None else window_of(expr)
 
 
-def describe_query(expr: Query) -> str:
-    """A rule's query in words, e.g. 'burn rate of 5xx ratio over 36s (budget 0.001)'."""
+def describe_query(expr: MetricTerm) -> str:
+    """A rule's term in words, e.g. 'burn rate of 5xx ratio over 36s (budget 0.001)'."""
     if isinstance(expr, BurnRate):
         return f"burn rate of {describe_query(expr.sli)} (budget {expr.budget:g})"
+    seconds = window_of(expr)
+    window = f"{seconds}s" if seconds is not None else "the panel's range"
     where = ""
-    route = getattr(expr, "route", None)
-    if route:
-        where = f" on {getattr(expr, 'method', None) or ''} {route}".replace("  ", " ")
+    if isinstance(expr, RequestRate | ErrorRatio | LatencyQuantile | LatencyAbove) and expr.where:
+        parts = (expr.where.get("method"), expr.where.get("route"))
+        where = " on " + " ".join(v for v in parts if v)
+    if isinstance(expr, RequestRate):
+        return f"request rate{where} over {window}"
     if isinstance(expr, ErrorRatio):
-        return f"5xx ratio{where} over {expr.window_s}s"
+        return f"{expr.status_class} ratio{where} over {window}"
     if isinstance(expr, LatencyAbove):
         what = expr.distribution or "request latency"
-        return f"share of {what}{where} above {expr.threshold_s * 1000:g} ms over {expr.window_s}s"
+        return f"share of {what}{where} above {expr.threshold_s * 1000:g} ms over {window}"
     if isinstance(expr, LatencyQuantile):
         what = expr.distribution or "request latency"
-        return f"p{expr.q * 100:g} of {what}{where} over {expr.window_s}s"
+        return f"p{expr.q * 100:g} of {what}{where} over {window}"
     if isinstance(expr, CounterIncrease):
-        return f"increase of {_series(expr.name, expr.labels)} over {expr.window_s}s"
+        return f"increase of {series_key(expr.name, expr.where)} over {window}"
     if isinstance(expr, CounterRate):
-        return f"rate of {_series(expr.name, expr.labels)} over {expr.window_s}s"
+        return f"rate of {series_key(expr.name, expr.where)} over {window}"
+    if isinstance(expr, Ratio):
+        return f"{expr.numerator} / {expr.denominator} over {window}"
     if isinstance(expr, Stalled):
-        return f"increase of {expr.name} over {expr.window_s}s while requests flow"
-    return f"gauge {_series(expr.name, expr.labels)}"
+        return f"increase of {series_key(expr.name, expr.where)} over {window} while requests flow"
+    return f"gauge {series_key(expr.name, expr.where)}"
 
 
-def _series(name: str, labels: Mapping[str, str]) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}" if inner else name
-
-
-def _widen(expr: Query, minimum: int) -> Query:
+def _widen(expr: MetricTerm, minimum: int) -> MetricTerm:
     """Minute data cannot answer a window shorter than a couple of minutes: widen it."""
-    if isinstance(expr, BurnRate):
-        sli = _widen(expr.sli, minimum)
-        assert isinstance(sli, ErrorRatio | LatencyAbove)
-        return replace(expr, sli=sli)
-    window = getattr(expr, "window_s", None)
+    window = window_of(expr)
     if window is None or window >= minimum:
         return expr
-    widened: Query = replace(cast(Any, expr), window_s=minimum)
+    widened: MetricTerm = with_window(expr, minimum)
     return widened
 
 
@@ -353,33 +354,34 @@ def _metric(
 ) -> None:
     condition = definition.clauses[0][0]
     expr = condition.expr
-    window_s = _window_of(expr)
+    window_s = window_of(expr)
     now, start = evidence.gathered_at, evidence.since
+    reach = max(window_s or 0, 2 * _MINUTE)
+    # Only the minutes the curve needs: a store fed from history for [start - reach, now].
+    store = MinuteStore(retention_s=now - start + reach + 2 * _MINUTE)
+    store.prepare([expr])
     curve: list[CurvePoint] = []
     resolution = _MINUTE
-    if isinstance(expr, GaugeValue):
+    if windows is None and history is None:
+        evidence.notes.append("metric curve: no rolling windows and no metric history")
+    elif isinstance(expr, GaugeValue):
         if history is not None:
-            curve = _gauge_curve(history, expr, alert.labels, start, now)
+            source = LiveSource(history=history, store=store, clock=lambda: now)
+            curve = _evaluated_curve(source, expr, alert.labels, start, now, _MINUTE)
         else:
             evidence.notes.append("metric curve: gauges have no history here (current only)")
     elif windows is not None and (window_s or 0) <= _HOUR:
-        # Fine slots are kept 6 minutes: steps of one slot while that covers the span.
+        # Steps of a few seconds while the span is short: the windows hold 5 s slots.
         span = now - start
         resolution = max(5, math.ceil(span / _MAX_POINTS / 5) * 5)
-        source: MetricSource = LiveSource(windows, history=history)
-        curve = _evaluated_curve(source, expr, alert.labels, start, now, resolution)
-    elif history is not None:
-        store = MinuteStore()
-        store.prepare([definition])
-        reach = max(window_s or 0, 2 * _MINUTE)
-        for rollup in history.rollups(start - reach, now):
-            store.add(rollup)
+        live = LiveSource(windows, history=history, store=store, clock=lambda: now)
+        curve = _evaluated_curve(live, expr, alert.labels, start, now, resolution)
+    else:
+        source = LiveSource(history=history, store=store, clock=lambda: now)
         widened = _widen(expr, 2 * _MINUTE)
         if widened != expr:
             evidence.notes.append("metric curve: minute history, windows widened to 120s")
-        curve = _evaluated_curve(store, widened, alert.labels, start, now, _MINUTE)
-    else:
-        evidence.notes.append("metric curve: no rolling windows and no metric history")
+        curve = _evaluated_curve(source, widened, alert.labels, start, now, _MINUTE)
     evidence.metric = MetricEvidence(
         query=describe_query(expr),
         comparison=condition.comparison,
@@ -403,7 +405,7 @@ def _matching(samples: Iterable[tuple[dict[str, str], float]], labels: Mapping[s
 
 def _evaluated_curve(
     source: MetricSource,
-    expr: Query,
+    expr: MetricTerm,
     labels: Mapping[str, str],
     start: float,
     end: float,
@@ -411,28 +413,9 @@ def _evaluated_curve(
 ) -> list[CurvePoint]:
     points = []
     for t in _steps(start, end, step):
-        value = _matching(expr.evaluate(source, t), labels)
+        value = _matching(instant(expr, source, t), labels)
         points.append(CurvePoint(t, None if math.isnan(value) else value))
     return points
-
-
-def _gauge_curve(
-    history: MetricHistory,
-    expr: GaugeValue,
-    labels: Mapping[str, str],
-    start: float,
-    end: float,
-) -> list[CurvePoint]:
-    points = []
-    for minute, values in sorted(history.gauges(start - _MINUTE, end).items()):
-        samples = []
-        for key, value in values.items():
-            name, series = parse_series_key(key)
-            if name == expr.name and all(series.get(k) == v for k, v in expr.labels.items()):
-                samples.append((series, value))
-        value = _matching(samples, labels)
-        points.append(CurvePoint(float(minute), None if math.isnan(value) else value))
-    return points[-_MAX_POINTS:]
 
 
 # -- routes ---------------------------------------------------------------------------------

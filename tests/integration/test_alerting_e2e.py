@@ -38,6 +38,7 @@ from observability.alerting.alertmanager_render import (
     render_alertmanager_config,
 )
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
+from observability.alerting.grouping import Grouping
 from observability.alerting.notifiers import (
     Dispatcher,
     EmailNotifier,
@@ -46,18 +47,12 @@ from observability.alerting.notifiers import (
     routes_from_table,
 )
 from observability.alerting.prometheus_render import render_rules_yaml, to_yaml
-from observability.alerting.rules import (
-    BurnWindow,
-    ErrorRatio,
-    Grouping,
-    HttpMetrics,
-    Rule,
-    SloRule,
-    ThresholdRule,
-)
-from observability.alerting.sources import LiveSource
+from observability.alerting.rules import BurnWindow, Rule, SloRule, ThresholdRule
 from observability.asgi import ObservabilityMiddleware, RequestRecord
 from observability.metrics.windows import RollingWindows
+from observability.query.live import LiveSource
+from observability.query.model import ErrorRatio
+from observability.query.promql import PromNames
 from tests.observability.notifiers import smtp_server
 from tests.support.servers import (
     AWS_TEST_ENV,
@@ -234,7 +229,7 @@ def test_burst_reaches_slack_and_pagerduty_through_prometheus_and_alertmanager(
             grouping=GROUPING,
         )
         (tmp_path / "alertmanager.yml").write_text(to_yaml(am_config))
-        (tmp_path / "rules.yml").write_text(render_rules_yaml(RULES, metrics=HttpMetrics()))
+        (tmp_path / "rules.yml").write_text(render_rules_yaml(RULES, names=PromNames()))
         am_port, prom_port = free_port(), free_port()
         prom_config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -100,7 +100,7 @@ def test_canaries_reach_no_sink(
             assert sentry.wait_for(1, timeout=15), "Sentry received the error"
             observability.logs.flush(5)
             assert observability.shipper.flush(20)
-            error_db = Path(settings.resolved_errors_database_url.removeprefix("sqlite:///"))
+            error_db = Path(settings.resolved_observability_database_url.removeprefix("sqlite:///"))
             groups = observability.errors.store.list_groups()
         # After shutdown: every sink flushed.
         stdout = capfd.readouterr().out
@@ -275,7 +275,7 @@ def test_fresh_corpus_through_a_real_ep_serve_reaches_no_sink(
             assert sentry.wait_for(len(corpus), timeout=30), "Sentry received the errors"
             server.stop()  # SIGTERM: the server flushes its pipeline and the shipper
         active, rotated = _log_files(tmp_path / "log")
-        store = (tmp_path / "errors.db").read_bytes().decode("latin-1")
+        store = (tmp_path / "observability.db").read_bytes().decode("latin-1")
         sinks = {
             "stdout": stdout.read_text(),
             "log file": active,
@@ -365,7 +365,7 @@ def test_fresh_corpus_in_errors_and_log_fields_reaches_no_receiver(
             "stdout": capfd.readouterr().out,
             "log file": _log_files(tmp_path / "log")[0],
             "cloudwatch": _cloudwatch_messages(moto),
-            "error store": (tmp_path / "errors.db").read_bytes().decode("latin-1"),
+            "error store": (tmp_path / "observability.db").read_bytes().decode("latin-1"),
             "sentry": _bodies(sentry),
             "pagerduty": pagerduty,
             "slack": slack,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experimentation_platform.observe import REQUEST_LOGGER, _shipper
 from experimentation_platform.settings import load_settings
+from experimentation_platform.telemetry.wiring import observability_config
+from observability import Observability
 from observability.cloud.agent import ShippingAgent
 from observability.cloud.sink import cloudwatch_sink
+from observability.core import REQUEST_LOGGER
 
 
 class Recorder:
@@ -35,10 +37,14 @@ def test_a_write_is_one_batch_of_the_rendered_lines() -> None:
 def test_the_platform_ships_through_the_agent_routing_its_request_logger(
     tmp_path: Path,
 ) -> None:
-    settings = load_settings(var_dir=tmp_path, cloudwatch_enabled=True, cloudwatch_agent=True)
-    shipper = _shipper(settings, tmp_path / "journal")
+    settings = load_settings(
+        var_dir=tmp_path, cloudwatch_enabled=True, log_to_stdout=False, alerts_enabled=False
+    )
+    observability = Observability(observability_config(settings))
     try:
+        shipper = observability.shipper
         assert isinstance(shipper, ShippingAgent)
         assert shipper.config.request_logger == REQUEST_LOGGER
+        assert shipper.config.journal_dir == tmp_path / "cloudwatch" / "worker-0"
     finally:
-        shipper.close(5)
+        observability.close(5)

@@ -84,7 +84,7 @@ def test_incident_evidence_endpoint_names_the_dependency(faulty: Instance) -> No
     api = faulty
     assert api.client.get("/api/v1/ops/incidents/nothing", headers=api.admin).status_code == 404
     api.client.put("/api/v1/ops/faults", json={"db_unavailable": True}, headers=api.admin)
-    evaluator = api.client.app.state.alerting.evaluator  # type: ignore[attr-defined]
+    evaluator = api.client.app.state.observability.evaluator  # type: ignore[attr-defined]
     now = time.time()
     for step in range(4):  # pending, then firing once the rule's `for` has passed
         evaluator.evaluate_once(now + step * 60)

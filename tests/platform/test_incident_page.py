@@ -24,7 +24,7 @@ def firing(tmp_path: Path) -> Iterator[Instance]:
         api.client.put("/api/v1/ops/faults", json={"db_unavailable": True}, headers=api.admin)
         failed = api.client.get("/api/v1/experiments/missing", headers=api.admin)
         assert failed.status_code == 500
-        evaluator = api.client.app.state.alerting.evaluator  # type: ignore[attr-defined]
+        evaluator = api.client.app.state.observability.evaluator  # type: ignore[attr-defined]
         now = time.time()
         for step in range(4):  # pending, then firing once the rule's `for` has passed
             evaluator.evaluate_once(now + step * 60)
@@ -60,10 +60,25 @@ def test_incident_json_is_the_evidence_of_the_ops_api(firing: Instance) -> None:
 
 def test_notifications_link_to_the_incident_page(firing: Instance) -> None:
     api = firing
-    config = api.client.app.state.alerting.evaluator.config  # type: ignore[attr-defined]
+    config = api.client.app.state.observability.evaluator.config  # type: ignore[attr-defined]
     link = config.evidence_url_template.format(alertname=ALERT, start=0, end=0)
     assert urlsplit(link).path == f"/ops/incidents/{ALERT}"
     shell = api.client.get(urlsplit(link).path)
     assert shell.status_code == 200
     assert 'data-page="incident"' in shell.text
     assert f'data-name="{ALERT}"' in shell.text
+
+
+def test_error_groups_have_one_json_shape_in_both_operator_apis(firing: Instance) -> None:
+    api = firing
+    tracker = api.client.app.state.observability.errors  # type: ignore[attr-defined]
+    assert tracker.flush(10)
+    [listed] = api.client.get("/api/v1/ops/errors", headers=api.admin).json()["items"]
+    [shown] = api.client.get("/ops/api/errors", headers=api.admin).json()["groups"]
+    assert listed == shown
+    fingerprint = listed["fingerprint"]
+    detail = api.client.get(f"/api/v1/ops/errors/{fingerprint}", headers=api.admin).json()
+    page = api.client.get(f"/ops/api/errors/{fingerprint}", headers=api.admin).json()
+    assert detail == page
+    assert detail["occurrences"][0]["request_id"]
+    assert detail["first_seen"].endswith("+00:00")  # ISO 8601, UTC

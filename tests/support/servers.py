@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -31,14 +31,18 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def unavailable(message: str) -> NoReturn:
+    """A real component a test needs is missing: fail in CI, skip on a laptop without it."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_binary(name: str) -> str:
     """Return the path of a binary a test needs; fail in CI, skip on a laptop without it."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install it; .ci/run does)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (apt-get install it; .ci/run does)")
     return path
 
 

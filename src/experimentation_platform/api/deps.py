@@ -36,7 +36,7 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def get_metrics(request: Request) -> PlatformMetrics:
-    metrics: PlatformMetrics = request.app.state.instruments.platform
+    metrics: PlatformMetrics = request.app.state.telemetry.metrics
     return metrics
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Request
 
 from experimentation_platform.api.deps import AdminKey
 from experimentation_platform.errors import NotFound
-from experimentation_platform.observe import Observability
-from observability.errors import ErrorGroup, ErrorStore, GroupDetail
+from observability import Observability
+from observability.errors import ErrorStore
 
 router = APIRouter(prefix="/api/v1/ops/errors", tags=["ops"])
 
@@ -19,47 +19,7 @@ Fingerprint = Annotated[str, Path(pattern=r"^[0-9a-zA-Z_.:-]{1,128}$")]
 
 def _store(request: Request) -> ErrorStore:
     observability: Observability = request.app.state.observability
-    return observability.errors.store
-
-
-def group_dict(group: ErrorGroup) -> dict[str, Any]:
-    return {
-        "fingerprint": group.fingerprint,
-        "type": group.type,
-        "message": group.message,
-        "severity": str(group.severity),
-        "rule": group.rule_name,
-        "status": str(group.status),
-        "count": group.count,
-        "users": group.users,
-        "first_seen": group.first_seen.isoformat(),
-        "last_seen": group.last_seen.isoformat(),
-        "first_request_id": group.first_request_id,
-        "resolved_at": group.resolved_at.isoformat() if group.resolved_at else None,
-        "resolution_seconds": group.resolution_seconds,
-        "regression": group.regression,
-        "regression_count": group.regression_count,
-    }
-
-
-def detail_dict(detail: GroupDetail) -> dict[str, Any]:
-    return {
-        **group_dict(detail.group),
-        "routes": detail.routes,
-        "occurrences": [
-            {
-                "timestamp": o.timestamp.isoformat(),
-                "request_id": o.request_id,
-                "trace_id": o.trace_id,
-                "route": o.route,
-                "method": o.method,
-                "user_id": o.user_id,
-                "message": o.message,
-                "frames": o.frames,
-            }
-            for o in detail.occurrences
-        ],
-    }
+    return observability.store.errors
 
 
 @router.get("")
@@ -83,7 +43,7 @@ def list_error_groups(
         sort=sort,
         limit=limit,
     )
-    return {"items": [group_dict(g) for g in groups]}
+    return {"items": [g.to_dict() for g in groups]}
 
 
 @router.get("/{fingerprint}")
@@ -91,7 +51,7 @@ def show_error_group(fingerprint: Fingerprint, request: Request, _: AdminKey) ->
     detail = _store(request).get_group(fingerprint)
     if detail is None:
         raise NotFound(f"error group '{fingerprint}' not found", field="fingerprint")
-    return detail_dict(detail)
+    return detail.to_dict()
 
 
 @router.post("/{fingerprint}/{action}")
@@ -108,4 +68,4 @@ def change_error_group(
     detail = store.get_group(fingerprint, occurrences=0)
     if detail is None:
         raise NotFound(f"error group '{fingerprint}' not found", field="fingerprint")
-    return {**group_dict(detail.group), "changed": changed}
+    return {**detail.group.to_dict(), "changed": changed}

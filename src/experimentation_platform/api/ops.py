@@ -10,11 +10,10 @@ from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experimentation_platform.api.deps import AdminKey, PlatformDep
-from experimentation_platform.commands.incident import instance_evidence
 from experimentation_platform.container import Platform
 from experimentation_platform.errors import InvalidInput, NotFound
 from experimentation_platform.faults import Faults
-from experimentation_platform.observe import Observability
+from observability import Observability
 from observability.logging.levels import LEVELS
 
 router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
@@ -100,8 +99,7 @@ def clear_faults(platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
 def rolling_windows(request: Request, _: AdminKey) -> dict[str, Any]:
     """Request rate, error rate and p50/p95/p99 per route and overall over the last 1 minute,
     5 minutes and 1 hour, plus business counters and domain latencies (this instance)."""
-    snapshot: dict[str, Any] = request.app.state.instruments.windows.snapshot()
-    return snapshot
+    return _observability(request).windows.snapshot()
 
 
 @router.get("/incidents/{alert}")
@@ -114,14 +112,7 @@ def incident_evidence(
     since it started, slowest and most failing routes, sample failing requests with their log
     lines, recent configuration changes, runbook and dashboard links. The /ops incident page
     (where alert notifications link) shows the same document."""
-    state = request.app.state
-    evidence = instance_evidence(
-        alert,
-        evaluator=state.alerting.evaluator,
-        settings=state.settings,
-        observability=state.observability,
-        instruments=state.instruments,
-    )
+    evidence = _observability(request).evidence(alert)
     if evidence is None:
         raise NotFound(f"no alert named '{alert}' on this instance", field="alert")
     return evidence

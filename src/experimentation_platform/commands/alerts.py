@@ -16,13 +16,13 @@ from sqlalchemy import Engine
 from experimentation_platform.settings import load_settings
 from observability.alerting.silences import Matcher, SilenceStore
 from observability.alerting.state import StateStore
-from observability.errors import ErrorStore
+from observability.store import ObservabilityStore
 
 app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args_is_help=True)
 
 
 def _engine() -> Engine:
-    return ErrorStore.from_url(load_settings().resolved_errors_database_url).engine
+    return ObservabilityStore.open(load_settings().resolved_observability_database_url).engine
 
 
 def _when(stamp: float | None) -> str:
@@ -129,17 +129,11 @@ def backtest(
 ) -> None:
     """Replay a seeded 4-week simulation through the real evaluator and report false alarms,
     missed incidents and detection times per rule (exit 1 if a bar is not met)."""
-    from observability.alerting.backtest import main
+    from experimentation_platform.telemetry import alerts
+    from observability.alerting.backtest import report_main
+    from observability.alerting.evaluator import EvaluatorConfig
 
-    raise typer.Exit(
-        main(
-            [
-                "--rules",
-                "experimentation_platform.telemetry.alerts:RULES",
-                "--weeks",
-                str(weeks),
-                "--seed",
-                str(seed),
-            ]
-        )
+    config = EvaluatorConfig(
+        grouping=alerts.BASE_GROUPING, inhibit_rules=alerts.INHIBIT_RULES, log_transitions=False
     )
+    raise typer.Exit(report_main(alerts.BASE_RULES, config, weeks=weeks, seed=seed))

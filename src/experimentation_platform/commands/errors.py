@@ -10,12 +10,13 @@ import typer
 
 from experimentation_platform.settings import load_settings
 from observability.errors import ErrorStore
+from observability.store import ObservabilityStore
 
 app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_help=True)
 
 
 def _store() -> ErrorStore:
-    store = ErrorStore.from_url(load_settings().resolved_errors_database_url)
+    store = ObservabilityStore.open(load_settings().resolved_observability_database_url).errors
     store.create_schema()
     return store
 
@@ -60,10 +61,8 @@ def list_groups(
     finally:
         store.dispose()
     if as_json:
-        from experimentation_platform.api.error_groups import group_dict
-
         for group in groups:
-            typer.echo(orjson.dumps(group_dict(group)).decode())
+            typer.echo(orjson.dumps(group.to_dict()).decode())
         return
     if not groups:
         typer.echo("no error groups match")

@@ -266,6 +266,22 @@ def _printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def _error_store() -> Any:
+    """The observability store's errors, opened read-only in spirit: a SQLite file that does
+    not exist yet is not created (there is nothing in it to audit)."""
+    import sqlalchemy as sa
+
+    from experimentation_platform.settings import load_settings
+    from observability.errors import ErrorStore
+
+    url = load_settings().resolved_observability_database_url
+    parsed = sa.make_url(url)
+    file_based = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "")
+    if file_based and parsed.database != ":memory:" and not Path(str(parsed.database)).exists():
+        return None
+    return ErrorStore.from_url(url)
+
+
 @group.command("audit")
 def audit(
     since: Annotated[
@@ -281,7 +297,6 @@ def audit(
     """Scan the stored logs (rotated and gzipped included) and the error store with the whole
     masking catalog. Prints file:line, field and detector of each finding (never the value)
     and exits 1 when anything is found."""
-    from observability.errors import ErrorStore
     from observability.masking.audit import audit as run_audit
 
     try:
@@ -290,11 +305,7 @@ def audit(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     log_dir, stem = _log_location(directory)
-    store = None
-    if errors:
-        from experimentation_platform.settings import load_settings
-
-        store = ErrorStore.from_url(load_settings().resolved_errors_database_url)
+    store = _error_store() if errors else None
     try:
         report = run_audit(
             log_dir if log_dir.is_dir() else None,

@@ -31,6 +31,7 @@ def _ignore(_backend: str, _outcome: str) -> None:
 
 class ConfigCache(Protocol):
     backend: str
+    observer: CacheObserver  # (backend, outcome) of every look-up, for cache metrics
 
     @property
     def local(self) -> bool:

@@ -17,7 +17,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from experimentation_platform.telemetry import names as domain
-from observability.metrics import names
 from observability.metrics.cardinality import LabelOverflowCounter
 from observability.metrics.windows import RollingWindows
 
@@ -110,7 +109,7 @@ class PlatformMetrics:
 
 class PlatformStateCollector(Collector):
     """Gauges read from the database, not counters that drift: experiments by status, the
-    sample-ratio check and conversion rate of running experiments, readiness per dependency.
+    sample-ratio check and conversion rate of running experiments.
 
     The database is read by a background thread every `interval` seconds; a scrape only
     copies the last snapshot (a slow database never slows a scrape)."""
@@ -118,11 +117,9 @@ class PlatformStateCollector(Collector):
     def __init__(
         self,
         snapshot: Callable[[], dict[str, Any]],
-        ready: Callable[[], dict[str, bool]],
         interval: float = 30.0,
     ) -> None:
         self._snapshot_fn = snapshot
-        self._ready = ready
         self.interval = interval
         self._state: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -173,12 +170,6 @@ class PlatformStateCollector(Collector):
                 rate.add_metric([experiment, variant], value)
         yield srm
         yield rate
-        ready = GaugeMetricFamily(
-            names.SERVICE_READY, "1 when the dependency answers", labels=["dependency"]
-        )
-        for dependency, ok in self._ready().items():
-            ready.add_metric([dependency], 1.0 if ok else 0.0)
-        yield ready
         age = GaugeMetricFamily(
             "platform_state_age_seconds", "Age of the database snapshot behind these gauges"
         )

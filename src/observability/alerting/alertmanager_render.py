@@ -17,14 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from observability.alerting.grouping import DEFAULT_INHIBIT_RULES, Grouping, InhibitRule
 from observability.alerting.notifiers.base import SEVERITIES, Severity
 from observability.alerting.prometheus_render import to_yaml
-from observability.alerting.rules import (
-    DEFAULT_INHIBIT_RULES,
-    Grouping,
-    InhibitRule,
-    format_duration,
-)
+from observability.query.promql import format_duration
 
 __all__ = [
     "EmailReceiver",

@@ -1,7 +1,7 @@
 """Backtest alert rules: replay weeks of simulated per-minute metrics through the real evaluator.
 
     run_backtest(rules, weeks=4, seed=7, step_s=60) -> BacktestReport
-    python -m observability.alerting.backtest --rules pkg.module:RULES --weeks 4
+    report_main(rules, config, weeks=4)  -> prints the report; 0 when every bar is met
 
 The simulation (seeded, so every run is identical) produces what `RollingWindows` would roll up
 each minute -- `MinuteRollup`s with real latency sketches, counters and gauge samples -- and
@@ -37,8 +37,6 @@ Pages are critical alerts, tickets the rest.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import math
 import random
 import statistics
@@ -46,26 +44,21 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.notifiers.base import Notification
-from observability.alerting.rules import (
-    DEFAULT_INHIBIT_RULES,
-    AlertDefinition,
+from observability.alerting.rules import AlertDefinition, Rule, definitions
+from observability.metrics.sketch import QuantileSketch
+from observability.metrics.windows import MinuteRollup, RouteRollup
+from observability.query.minutes import MinuteStore
+from observability.query.model import (
     BurnRate,
     ErrorRatio,
     GaugeValue,
-    Grouping,
     LatencyAbove,
     LatencyQuantile,
-    Rule,
-    definitions,
     series_key,
 )
-from observability.alerting.sources import MinuteStore
-from observability.metrics.sketch import QuantileSketch
-from observability.metrics.windows import MinuteRollup, RouteRollup
 
 __all__ = [
     "INCIDENT_KINDS",
@@ -75,7 +68,7 @@ __all__ = [
     "Profile",
     "RuleStats",
     "Simulation",
-    "main",
+    "report_main",
     "run_backtest",
 ]
 
@@ -561,33 +554,15 @@ def _score(
     )
 
 
-def _load(spec: str) -> tuple[Sequence[Rule], EvaluatorConfig]:
-    """Rules from "module:ATTR"; the module's GROUPING and INHIBIT_RULES when it has them."""
-    module_name, _, attr = spec.partition(":")
-    module = importlib.import_module(module_name)
-    value: Any = module
-    for part in (attr or "RULES").split("."):
-        value = getattr(value, part)
-    config = EvaluatorConfig(
-        grouping=getattr(module, "GROUPING", Grouping()),
-        inhibit_rules=tuple(getattr(module, "INHIBIT_RULES", DEFAULT_INHIBIT_RULES)),
-        log_transitions=False,
-    )
-    return tuple(value), config
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--rules", required=True, help="module:attribute holding the rules")
-    parser.add_argument("--weeks", type=float, default=4)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--step", type=int, default=30)
-    args = parser.parse_args(argv)
-    rules, config = _load(args.rules)
-    report = run_backtest(rules, args.weeks, args.seed, args.step, config=config)
+def report_main(
+    rules: Sequence[Rule],
+    config: EvaluatorConfig,
+    *,
+    weeks: float = 4,
+    seed: int = 7,
+    step_s: int = 30,
+) -> int:
+    """Run the backtest of `rules`, print its report; 0 when every bar is met, else 1."""
+    report = run_backtest(rules, weeks, seed, step_s, config=config)
     sys.stdout.write(report.to_markdown())
     return 0 if report.passed() else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,22 +33,15 @@ from typing import Any
 
 import structlog
 
+from observability.alerting.grouping import DEFAULT_INHIBIT_RULES, Grouping, InhibitRule
 from observability.alerting.notifiers.base import Notification, Severity
 from observability.alerting.notifiers.dispatcher import Dispatcher
 from observability.alerting.notifiers.log import NotificationLog
-from observability.alerting.rules import (
-    DEFAULT_INHIBIT_RULES,
-    AlertDefinition,
-    Grouping,
-    InhibitRule,
-    MetricSource,
-    Rule,
-    definitions,
-    evaluate_definition,
-    render_template,
-)
+from observability.alerting.rules import AlertDefinition, Rule, definitions, evaluate_definition
 from observability.alerting.silences import Silence, SilenceStore
 from observability.alerting.state import AlertInstance, AlertState, GroupState, StateStore
+from observability.alerting.templates import render_template
+from observability.query.source import MetricSource
 
 __all__ = ["EvaluationResult", "Evaluator", "EvaluatorConfig", "Transition", "alert_key"]
 
@@ -69,6 +62,17 @@ class EvaluatorConfig:
     # e.g. "http://127.0.0.1:8000/ops/logs?alert={alertname}&since={start}&until={end}"
     evidence_url_template: str | None = None
     log_transitions: bool = True
+
+    def links(self, definition: AlertDefinition | None) -> tuple[str | None, str | None]:
+        """(runbook URL, dashboard URL) of an alert: the runbook section under
+        `runbook_base_url`, the dashboard under `dashboard_base_url` unless it is absolute."""
+        if definition is None:
+            return None, None
+        runbook = f"{self.runbook_base_url}#{definition.runbook}" if definition.runbook else None
+        dashboard = definition.dashboard
+        if dashboard and "://" not in dashboard and self.dashboard_base_url:
+            dashboard = self.dashboard_base_url.rstrip("/") + "/" + dashboard.lstrip("/")
+        return runbook, dashboard or None
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,11 @@ class Evaluator:
         state_store: StateStore | None = None,
         silences: SilenceStore | None = None,
         clock: Callable[[], float] = time.time,
+        before_round: Callable[[], object] | None = None,
     ) -> None:
+        """`before_round` runs on the evaluator's thread before each round of `start()`
+        (e.g. copying counters kept elsewhere into the windows the rules read)."""
+        self.before_round = before_round
         self.definitions: list[AlertDefinition] = definitions(rules)
         self._defs = {d.name: d for d in self.definitions}
         self.source = source
@@ -127,8 +135,8 @@ class Evaluator:
         else:
             self._notify = None
         prepare = getattr(source, "prepare", None)
-        if callable(prepare):
-            prepare(self.definitions)
+        if callable(prepare):  # a MinuteStore counts the rules' latency thresholds on arrival
+            prepare([term for d in self.definitions for term in d.terms()])
         self._lock = threading.RLock()
         self._alerts: dict[str, AlertInstance] = {}
         self._groups: dict[str, GroupState] = {}
@@ -177,8 +185,13 @@ class Evaluator:
         }
 
     # -- the background loop ------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the background thread of `start()` evaluates."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="alert-evaluator", daemon=True)
@@ -193,6 +206,8 @@ class Evaluator:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if self.before_round is not None:
+                    self.before_round()
                 self.evaluate_once()
             except Exception as exc:  # the guard: telemetry never takes the host down
                 self.loop_failures += 1
@@ -425,14 +440,7 @@ class Evaluator:
         fired = [a.fired_at for a in alerts if a.fired_at is not None]
         started = min(fired) if fired else group.created_at
         labels = {**(rep.labels if rep is not None else {}), **group.labels}
-        runbook = f"{cfg.runbook_base_url}#{d.runbook}" if d is not None and d.runbook else None
-        dashboard = None
-        if d is not None and d.dashboard:
-            dashboard = (
-                d.dashboard
-                if "://" in d.dashboard or not cfg.dashboard_base_url
-                else cfg.dashboard_base_url.rstrip("/") + "/" + d.dashboard.lstrip("/")
-            )
+        runbook, dashboard = cfg.links(d)
         evidence = None
         if cfg.evidence_url_template:
             evidence = cfg.evidence_url_template.format(

@@ -5,13 +5,15 @@
 
 Every SLO window becomes a recording rule `slo:sli_error:ratio_rate<window>{slo="<name>"}` (the
 bad-event ratio), so the burn-rate alerts compare cheap pre-computed series, as in the SRE
-workbook. Threshold rules are inlined. Templates are translated to Go templates: {value}
-becomes `{{ $value | humanize }}` ({value:.1%} -> humanizePercentage, {value:.2f} -> printf),
-{threshold} is filled in now, any other field is a label (`{{ $labels.name }}`).
+workbook. Threshold rules are inlined. Every term becomes PromQL through
+`observability.query.promql`, the renderer Grafana panels use too. Templates are translated
+to Go templates: {value} becomes `{{ $value | humanize }}` ({value:.1%} ->
+humanizePercentage, {value:.2f} -> printf), {threshold} is filled in now, any other field is a
+label (`{{ $labels.name }}`).
 
 The YAML is written by a small emitter (`to_yaml`): PyYAML is not a runtime dependency, and
-quoting every string (single quotes, or JSON escapes for
-newlines) keeps the output valid YAML by construction.
+quoting every string (single quotes, or JSON escapes for newlines) keeps the output valid YAML
+by construction.
 """
 
 from __future__ import annotations
@@ -21,30 +23,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from observability.alerting.rules import (
-    AlertDefinition,
-    BurnRate,
-    Condition,
-    CounterIncrease,
-    CounterRate,
-    ErrorRatio,
-    GaugeValue,
-    HttpMetrics,
-    LatencyAbove,
-    LatencyQuantile,
-    Query,
-    Rule,
-    SloRule,
-    Stalled,
-    definitions,
-    format_duration,
-    template_fields,
-)
+from observability.alerting.rules import AlertDefinition, Condition, Rule, SloRule, definitions
+from observability.alerting.templates import template_fields
+from observability.query.model import BurnRate, with_window
+from observability.query.promql import PromContext, PromNames, format_duration, promql, selector
 
 __all__ = [
     "RECORDING_PREFIX",
     "go_template",
-    "promql",
     "recording_name",
     "render_rule_groups",
     "render_rules_yaml",
@@ -60,91 +46,26 @@ def _num(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _le(value: float) -> str:
-    # prometheus_client writes bucket bounds with repr() (0.3 -> "0.3", 1 -> "1.0").
-    return repr(float(value))
-
-
-def _selector(name: str, labels: Mapping[str, str]) -> str:
-    if not labels:
-        return name
-    inner = ",".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
-    return f"{name}{{{inner}}}"
-
-
-def _http_labels(metrics: HttpMetrics, route: str | None, method: str | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    if method is not None:
-        labels[metrics.method_label] = method
-    if route is not None:
-        labels[metrics.route_label] = route
-    return labels
-
-
 def recording_name(window_s: int) -> str:
     return f"{RECORDING_PREFIX}{format_duration(window_s)}"
 
 
-def promql(query: Query, metrics: HttpMetrics = HttpMetrics()) -> str:  # noqa: B008 - frozen
-    """The PromQL expression of one neutral query (over its own window)."""
-    if isinstance(query, BurnRate):
-        return f"({promql(query.sli, metrics)}) / {_num(query.budget)}"
-    if isinstance(query, ErrorRatio):
-        w = format_duration(query.window_s)
-        labels = _http_labels(metrics, query.route, query.method)
-        errors = {**labels, metrics.status_label: metrics.error_status}
-        return (
-            f"sum(rate({_selector(metrics.requests, errors)}[{w}]))"
-            f" / sum(rate({_selector(metrics.requests, labels)}[{w}]))"
-        )
-    if isinstance(query, LatencyAbove | LatencyQuantile):
-        w = format_duration(query.window_s)
-        name = query.distribution or metrics.duration
-        labels = {} if query.distribution else _http_labels(metrics, query.route, query.method)
-        if isinstance(query, LatencyQuantile):
-            buckets = _selector(f"{name}_bucket", labels)
-            return f"histogram_quantile({_num(query.q)}, sum by (le) (rate({buckets}[{w}])))"
-        fast = _selector(f"{name}_bucket", {**labels, "le": _le(query.threshold_s)})
-        every = _selector(f"{name}_count", labels)
-        return f"1 - (sum(rate({fast}[{w}])) / sum(rate({every}[{w}])))"
-    if isinstance(query, CounterRate):
-        w = format_duration(query.window_s)
-        return f"sum(rate({_selector(query.name, query.labels)}[{w}]))"
-    if isinstance(query, CounterIncrease):
-        w = format_duration(query.window_s)
-        return f"sum(increase({_selector(query.name, query.labels)}[{w}]))"
-    if isinstance(query, GaugeValue):
-        return _selector(query.name, query.labels)
-    if isinstance(query, Stalled):
-        w = format_duration(query.window_s)
-        traffic = _selector(
-            metrics.requests, _http_labels(metrics, query.while_route, query.while_method)
-        )
-        # `or vector(0)`: a counter that never moved may not exist yet; that is a stall too.
-        return (
-            f"(sum(increase({query.name}[{w}])) or vector(0))"
-            f" and on() (sum(rate({traffic}[{w}])) > 0)"
-        )
-    raise TypeError(f"no PromQL for {type(query).__name__}")
-
-
-def _condition(condition: Condition, slo: SloRule | None, metrics: HttpMetrics) -> str:
+def _condition(condition: Condition, slo: SloRule | None, ctx: PromContext) -> str:
     expr = condition.expr
-    if slo is not None and isinstance(expr, BurnRate):
-        series = _selector(recording_name(expr.sli.window_s), {"slo": slo.name})
+    if slo is not None and isinstance(expr, BurnRate) and expr.sli.window_s is not None:
+        series = selector(recording_name(expr.sli.window_s), [f"slo={json.dumps(slo.name)}"])
         left = f"{series} / {_num(expr.budget)}"
     else:
-        left = f"({promql(expr, metrics)})"
+        left = f"({promql(expr, ctx)})"
     return f"{left} {condition.comparison} {_num(condition.threshold)}"
 
 
 def alert_expr(
-    definition: AlertDefinition,
-    slo: SloRule | None = None,
-    metrics: HttpMetrics = HttpMetrics(),  # noqa: B008 - frozen
+    definition: AlertDefinition, slo: SloRule | None = None, names: PromNames | None = None
 ) -> str:
+    ctx = PromContext(names=names or PromNames())
     clauses = [
-        " and ".join(_condition(c, slo, metrics) for c in clause) for clause in definition.clauses
+        " and ".join(_condition(c, slo, ctx) for c in clause) for clause in definition.clauses
     ]
     if len(clauses) == 1:
         return clauses[0]
@@ -185,13 +106,14 @@ def _links(definition: AlertDefinition, runbook_base: str, dashboard_base: str) 
 def render_rule_groups(
     rules: Sequence[Rule],
     *,
-    metrics: HttpMetrics = HttpMetrics(),  # noqa: B008 - frozen
+    names: PromNames | None = None,
     group_name: str = "alerts",
     runbook_base_url: str = "docs/runbook.md",
     dashboard_base_url: str = "",
     interval_s: int | None = None,
 ) -> dict[str, Any]:
     """{"groups": [recording group (if any SLO), alerting group]}."""
+    ctx = PromContext(names=names or PromNames())
     slos = {r.name: r for r in rules if isinstance(r, SloRule)}
     recordings: list[dict[str, Any]] = []
     for objective in slos.values():
@@ -200,14 +122,14 @@ def render_rule_groups(
             recordings.append(
                 {
                     "record": recording_name(window),
-                    "expr": promql(objective.sli.with_window(window), metrics),
+                    "expr": promql(with_window(objective.sli, window), ctx),
                     "labels": {"slo": objective.name},
                 }
             )
     alerts: list[dict[str, Any]] = []
     for d in definitions(rules):
         slo = slos.get(d.rule) if d.kind != "threshold" else None
-        rule: dict[str, Any] = {"alert": d.name, "expr": alert_expr(d, slo, metrics)}
+        rule: dict[str, Any] = {"alert": d.name, "expr": alert_expr(d, slo, ctx.names)}
         if d.for_seconds:
             rule["for"] = format_duration(d.for_seconds)
         rule["labels"] = {"severity": d.severity, **dict(d.labels)}

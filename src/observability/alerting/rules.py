@@ -1,319 +1,58 @@
-"""Alert rules defined once: a tiny backend-neutral query language, threshold and SLO rules.
+"""Alert rules defined once over the query model (`observability.query`): threshold and SLO
+rules, expanded into alert definitions.
 
-The same rule renders three ways: evaluated in-process over a `MetricSource` (rolling windows,
-metric history), to PromQL recording and alerting rules (`prometheus_render`) and to CloudWatch
-alarms (`cloudwatch_alarms`). The query language is deliberately small and explicit, so every
-term has an obvious meaning in all three backends:
-
-    ErrorRatio(window_s, route, method)            5xx responses / all responses
-    LatencyAbove(threshold_s, window_s, ...)       fraction of requests slower than threshold
-    LatencyQuantile(q, window_s, ...)              the q quantile of latency (seconds)
-    CounterRate(name, labels, window_s)            per-second rate of a counter
-    CounterIncrease(name, labels, window_s)        increase of a counter over the window
-    GaugeValue(name, labels)                       current value, one sample per series
-    Stalled(name, window_s, while_route, ...)      counter increase, only while requests flow
-    BurnRate(sli, budget)                          an SLI ratio divided by the error budget
+The same rule is evaluated in-process (`evaluate_definition` over a `MetricSource`: rolling
+windows, metric history), rendered to PromQL recording and alerting rules (`prometheus_render`)
+and to CloudWatch alarms (`cloudwatch_alarms`); every term has one meaning in all three.
 
 A rule expands to one or more `AlertDefinition`s: an OR of AND-ed `Condition`s. A
 `ThresholdRule` is one condition; an `SloRule` is the SRE workbook's multi-window multi-burn-rate
 pair of alerts (page and ticket), each an OR over its window pairs of (long AND short).
-
-In-process counters and gauges are keyed by a flat *series key*, `name{label="value",...}`
-with labels sorted (`series_key`), so one dict holds every labelled series.
+Every term a rule uses carries its own window (`window_s`): rules have no panel to lend one.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Literal, TypeAlias
 
 from observability.alerting.notifiers.base import SEVERITIES, Severity
+from observability.alerting.templates import prefill
+from observability.query.evaluate import instant
+from observability.query.model import (
+    METRIC_TERMS,
+    BurnRate,
+    ErrorRatio,
+    GaugeValue,
+    LatencyAbove,
+    MetricTerm,
+    window_of,
+    with_window,
+)
+from observability.query.source import MetricSource
 
 __all__ = [
-    "DEFAULT_INHIBIT_RULES",
     "WORKBOOK_WINDOWS",
     "AlertDefinition",
-    "BurnRate",
     "BurnWindow",
     "Comparison",
     "Condition",
-    "CounterIncrease",
-    "CounterRate",
-    "ErrorRatio",
-    "GaugeValue",
-    "Grouping",
-    "HttpMetrics",
-    "InhibitRule",
-    "LatencyAbove",
-    "LatencyQuantile",
-    "MetricSource",
-    "Query",
     "Rule",
-    "Sample",
     "SloRule",
-    "Stalled",
     "ThresholdRule",
     "compare",
     "definitions",
     "evaluate_definition",
-    "format_duration",
-    "parse_series_key",
-    "render_template",
-    "series_key",
-    "template_fields",
 ]
 
 Comparison = Literal[">", ">=", "<", "<="]
 _COMPARISONS: tuple[str, ...] = (">", ">=", "<", "<=")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 Labels: TypeAlias = Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class HttpMetrics:
-    """Names of the HTTP metrics the queries refer to (Prometheus conventions by default)."""
-
-    requests: str = "http_requests_total"
-    duration: str = "http_request_duration_seconds"
-    status_label: str = "status_class"
-    error_status: str = "5xx"
-    route_label: str = "route"
-    method_label: str = "method"
-
-
-# -- series keys ----------------------------------------------------------------------------
-def series_key(name: str, labels: Labels | None = None) -> str:
-    """`name{a="1",b="2"}` with sorted labels; just `name` without labels."""
-    if not labels:
-        return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-_LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_series_key(key: str) -> tuple[str, dict[str, str]]:
-    """Inverse of `series_key`: (name, labels)."""
-    brace = key.find("{")
-    if brace < 0 or not key.endswith("}"):
-        return key, {}
-    labels = {
-        m.group(1): m.group(2).replace('\\"', '"').replace("\\\\", "\\")
-        for m in _LABEL_PAIR.finditer(key[brace + 1 : -1])
-    }
-    return key[:brace], labels
-
-
-def format_duration(seconds: int) -> str:
-    """Prometheus duration text: 90 -> '90s', 300 -> '5m', 3600 -> '1h', 259200 -> '3d'."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-# -- the source the in-process evaluation reads -----------------------------------------------
-class MetricSource(Protocol):
-    """What the in-process evaluation needs from the metric store (windows end at `now`)."""
-
-    def request_counts(
-        self, window_s: int, now: float, route: str | None, method: str | None
-    ) -> tuple[float, float]:
-        """(all requests, 5xx responses) over the window."""
-        ...
-
-    def latency_above(
-        self,
-        threshold_s: float,
-        window_s: int,
-        now: float,
-        route: str | None,
-        method: str | None,
-        distribution: str | None,
-    ) -> tuple[float, float]:
-        """(observations slower than threshold, all observations) over the window."""
-        ...
-
-    def latency_quantile(
-        self,
-        q: float,
-        window_s: int,
-        now: float,
-        route: str | None,
-        method: str | None,
-        distribution: str | None,
-    ) -> float | None: ...
-
-    def counter_increase(self, key: str, window_s: int, now: float) -> float | None:
-        """Increase of one counter series over the window; None if it was never seen."""
-        ...
-
-    def gauge_values(self, name: str, now: float) -> Mapping[str, float]:
-        """Latest value of every series of gauge `name`, keyed by series key."""
-        ...
-
-
-Sample: TypeAlias = tuple[dict[str, str], float]
-
-
-# -- queries --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ErrorRatio:
-    """Share of responses with a 5xx status (0..1); no sample while there is no traffic."""
-
-    window_s: int = 300
-    route: str | None = None
-    method: str | None = None
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        total, errors = source.request_counts(self.window_s, now, self.route, self.method)
-        return [({}, errors / total)] if total > 0 else []
-
-    def with_window(self, window_s: int) -> ErrorRatio:
-        return replace(self, window_s=window_s)
-
-
-@dataclass(frozen=True)
-class LatencyAbove:
-    """Share of observations slower than `threshold_s`: the latency SLI's bad-event ratio.
-
-    `distribution=None` means HTTP request latency; otherwise a named distribution
-    (a Prometheus histogram in seconds, e.g. assignment_duration_seconds). In PromQL it is
-    computed from the histogram bucket `le=threshold_s`, which must exist.
-    """
-
-    threshold_s: float
-    window_s: int = 300
-    route: str | None = None
-    method: str | None = None
-    distribution: str | None = None
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        slow, total = source.latency_above(
-            self.threshold_s, self.window_s, now, self.route, self.method, self.distribution
-        )
-        return [({}, slow / total)] if total > 0 else []
-
-    def with_window(self, window_s: int) -> LatencyAbove:
-        return replace(self, window_s=window_s)
-
-
-@dataclass(frozen=True)
-class LatencyQuantile:
-    """The `q` quantile of latency in seconds over the window."""
-
-    q: float
-    window_s: int = 300
-    route: str | None = None
-    method: str | None = None
-    distribution: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.q < 1.0:
-            raise ValueError("q must be in (0, 1)")
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        value = source.latency_quantile(
-            self.q, self.window_s, now, self.route, self.method, self.distribution
-        )
-        return [] if value is None else [({}, value)]
-
-
-@dataclass(frozen=True)
-class CounterRate:
-    """Per-second rate of one counter series over the window."""
-
-    name: str
-    labels: Labels = field(default_factory=dict)
-    window_s: int = 300
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        increase = source.counter_increase(series_key(self.name, self.labels), self.window_s, now)
-        return [] if increase is None else [({}, increase / self.window_s)]
-
-
-@dataclass(frozen=True)
-class CounterIncrease:
-    """Increase of one counter series over the window (0 when it was seen but did not move)."""
-
-    name: str
-    labels: Labels = field(default_factory=dict)
-    window_s: int = 300
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        increase = source.counter_increase(series_key(self.name, self.labels), self.window_s, now)
-        return [] if increase is None else [({}, increase)]
-
-
-@dataclass(frozen=True)
-class GaugeValue:
-    """Current value of every series of a gauge whose labels include `labels`."""
-
-    name: str
-    labels: Labels = field(default_factory=dict)
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        samples: list[Sample] = []
-        for key, value in sorted(source.gauge_values(self.name, now).items()):
-            _, labels = parse_series_key(key)
-            if all(labels.get(k) == v for k, v in self.labels.items()):
-                samples.append((labels, float(value)))
-        return samples
-
-
-@dataclass(frozen=True)
-class Stalled:
-    """Increase of counter `name` over the window, reported only while requests flow.
-
-    "Requests flow" means at least one request (to `while_route`/`while_method` if set) in the
-    same window; with no traffic there is no sample, so a quiet system never looks stalled.
-    A counter never seen counts as 0 (the stall may have started before this process did).
-    """
-
-    name: str
-    window_s: int = 900
-    while_route: str | None = None
-    while_method: str | None = None
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        total, _ = source.request_counts(self.window_s, now, self.while_route, self.while_method)
-        if total <= 0:
-            return []
-        increase = source.counter_increase(self.name, self.window_s, now)
-        return [({}, increase or 0.0)]
-
-
-@dataclass(frozen=True)
-class BurnRate:
-    """An SLI bad-event ratio divided by the error budget: 1.0 spends the budget exactly."""
-
-    sli: ErrorRatio | LatencyAbove
-    budget: float
-
-    def evaluate(self, source: MetricSource, now: float) -> list[Sample]:
-        return [(labels, value / self.budget) for labels, value in self.sli.evaluate(source, now)]
-
-
-Query: TypeAlias = (
-    ErrorRatio
-    | LatencyAbove
-    | LatencyQuantile
-    | CounterRate
-    | CounterIncrease
-    | GaugeValue
-    | Stalled
-    | BurnRate
-)
 
 
 def compare(value: float, comparison: Comparison, threshold: float) -> bool:
@@ -328,16 +67,24 @@ def compare(value: float, comparison: Comparison, threshold: float) -> bool:
     return value <= threshold
 
 
+def _check_term(owner: str, expr: object) -> None:
+    if not isinstance(expr, METRIC_TERMS):
+        raise ValueError(f"{owner}: {expr!r} is not a metric term of observability.query")
+    if not isinstance(expr, GaugeValue) and window_of(expr) is None:
+        raise ValueError(f"{owner}.window_s: a rule's {type(expr).__name__} needs a window")
+
+
 # -- alert definitions ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Condition:
-    expr: Query
+    expr: MetricTerm
     comparison: Comparison
     threshold: float
 
     def __post_init__(self) -> None:
         if self.comparison not in _COMPARISONS:
-            raise ValueError(f"comparison must be one of {_COMPARISONS}")
+            raise ValueError(f"Condition.comparison: must be one of {_COMPARISONS}")
+        _check_term("Condition.expr", self.expr)
 
 
 @dataclass(frozen=True)
@@ -364,6 +111,9 @@ class AlertDefinition:
     def threshold(self) -> float:
         return self.clauses[0][0].threshold
 
+    def terms(self) -> list[MetricTerm]:
+        return [c.expr for clause in self.clauses for c in clause]
+
 
 def evaluate_definition(
     definition: AlertDefinition, source: MetricSource, now: float
@@ -375,7 +125,7 @@ def evaluate_definition(
         for condition in clause:
             passing = {
                 tuple(sorted(labels.items())): (labels, value, condition.threshold)
-                for labels, value in condition.expr.evaluate(source, now)
+                for labels, value in instant(condition.expr, source, now)
                 if compare(value, condition.comparison, condition.threshold)
             }
             # AND: the same series on both sides; the first condition's value is kept.
@@ -388,11 +138,11 @@ def evaluate_definition(
 
 
 # -- rules ----------------------------------------------------------------------------------
-def _check_common(name: str, severity: str) -> None:
+def _check_common(owner: str, name: str, severity: str) -> None:
     if not _NAME.fullmatch(name):
-        raise ValueError(f"rule name {name!r} must be snake_case ([a-z][a-z0-9_]*)")
+        raise ValueError(f"{owner}.name: {name!r} must be snake_case ([a-z][a-z0-9_]*)")
     if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+        raise ValueError(f"{owner}: severity must be one of {SEVERITIES}, got {severity!r}")
 
 
 @dataclass(frozen=True)
@@ -407,7 +157,7 @@ class ThresholdRule:
     """
 
     name: str
-    expr: Query
+    expr: MetricTerm
     comparison: Comparison
     threshold: float
     severity: Severity
@@ -420,9 +170,10 @@ class ThresholdRule:
     threshold_is_duration: bool = False
 
     def __post_init__(self) -> None:
-        _check_common(self.name, self.severity)
+        _check_common("ThresholdRule", self.name, self.severity)
         if self.comparison not in _COMPARISONS:
-            raise ValueError(f"comparison must be one of {_COMPARISONS}")
+            raise ValueError(f"ThresholdRule.comparison: must be one of {_COMPARISONS}")
+        _check_term(f"ThresholdRule {self.name!r} expr", self.expr)
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
     def definitions(self) -> tuple[AlertDefinition, ...]:
@@ -485,13 +236,17 @@ class SloRule:
     labels: Labels = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_common(self.name, self.page_severity)
-        _check_common(self.name, self.ticket_severity)
+        _check_common("SloRule", self.name, self.page_severity)
+        _check_common("SloRule", self.name, self.ticket_severity)
+        if not isinstance(self.sli, ErrorRatio | LatencyAbove):
+            raise ValueError("SloRule.sli: must be an ErrorRatio or a LatencyAbove")
         if not 0.0 < self.objective < 1.0:
-            raise ValueError("objective must be in (0, 1), e.g. 0.999")
+            raise ValueError("SloRule.objective: must be in (0, 1), e.g. 0.999")
         for w in self.windows:
             if w.short_s >= w.long_s or w.burn_rate <= 0:
-                raise ValueError("each burn window needs short < long and a positive burn rate")
+                raise ValueError(
+                    "SloRule.windows: each burn window needs short < long and a positive burn rate"
+                )
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
     @property
@@ -499,7 +254,7 @@ class SloRule:
         return round(1.0 - self.objective, 12)
 
     def burn(self, window_s: int) -> BurnRate:
-        return BurnRate(self.sli.with_window(window_s), self.budget)
+        return BurnRate(with_window(self.sli, window_s), self.budget)
 
     def definitions(self) -> tuple[AlertDefinition, ...]:
         out: list[AlertDefinition] = []
@@ -514,15 +269,15 @@ class SloRule:
             )
             if not clauses:
                 continue
-            extra = {"objective": _fmt_objective(self.objective), "budget": str(self.budget)}
+            extra = {"objective": f"{self.objective * 100:g}%", "budget": str(self.budget)}
             out.append(
                 AlertDefinition(
                     name=f"{self.name}_{action}",
                     rule=self.name,
                     severity=severity,
                     clauses=clauses,
-                    summary=_prefill(self.summary, extra),
-                    description=_prefill(self.description, extra),
+                    summary=prefill(self.summary, extra),
+                    description=prefill(self.description, extra),
                     runbook=self.runbook or self.name,
                     dashboard=self.dashboard,
                     labels={**self.labels, "slo": self.name},
@@ -530,10 +285,6 @@ class SloRule:
                 )
             )
         return tuple(out)
-
-
-def _fmt_objective(objective: float) -> str:
-    return f"{objective * 100:g}%"
 
 
 Rule: TypeAlias = ThresholdRule | SloRule
@@ -548,92 +299,3 @@ def definitions(rules: Iterable[Rule]) -> list[AlertDefinition]:
             raise ValueError(f"duplicate alert name {d.name!r}")
         seen.add(d.name)
     return out
-
-
-# -- templates ------------------------------------------------------------------------------
-_FORMATTER = string.Formatter()
-
-
-def template_fields(template: str) -> list[tuple[str, str, str]]:
-    """(literal text, field name, format spec) triples of a template (field '' at the end)."""
-    return [
-        (literal, name or "", spec or "")
-        for literal, name, spec, _conv in _FORMATTER.parse(template)
-    ]
-
-
-def _prefill(template: str, values: Mapping[str, str]) -> str:
-    """Substitute rule-level constants now, leaving {value}/{threshold}/labels for later."""
-    parts: list[str] = []
-    for literal, name, spec in template_fields(template):
-        parts.append(literal.replace("{", "{{").replace("}", "}}"))
-        if not name:
-            continue
-        if name in values:
-            parts.append(format(values[name], spec).replace("{", "{{").replace("}", "}}"))
-        else:
-            parts.append("{" + name + (":" + spec if spec else "") + "}")
-    return "".join(parts)
-
-
-def render_template(
-    template: str, value: float | None, threshold: float | None, labels: Labels
-) -> str:
-    """Fill {value}, {threshold} and {label} fields; unknown fields render empty."""
-    parts: list[str] = []
-    for literal, name, spec in template_fields(template):
-        parts.append(literal)
-        if not name:
-            continue
-        raw: Any
-        if name == "value":
-            raw = value
-        elif name == "threshold":
-            raw = threshold
-        else:
-            raw = labels.get(name, "")
-        if raw is None:
-            parts.append("n/a")
-            continue
-        try:
-            parts.append(format(raw, spec))
-        except (ValueError, TypeError):
-            parts.append(str(raw))
-    return "".join(parts)
-
-
-# -- grouping and inhibition (shared by the evaluator and the Alertmanager renderer) ----------
-@dataclass(frozen=True)
-class Grouping:
-    """Alertmanager-style notification grouping (its defaults: 30 s / 5 m / 4 h)."""
-
-    group_by: tuple[str, ...] = ("alertname", "service")
-    group_wait_s: int = 30
-    group_interval_s: int = 300
-    repeat_interval_s: int = 4 * 3600
-
-
-@dataclass(frozen=True)
-class InhibitRule:
-    """A firing alert of a source severity mutes target-severity alerts with equal labels.
-
-    Unlike Alertmanager (where two missing labels count as equal) every `equal` label must be
-    present on both alerts; the rendered Alertmanager rule adds `label=~".+"` matchers to match.
-    """
-
-    source_severities: tuple[Severity, ...] = (Severity.CRITICAL,)
-    target_severities: tuple[Severity, ...] = (Severity.HIGH, Severity.MEDIUM, Severity.LOW)
-    equal: tuple[str, ...] = ("inhibit_key",)
-
-    def mutes(self, source: Labels, target: Labels) -> bool:
-        if source.get("severity") not in self.source_severities:
-            return False
-        if target.get("severity") not in self.target_severities:
-            return False
-        return all(
-            source.get(name) is not None and source.get(name) == target.get(name)
-            for name in self.equal
-        )
-
-
-DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (InhibitRule(),)

@@ -19,7 +19,14 @@ from typing import Any, Literal
 import orjson
 from sqlalchemy import Column, Engine, Float, MetaData, String, Table, Text, delete, insert, select
 
-__all__ = ["AlertInstance", "AlertState", "GroupState", "StateStore", "state_metadata"]
+__all__ = [
+    "AlertInstance",
+    "AlertState",
+    "GroupState",
+    "StateStore",
+    "find_alert",
+    "state_metadata",
+]
 
 AlertState = Literal["inactive", "pending", "firing", "resolved"]
 
@@ -156,3 +163,18 @@ class StateStore:
                 conn.execute(insert(_alerts), alert_rows)
             if group_rows:
                 conn.execute(insert(_groups), group_rows)
+
+
+_STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2, "inactive": 3}
+
+
+def find_alert(alerts: Mapping[str, AlertInstance], wanted: str) -> AlertInstance | None:
+    """The alert whose key or name is `wanted`: firing before pending before resolved, then
+    the most recent."""
+    matches = [a for a in alerts.values() if wanted in (a.key, a.name)]
+    if not matches:
+        return None
+    return min(
+        matches,
+        key=lambda a: (_STATE_ORDER.get(a.state, 9), -(a.fired_at or a.active_since or 0.0)),
+    )

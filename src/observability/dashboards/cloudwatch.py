@@ -1,12 +1,13 @@
 """CloudWatch dashboard bodies rendered from the neutral model (AWS "Dashboard Body Structure").
 
-Metric widgets name the metrics that ``observability.metrics.emf.EmfPublisher`` writes:
-``http_requests_total`` / ``http_requests_5xx_total`` / ``http_requests_4xx_total`` (Count per
-minute), ``http_request_duration_p50|p95|p99`` (Milliseconds), business counters under their own
-name (Count), in one namespace with the publisher's base dimensions plus ``Route`` per route.
-Rates are metric math (``m1/PERIOD(m1)``), ratios ``100*m1/m2``, top-N lists ``SORT(SEARCH())``.
-Each panel's explanation sits under it in a text widget. Queries that only the error store can
-answer (error groups, resolution time) become text widgets pointing at the built-in UI.
+Each term becomes CloudWatch metrics and metric math through ``observability.query.cloudwatch``
+(the renderer the alarms use too), over the metrics ``observability.metrics.emf.EmfPublisher``
+writes, in one namespace with the publisher's base dimensions plus ``Route`` per route. Rates
+are metric math (``m1/PERIOD(m1)``), top-N lists ``SORT(SEARCH())``; a panel in
+``percentunit`` shows its ratios as ``100*(...)`` percent. Each panel's explanation sits under
+it in a text widget. A panel none of whose terms CloudWatch can express (error groups,
+resolution time, counters split by a label: EMF metrics carry no labels) becomes a text
+widget pointing at the built-in UI.
 
 Why a validator here: the CloudWatch API rejects a malformed body only at deploy time and moto
 does not validate bodies at all, so ``validate_cloudwatch_body`` checks the documented rules.
@@ -19,24 +20,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from observability.dashboards.model import (
-    Counter,
-    CounterRate,
-    Dashboard,
-    ErrorBreakdown,
-    ErrorGroups,
-    ErrorRate,
-    ErrorResolution,
-    ErrorTrend,
-    GaugeValue,
-    LatencyQuantile,
-    Panel,
-    Query,
-    Ratio,
-    RequestRate,
-    SeriesFrom,
-    TopRoutes,
-)
+from observability.dashboards.model import Dashboard, Panel
+from observability.query.cloudwatch import CwContext, Ids, cloudwatch_query
+from observability.query.model import LatencyQuantile, Term, Unsupported
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -52,101 +38,42 @@ MAX_BODY_BYTES = 1_048_576
 _VIEWS = {"timeSeries", "singleValue", "gauge", "bar", "pie", "table"}
 _STAT = re.compile(r"^(SampleCount|Average|Sum|Minimum|Maximum|p\d{1,2}(\.\d+)?|IQM)$")
 _ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
-_AGG_STAT = {"max": "Maximum", "min": "Minimum", "avg": "Average", "sum": "Average"}
 _VIEW = {"timeseries": "timeSeries", "stat": "singleValue", "table": "table", "topn": "bar"}
 
 
-def _q(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class _Widgets:
-    """Translates queries of one panel into a ``metrics`` array with unique ids."""
+    """The ``metrics`` array of one panel: each term's metrics and metric math, unique ids."""
 
-    def __init__(self, namespace: str, dims: Mapping[str, str], route_dim: str, period: int):
-        self.ns = namespace
-        self.dims = dict(dims)
-        self.route_dim = route_dim
-        self.period = period
+    def __init__(self, ctx: CwContext, percent: bool) -> None:
+        self.ctx = ctx
+        self.percent = percent  # a 0..1 panel: CloudWatch shows it as 0..100 (%)
+        self.ids = Ids()
         self.rows: list[list[Any]] = []
-        self.n = 0
 
-    def _id(self, prefix: str) -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def metric(
-        self, name: str, stat: str, *, route: str | None = None, visible: bool, label: str = ""
-    ) -> str:
-        dims = dict(self.dims)
-        if route is not None:
-            dims[self.route_dim] = route
-        ident = self._id("m")
-        opts: dict[str, Any] = {"id": ident, "stat": stat}
-        if not visible:
-            opts["visible"] = False
-        if label:
-            opts["label"] = label
-        row: list[Any] = [self.ns, name]
-        for key, value in dims.items():
-            row += [key, value]
-        self.rows.append([*row, opts])
-        return ident
-
-    def expression(self, expression: str, label: str) -> None:
-        self.rows.append([{"expression": expression, "label": label, "id": self._id("e")}])
-
-    def search(self, metric: str, stat: str, sort_fn: str, limit: int, label: str) -> None:
-        keys = ",".join([_q(self.ns), *self.dims, self.route_dim])
-        terms = [f"{{{keys}}}", f"MetricName={_q(metric)}"]
-        terms += [f"{k}={_q(v)}" for k, v in self.dims.items()]
-        search = f"SEARCH('{' '.join(terms)}', '{stat}', {self.period})"
-        self.expression(f"SORT({search}, {sort_fn}, DESC, {limit})", label)
-
-    def add(self, query: Query) -> bool:
-        """Add the rows for one query; False when CloudWatch metrics cannot answer it."""
-        if isinstance(query, RequestRate):
-            m = self.metric("http_requests_total", "Sum", route=query.route, visible=False)
-            self.expression(f"{m}/PERIOD({m})", query.label)
-        elif isinstance(query, ErrorRate):
-            name = f"http_requests_{query.status_class}_total"
-            errors = self.metric(name, "Sum", route=query.route, visible=False)
-            total = self.metric("http_requests_total", "Sum", route=query.route, visible=False)
-            self.expression(f"100*{errors}/{total}", f"{query.label} (%)")
-        elif isinstance(query, LatencyQuantile):
-            name = f"http_request_duration_p{round(query.q * 100):d}"
-            stat = "Average" if query.q == 0.5 else "Maximum"  # the worst instance for tails
-            self.metric(name, stat, route=query.route, visible=True, label=f"{query.label} (ms)")
-        elif isinstance(query, CounterRate):
-            m = self.metric(query.name, "Sum", visible=False)
-            self.expression(f"{m}/PERIOD({m})", f"{query.label}/s")
-        elif isinstance(query, Counter):
-            self.metric(query.name, "Sum", visible=True, label=query.label)
-        elif isinstance(query, GaugeValue):
-            self.metric(query.name, _AGG_STAT[query.agg], visible=True, label=query.label)
-        elif isinstance(query, Ratio):
-            num = self.metric(query.numerator, "Sum", visible=False)
-            den = self.metric(query.denominator, "Sum", visible=False)
-            self.expression(f"100*{num}/{den}", f"{query.label} (%)")
-        elif isinstance(query, TopRoutes):
-            metric, stat, fn = {
-                "requests": ("http_requests_total", "Sum", "SUM"),
-                "errors": ("http_requests_5xx_total", "Sum", "SUM"),
-                "latency": ("http_request_duration_p95", "Maximum", "MAX"),
-            }[query.by]
-            self.search(metric, stat, fn, query.limit, query.label)
-        elif isinstance(query, ErrorTrend):
-            m = self.metric(query.errors_metric, "Sum", visible=False)
-            self.expression(f"60*{m}/PERIOD({m})", query.label)
-        elif isinstance(query, ErrorBreakdown):
-            if query.by == "status":
-                self.metric(query.open_groups_metric, "Maximum", visible=True, label="open groups")
-            else:
-                self.metric(query.errors_metric, "Sum", visible=True, label="errors")
-        elif isinstance(query, ErrorGroups | ErrorResolution | SeriesFrom):
+    def add(self, term: Term) -> bool:
+        """Add the rows for one term; False when CloudWatch metrics cannot answer it."""
+        try:
+            query = cloudwatch_query(term, self.ctx, self.ids)
+        except Unsupported:
             return False
-        else:
-            raise TypeError(f"unknown query {query!r}")
+        label = term.label + (" (ms)" if query.scale == 1000.0 else "")
+        expression = query.expression
+        if self.percent and query.scale == 1.0:
+            ids = [m.id for m in query.metrics]
+            expression = f"100*({expression or ids[0]})"
+            label = f"{term.label} (%)"
+        for m in query.metrics:
+            opts: dict[str, Any] = {"id": m.id, "stat": m.stat}
+            if expression is not None:
+                opts["visible"] = False
+            else:
+                opts["label"] = label
+            row: list[Any] = [self.ctx.namespace, m.name]
+            for key, value in m.dimensions.items():
+                row += [key, value]
+            self.rows.append([*row, opts])
+        if expression is not None:
+            self.rows.append([{"expression": expression, "label": label, "id": self.ids("e")}])
         return True
 
 
@@ -159,7 +86,8 @@ def _metric_widget(
     route_dimension: str,
     period: int,
 ) -> dict[str, Any] | None:
-    builder = _Widgets(namespace, dimensions, route_dimension, period)
+    ctx = CwContext(namespace, dict(dimensions), route_dimension, period)
+    builder = _Widgets(ctx, percent=panel.unit == "percentunit")
     added = [builder.add(q) for q in panel.queries]  # every query, not only up to the first
     if not any(added):
         return None

@@ -1,77 +1,138 @@
 """The built-in UI's data source: every panel's data for a time range, as JSON-ready dicts.
 
-Where the numbers come from:
+Numbers come from the one query evaluator (`observability.query`) over a `LiveSource`:
 
-* ranges up to an hour (15m, 1h): ``RollingWindows`` - its per-minute rollups for the curve and
-  its live 60 s window for the last point, so a chart moves as soon as traffic flows;
-* longer ranges (6h, 24h, 7d): a per-minute history store (``MetricHistory``; any object with
-  the methods of :class:`HistoryLike`); without one, the panel says so and shows the last hour;
-* gauges (CPU, memory, readiness, experiment counts): a ``gauges()`` callable read live, sampled
-  into a one-hour memory on every read (and by ``sample_gauges()`` from a periodic task);
-* errors: the ``ErrorStore`` (groups, trend, resolution times).
+* a time series is its terms evaluated at the end of every step of the range (a step of a
+  minute up to an hour, 5 minutes for 6 h, ...), over the step before it; up to an hour the
+  steps are the rolling windows' complete minutes and a live point for the last step follows,
+  so a chart moves as soon as traffic flows; longer ranges read the per-minute history store
+  (`MetricHistory`); without one, the page says so and shows the last hour;
+* a number or a table is its terms over the whole range (the live windows up to an hour);
+  a gauge is its current reading;
+* gauges (CPU, memory, readiness, experiment counts) come from a `gauges()` callable read once
+  per dashboard read and remembered for an hour; cumulative values among them (network bytes)
+  become rates between readings;
+* errors: the `ErrorStore` (groups, trend, resolution times).
 
-Labelled counters and gauges are keyed in Prometheus text form, ``name{label="value"}``, both in
-``RollingWindows.count`` names and in ``gauges()`` (see ``registry_values``).
+Labelled counters and gauges are keyed in Prometheus text form, `name{label="value"}`, both in
+`RollingWindows.count` names and in `gauges()` (see `registry_values`).
 
-Computing a panel never raises into the request: a failing panel carries ``error`` and is
-counted in ``panel_errors``.
+Computing a panel never raises into the request: a failing panel carries `error` and is
+counted in `panel_errors`.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
-from observability.dashboards.frame import (
-    RANGES,
-    STEPS,
-    WINDOW_MAX_S,
-    Frame,
-    GaugeMemory,
-    HistoryLike,
-    Points,
-    SeriesSource,
-    aggregate,
-    matches,
-    num,
-    registry_values,
-)
-from observability.dashboards.frame import (
-    group as label_group,
-)
-from observability.dashboards.model import (
-    Counter,
-    CounterRate,
-    Dashboard,
+from observability.dashboards.model import Dashboard, Panel
+from observability.errors.store import ErrorStore
+from observability.metrics.history import MetricHistory
+from observability.metrics.windows import RollingWindows
+from observability.query.evaluate import instant, series, top_routes
+from observability.query.live import LiveRound, LiveSource, RangeView
+from observability.query.model import (
+    CounterIncrease,
     ErrorBreakdown,
     ErrorGroups,
-    ErrorRate,
+    ErrorRatio,
     ErrorResolution,
     ErrorTrend,
     GaugeValue,
     LatencyQuantile,
-    Panel,
-    Query,
+    MetricTerm,
     Ratio,
     RequestRate,
     SeriesFrom,
+    Term,
     TopRoutes,
+    Unsupported,
+    route_filter,
 )
-from observability.errors.store import ErrorGroup, ErrorStore
-from observability.metrics.windows import RollingWindows, WindowStats
+from observability.query.source import MetricSource
 
-__all__ = [
-    "RANGES",
-    "STEPS",
-    "DashboardData",
-    "HistoryLike",
-    "SeriesSource",
-    "registry_values",
-]
+__all__ = ["RANGES", "STEPS", "DashboardData", "SeriesSource", "registry_values"]
+
+RANGES: dict[str, int] = {"15m": 900, "1h": 3600, "6h": 21_600, "24h": 86_400, "7d": 604_800}
+STEPS: dict[str, int] = {"15m": 60, "1h": 60, "6h": 300, "24h": 900, "7d": 3600}
+_WINDOWS_MAX_S = 3600
+
+Points: TypeAlias = list[tuple[float, float | None]]
+SeriesSource = Callable[[float, float, int], Sequence[tuple[float, float]]]
+
+
+def num(value: Any) -> float | None:
+    """JSON-safe float: NaN and infinities become None (JSON has neither)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def registry_values(registry: Any, names: Iterable[str]) -> dict[str, float]:
+    """Current values of gauges/counters named in `names` from a prometheus_client registry,
+    keyed `name{labels}` - a ready-made `gauges` callable body for the UI."""
+    wanted = set(names)
+    values: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name in wanted:
+                key = sample.name
+                if sample.labels:
+                    inner = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                    key = f"{key}{{{inner}}}"
+                values[key] = float(sample.value)
+    return values
+
+
+def _display(term: Term, labels: Mapping[str, str]) -> str:
+    """A series' name on a chart: the values of the `by` labels, else the term's label."""
+    by: Sequence[str] = getattr(term, "by", ())
+    if by and isinstance(by, tuple):
+        return " ".join(labels.get(label, "-") for label in by)
+    if labels:
+        return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return term.label
+
+
+@dataclass
+class _Read:
+    """One dashboard read: the range, its view, the live source for this round."""
+
+    range_key: str
+    range_s: int
+    step: int
+    now: float
+    view: RangeView | Exception  # the exception when the history could not be read
+    live: LiveRound
+
+    @property
+    def steps(self) -> RangeView:
+        if isinstance(self.view, Exception):
+            raise self.view  # the panels that need the range fail; the others do not
+        return self.view
+
+    @property
+    def notes(self) -> list[str]:
+        if isinstance(self.view, Exception):
+            return [f"history unavailable ({type(self.view).__name__})"]
+        return self.view.notes
+
+    def over_range(self) -> tuple[MetricSource, float, int]:
+        """Where a number over the whole range comes from: the live windows (up to an hour,
+        this process), else the range's history."""
+        view = self.steps
+        if view.live_edge:
+            return self.live, self.now, min(self.range_s, _WINDOWS_MAX_S)
+        return view.store, view.end, self.range_s
 
 
 class DashboardData:
@@ -82,7 +143,7 @@ class DashboardData:
         dashboards: Sequence[Dashboard],
         *,
         windows: RollingWindows,
-        history: HistoryLike | None = None,
+        history: MetricHistory | None = None,
         errors: ErrorStore | None = None,
         gauges: Callable[[], Mapping[str, float]] | None = None,
         sources: Mapping[str, SeriesSource] | None = None,
@@ -94,36 +155,40 @@ class DashboardData:
         self.windows = windows
         self.history = history
         self.errors = errors
-        self.gauges = gauges
         self.sources = dict(sources or {})
         self.instance = instance
         self.clock = clock
-        self.memory = GaugeMemory(WINDOW_MAX_S + 120, gauge_interval_s)
+        self.live = LiveSource(
+            windows,
+            history=history,
+            gauges=gauges,
+            clock=clock,
+            instance=instance,
+            gauge_interval_s=gauge_interval_s,
+        )
         self.panel_errors = 0
-        self.gauge_errors = 0
         self.sample_gauges()  # a first reading: rates from cumulative gauges need two
 
-    # -- gauges ---------------------------------------------------------------------------------
-    def sample_gauges(self) -> dict[str, float]:
-        """Read ``gauges()`` once, remember the reading, return it ({} when it fails)."""
-        if self.gauges is None:
-            return {}
-        try:
-            values = {k: float(v) for k, v in self.gauges().items()}
-        except Exception:  # a broken collector must not break the page
-            self.gauge_errors += 1
-            return {}
-        self.memory.add(self.clock(), values)
-        return values
+    @property
+    def gauge_errors(self) -> int:
+        return self.live.gauge_errors
 
-    def _frame(self, range_key: str) -> Frame:
-        return Frame(
-            range_key,
-            windows=self.windows,
-            history=self.history,
-            now=self.clock(),
-            gauges=self.sample_gauges(),
-        )
+    def sample_gauges(self) -> dict[str, float]:
+        """Read `gauges()` once, remember the reading, return it ({} when it fails)."""
+        return self.live.sample_gauges()
+
+    def _read(self, range_key: str) -> _Read:
+        if range_key not in RANGES:
+            raise ValueError(f"range must be one of {', '.join(RANGES)}")
+        range_s, step = RANGES[range_key], STEPS[range_key]
+        now = self.clock()
+        live = self.live.begin_round(read_now=True)  # one gauges read per dashboard read
+        view: RangeView | Exception
+        try:
+            view = self.live.view(range_s, step, now)
+        except Exception as exc:  # a broken history store costs its panels, not the page
+            view = exc
+        return _Read(range_key, range_s, step, now, view, live)
 
     # -- dashboards -----------------------------------------------------------------------------
     def dashboard_list(self) -> list[dict[str, str]]:
@@ -135,22 +200,21 @@ class DashboardData:
     def dashboard(self, name: str, range_key: str = "1h") -> dict[str, Any]:
         """JSON-ready data of every panel of one dashboard. KeyError for an unknown name."""
         board = self.dashboards[name]
-        frame = self._frame(range_key)
-        panels = [self._panel(panel, frame) for panel in board.panels]
+        read = self._read(range_key)
         return {
             "name": board.name,
             "title": board.title,
             "description": board.description,
             "range": range_key,
-            "start": frame.start,
-            "end": frame.now,
-            "step": frame.step,
-            "generated_at": frame.now,
-            "notes": frame.notes,
-            "panels": panels,
+            "start": read.now - read.range_s,
+            "end": read.now,
+            "step": read.step,
+            "generated_at": read.now,
+            "notes": read.notes,
+            "panels": [self._panel(panel, read) for panel in board.panels],
         }
 
-    def _panel(self, panel: Panel, frame: Frame) -> dict[str, Any]:
+    def _panel(self, panel: Panel, read: _Read) -> dict[str, Any]:
         out: dict[str, Any] = {
             "slug": panel.slug,
             "kind": panel.kind,
@@ -164,136 +228,57 @@ class DashboardData:
         }
         try:
             if panel.kind == "timeseries":
-                out.update(self._timeseries(panel.queries, frame))
+                out.update(self._timeseries(panel.queries, read))
             elif panel.kind == "stat":
-                out["stats"] = [s for q in panel.queries for s in self._stats(q, frame)]
+                out["stats"] = [s for q in panel.queries for s in self._stats(q, read)]
             else:
-                out["table"] = self._table(panel.queries[0], frame)
+                out["table"] = self._table(panel.queries[0], read)
         except Exception as exc:  # one broken panel must not take the dashboard down
             self.panel_errors += 1
             out["error"] = f"could not compute this panel ({type(exc).__name__})"
         return out
 
     # -- time series ----------------------------------------------------------------------------
-    def _timeseries(self, queries: Sequence[Query], frame: Frame) -> dict[str, Any]:
-        series: list[tuple[str, Points]] = []
+    def _timeseries(self, queries: Sequence[Term], read: _Read) -> dict[str, Any]:
+        drawn: list[tuple[str, Points]] = []
         for query in queries:
-            series.extend(self._series(query, frame))
-        times = sorted({t for _, points in series for t, _ in points})
+            drawn.extend(self._series(query, read))
+        times = sorted({t for _, points in drawn for t, _ in points})
         index = {t: i for i, t in enumerate(times)}
         columns = []
-        for label, points in series:
+        for label, points in drawn:
             values: list[float | None] = [None] * len(times)
             for t, v in points:
                 values[index[t]] = num(v)
             columns.append({"label": label, "values": values})
         return {"time": times, "series": columns}
 
-    def _series(self, query: Query, frame: Frame) -> list[tuple[str, Points]]:
-        if isinstance(query, RequestRate):
-            return [(query.label, frame.requests(query.route, "rate"))]
-        if isinstance(query, ErrorRate):
-            return [(query.label, frame.requests(query.route, query.status_class))]
-        if isinstance(query, LatencyQuantile):
-            return [(query.label, frame.requests(query.route, str(query.q)))]
-        if isinstance(query, CounterRate):
-            return self._counter_series(query, frame)
-        if isinstance(query, GaugeValue):
-            return self._gauge_series(query, frame)
-        if isinstance(query, ErrorTrend):
-            return [(query.label, self._error_trend(frame))]
-        if isinstance(query, SeriesFrom):
-            source = self.sources.get(query.source)
+    def _series(self, term: Term, read: _Read) -> list[tuple[str, Points]]:
+        if isinstance(term, ErrorTrend):
+            return [(term.label, self._error_trend(read))]
+        if isinstance(term, SeriesFrom):
+            source = self.sources.get(term.source)
             if source is None:
                 return []
-            return [
-                (
-                    query.label,
-                    [(float(t), v) for t, v in source(frame.start, frame.now, frame.step)],
-                )
-            ]
-        raise TypeError(f"{type(query).__name__} cannot be drawn as a time series")
+            computed = source(read.now - read.range_s, read.now, read.step)
+            return [(term.label, [(float(t), v) for t, v in computed])]
+        if not isinstance(term, MetricTerm):
+            raise Unsupported(f"{type(term).__name__} cannot be drawn as a time series")
+        found: dict[str, dict[float, float | None]] = {}
+        view = read.steps
+        for labels, points in series(term, view.store, view.times(), read.step):
+            found.setdefault(_display(term, labels), {}).update(points)
+        if view.live_edge:  # the live edge: the last step up to now, from the windows
+            for labels, value in instant(term, read.live, read.now, read.step):
+                found.setdefault(_display(term, labels), {})[read.now] = value
+        return [(label, sorted(points.items())) for label, points in sorted(found.items())]
 
-    def _counter_series(self, query: CounterRate, frame: Frame) -> list[tuple[str, Points]]:
-        groups: dict[str, dict[float, float]] = defaultdict(dict)
-        keys = {
-            k: lab
-            for k in frame.counter_keys()
-            if (lab := matches(k, query.name, query.where)) is not None
-        }
-        if keys and frame.use_history:
-            assert self.history is not None
-            for key, labels in keys.items():
-                bucket = groups[label_group(labels, query.by, query.label)]
-                for row in self.history.counter_series(key, frame.start, frame.now, frame.step):
-                    t = float(row["t"])
-                    bucket[t] = bucket.get(t, 0.0) + (num(row.get("total")) or 0.0) / frame.step
-        elif keys:
-            for minute in frame.minutes:
-                t = float(minute.minute_start + 60)
-                for key, labels in keys.items():
-                    bucket = groups[label_group(labels, query.by, query.label)]
-                    bucket[t] = bucket.get(t, 0.0) + minute.counters.get(key, 0.0) / 60.0
-            rates = frame.snapshot["windows"]["1m"]["counters"]
-            for key, labels in keys.items():
-                bucket = groups[label_group(labels, query.by, query.label)]
-                rate = rates.get(key, {}).get("rate_per_s", 0.0)
-                bucket[frame.now] = bucket.get(frame.now, 0.0) + rate
-        else:
-            # Not counted in the windows: a cumulative value read through gauges() (network
-            # bytes): the rate is the difference between successive readings.
-            return self._sampled_counter(query, frame)
-        return [(label, sorted(points.items())) for label, points in sorted(groups.items())]
-
-    def _sampled_counter(self, query: CounterRate, frame: Frame) -> list[tuple[str, Points]]:
-        samples = self.memory.since(frame.now - frame.window_s)
-        groups: dict[str, Points] = defaultdict(list)
-        for (t0, before), (t1, after) in itertools.pairwise(samples):
-            sums: dict[str, float] = defaultdict(float)
-            for key, value in after.items():
-                labels = matches(key, query.name, query.where)
-                if labels is None or key not in before:
-                    continue
-                delta = value - before[key]
-                if delta >= 0 and t1 > t0:  # a reset (restart) gives no point
-                    sums[label_group(labels, query.by, query.label)] += delta / (t1 - t0)
-            for label, rate in sums.items():
-                groups[label].append((t1, rate))
-        return sorted(groups.items())
-
-    def _gauge_series(self, query: GaugeValue, frame: Frame) -> list[tuple[str, Points]]:
-        groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-        if frame.use_history:
-            assert self.history is not None
-            for key in frame.gauges:
-                labels = matches(key, query.name, query.where)
-                if labels is None:
-                    continue
-                label = label_group(self._with_instance(labels), query.by, query.label)
-                for row in self.history.gauge_series(key, frame.start, frame.now, frame.step):
-                    value = num(row.get("value"))
-                    if value is not None:
-                        groups[label][float(row["t"])].append(value)
-        for t, reading in self.memory.since(frame.start):
-            for key, value in reading.items():
-                labels = matches(key, query.name, query.where)
-                if labels is not None:
-                    label = label_group(self._with_instance(labels), query.by, query.label)
-                    groups[label][t].append(value)
-        return [
-            (label, [(t, aggregate(vs, query.agg)) for t, vs in sorted(points.items())])
-            for label, points in sorted(groups.items())
-        ]
-
-    def _with_instance(self, labels: Mapping[str, str]) -> dict[str, str]:
-        return {"instance": self.instance, **labels}
-
-    def _error_trend(self, frame: Frame) -> Points:
+    def _error_trend(self, read: _Read) -> Points:
         if self.errors is None:
             return []
-        minutes = max(1, frame.range_s // 60)
+        minutes = max(1, read.range_s // 60)
         per_minute = self.errors.stats(minutes=minutes).per_minute
-        per_step = max(1, frame.step // 60)
+        per_step = max(1, read.step // 60)
         points: Points = []
         for i in range(0, len(per_minute), per_step):
             chunk = per_minute[i : i + per_step]
@@ -301,139 +286,85 @@ class DashboardData:
             points.append((t, sum(n for _, n in chunk) / len(chunk)))
         return points
 
-    # -- stats ----------------------------------------------------------------------------------
-    def _stats(self, query: Query, frame: Frame) -> list[dict[str, Any]]:
-        if isinstance(query, GaugeValue):
-            return [
-                {"label": label, "value": num(value)}
-                for label, value in self._gauge_now(query, frame).items()
-            ]
-        if isinstance(query, Counter):
-            return [
-                {"label": label, "value": num(value)}
-                for label, value in self._counter_totals(
-                    query.name, query.by, query.label, frame
-                ).items()
-            ] or [{"label": query.label, "value": 0.0}]
-        if isinstance(query, RequestRate):
-            if frame.use_history:
-                assert self.history is not None
-                stats = self.history.request_stats(frame.start, frame.now, route=query.route)
-                rate = (num(stats.get("requests")) or 0.0) / frame.range_s
-            else:
-                rate = self.windows.request_stats(
-                    frame.window_s, route=query.route, now=frame.now
-                ).rate_per_s
-            return [{"label": query.label, "value": num(rate)}]
-        if isinstance(query, ErrorResolution):
+    # -- numbers --------------------------------------------------------------------------------
+    def _stats(self, term: Term, read: _Read) -> list[dict[str, Any]]:
+        if isinstance(term, ErrorResolution):
             value = self.errors.stats().mean_resolution_seconds if self.errors else None
-            return [{"label": query.label, "value": num(value)}]
-        if isinstance(query, ErrorBreakdown) and query.by == "status":
+            return [{"label": term.label, "value": num(value)}]
+        if isinstance(term, ErrorBreakdown) and term.by == "status":
             by_status = self.errors.stats().groups_by_status if self.errors else {}
             return [{"label": k, "value": float(v)} for k, v in by_status.items()]
-        if isinstance(query, SeriesFrom):
-            series = self._series(query, frame)
-            last = series[0][1][-1][1] if series and series[0][1] else None
-            return [{"label": query.label, "value": num(last)}]
-        raise TypeError(f"{type(query).__name__} cannot be shown as a number")
+        if isinstance(term, SeriesFrom):
+            drawn = self._series(term, read)
+            last = drawn[0][1][-1][1] if drawn and drawn[0][1] else None
+            return [{"label": term.label, "value": num(last)}]
+        if not isinstance(term, MetricTerm):
+            raise Unsupported(f"{type(term).__name__} cannot be shown as a number")
+        samples = self._now(term, read)
+        stats = [{"label": _display(term, labels), "value": num(v)} for labels, v in samples]
+        if not stats and isinstance(term, CounterIncrease):
+            return [{"label": term.label, "value": 0.0}]  # nothing counted in the range
+        return stats
 
-    def _gauge_now(self, query: GaugeValue, frame: Frame) -> dict[str, float]:
-        grouped: dict[str, list[float]] = defaultdict(list)
-        for key, value in frame.gauges.items():
-            labels = matches(key, query.name, query.where)
-            if labels is not None:
-                grouped[label_group(self._with_instance(labels), query.by, query.label)].append(
-                    value
-                )
-        return {label: aggregate(vs, query.agg) for label, vs in sorted(grouped.items())}
-
-    def _counter_totals(
-        self, name: str, by: Sequence[str], fallback: str, frame: Frame
-    ) -> dict[str, float]:
-        totals: dict[str, float] = defaultdict(float)
-        for key in frame.counter_keys():
-            labels = matches(key, name, {})
-            if labels is None:
-                continue
-            if frame.use_history:
-                assert self.history is not None
-                value = self.history.counter_total(key, frame.start, frame.now)
-            else:
-                value = self.windows.counter_total(key, frame.window_s, now=frame.now)
-            totals[label_group(labels, by, fallback)] += value
-        return dict(sorted(totals.items()))
+    def _now(self, term: MetricTerm, read: _Read) -> list[tuple[dict[str, str], float]]:
+        if isinstance(term, GaugeValue):
+            return instant(term, read.live, read.now)
+        source, at, window = read.over_range()
+        return instant(term, source, at, window)
 
     # -- tables ---------------------------------------------------------------------------------
-    def _table(self, query: Query, frame: Frame) -> dict[str, Any]:
-        if isinstance(query, TopRoutes):
-            return self._top_routes(query, frame)
-        if isinstance(query, GaugeValue):
+    def _table(self, term: Term, read: _Read) -> dict[str, Any]:
+        if isinstance(term, TopRoutes):
+            return self._top_routes(term, read)
+        if isinstance(term, GaugeValue):
             rows = [
-                [*label.split(" "), num(value)] if query.by else [label, num(value)]
-                for label, value in self._gauge_now(query, frame).items()
+                [*(labels.get(b, "-") for b in term.by), num(v)]
+                if term.by
+                else [_display(term, labels), num(v)]
+                for labels, v in self._now(term, read)
             ]
-            columns = [*query.by, query.label] if query.by else ["series", query.label]
+            columns = [*term.by, term.label] if term.by else ["series", term.label]
             return {"columns": columns, "rows": rows}
-        if isinstance(query, Ratio):
-            numerators = self._counter_totals(query.numerator, query.by, "all", frame)
-            denominators = self._counter_totals(query.denominator, query.by, "all", frame)
-            rows = []
-            for group in sorted(set(numerators) | set(denominators)):
-                n, d = numerators.get(group, 0.0), denominators.get(group, 0.0)
-                parts = group.split(" ") if query.by else [group]
-                rows.append([*parts, n, d, n / d if d else None])
-            columns = [*(query.by or ("group",)), query.numerator, query.denominator, query.label]
-            return {"columns": columns, "rows": rows, "unit_column": len(columns) - 1}
-        if isinstance(query, ErrorGroups):
-            return self._error_groups_table(query, frame)
-        if isinstance(query, ErrorBreakdown):
-            return self._error_breakdown(query, frame)
-        if isinstance(query, Counter):
-            totals = self._counter_totals(query.name, query.by, query.label, frame)
+        if isinstance(term, Ratio):
+            return self._ratio(term, read)
+        if isinstance(term, ErrorGroups):
+            return self._error_groups_table(term, read)
+        if isinstance(term, ErrorBreakdown):
+            return self._error_breakdown(term, read)
+        if isinstance(term, CounterIncrease):
+            totals = self._now(term, read)
             return {
-                "columns": [*(query.by or ("series",)), "total"],
-                "rows": [[*k.split(" "), v] for k, v in totals.items()],
+                "columns": [*(term.by or ("series",)), "total"],
+                "rows": [[*_display(term, k).split(" "), v] for k, v in totals],
             }
-        raise TypeError(f"{type(query).__name__} cannot be shown as a table")
+        raise Unsupported(f"{type(term).__name__} cannot be shown as a table")
 
-    def _top_routes(self, query: TopRoutes, frame: Frame) -> dict[str, Any]:
-        columns = ["route", "requests", "req/s", "p95 ms", "5xx"]
-        rows: list[list[Any]] = []
-        if frame.use_history:
-            assert self.history is not None
-            by = "p95" if query.by == "latency" else query.by  # MetricHistory's name for it
-            for item in self.history.top_routes(frame.start, frame.now, by, query.limit):
-                requests = num(item.get("requests")) or 0.0
-                rows.append(
-                    [
-                        str(item.get("route", "?")),
-                        requests,
-                        requests / frame.range_s,
-                        num(item.get("p95_ms")),
-                        num(item.get("errors_5xx")),
-                    ]
-                )
-        else:
-            stats = self.windows.route_stats(frame.window_s, now=frame.now)
+    def _ratio(self, term: Ratio, read: _Read) -> dict[str, Any]:
+        top_term, below_term = term.parts()
+        tops = {_display(term, k): v for k, v in self._now(top_term, read)}
+        belows = {_display(term, k): v for k, v in self._now(below_term, read)}
+        ratios = {_display(term, k): v for k, v in self._now(term, read)}
+        rows = []
+        for group in sorted(set(tops) | set(belows)):
+            parts = group.split(" ") if term.by else [group]
+            rows.append([*parts, tops.get(group, 0.0), belows.get(group, 0.0), ratios.get(group)])
+        columns = [*(term.by or ("group",)), term.numerator, term.denominator, term.label]
+        return {"columns": columns, "rows": rows, "unit_column": len(columns) - 1}
 
-            def rank(item: tuple[str, WindowStats]) -> float:
-                s = item[1]
-                if query.by == "latency":
-                    return s.p95_ms or 0.0
-                return float(s.errors_5xx if query.by == "errors" else s.requests)
-
-            ranked = sorted(stats.items(), key=rank, reverse=True)
-            for route, s in ranked[: query.limit]:
-                if query.by == "errors" and not s.errors_5xx:
-                    continue
-                rows.append([route, s.requests, s.rate_per_s, num(s.p95_ms), s.errors_5xx])
+    def _top_routes(self, term: TopRoutes, read: _Read) -> dict[str, Any]:
+        source, at, window = read.over_range()
+        rows = [
+            [row.route, row.requests, row.rate_per_s, num(row.p95_ms), row.errors_5xx]
+            for row in top_routes(term, source, at, window)
+        ]
         # The value column the bars are drawn from, and each row drills down to its route.
-        value_column = {"requests": 1, "latency": 3, "errors": 4}[query.by]
+        value_column = {"requests": 1, "latency": 3, "errors": 4}[term.by]
+        columns = ["route", "requests", "req/s", "p95 ms", "5xx"]
         return {"columns": columns, "rows": rows, "value_column": value_column, "link": "route"}
 
-    def _error_groups_table(self, query: ErrorGroups, frame: Frame) -> dict[str, Any]:
+    def _error_groups_table(self, term: ErrorGroups, read: _Read) -> dict[str, Any]:
         groups = self.error_groups(
-            status=query.status, sort=query.sort, limit=query.limit, since=frame.start
+            status=term.status, sort=term.sort, limit=term.limit, since=read.now - read.range_s
         )
         columns = ["type", "message", "severity", "count", "users", "last seen", "status"]
         rows = [
@@ -455,23 +386,25 @@ class DashboardData:
             "keys": [g["fingerprint"] for g in groups],
         }
 
-    def _error_breakdown(self, query: ErrorBreakdown, frame: Frame) -> dict[str, Any]:
+    def _error_breakdown(self, term: ErrorBreakdown, read: _Read) -> dict[str, Any]:
         if self.errors is None:
-            return {"columns": [query.by, "count"], "rows": []}
-        if query.by == "status":
+            return {"columns": [term.by, "count"], "rows": []}
+        if term.by == "status":
             stats = self.errors.stats()
             return {
                 "columns": ["status", "groups"],
                 "rows": [[k, v] for k, v in stats.groups_by_status.items()],
             }
-        groups = self.errors.list_groups(since=_dt(frame.start), limit=500, sort="count")
-        counts: dict[tuple[str, ...], int] = defaultdict(int)
+        groups = self.errors.list_groups(
+            since=_dt(read.now - read.range_s), limit=500, sort="count"
+        )
+        counts: dict[tuple[str, ...], int] = {}
         for g in groups:
-            key = (g.type, g.severity.value) if query.by == "type" else (g.severity.value,)
-            counts[key] += g.count
+            key = (g.type, g.severity.value) if term.by == "type" else (g.severity.value,)
+            counts[key] = counts.get(key, 0) + g.count
         columns = (
             ["type", "severity", "occurrences"]
-            if query.by == "type"
+            if term.by == "type"
             else ["severity", "occurrences"]
         )
         rows = [[*k, n] for k, n in sorted(counts.items(), key=lambda kv: -kv[1])]
@@ -479,21 +412,22 @@ class DashboardData:
 
     # -- drill-down -----------------------------------------------------------------------------
     def route_detail(self, route: str, range_key: str = "1h") -> dict[str, Any]:
-        """Latency quantiles and request rate of one ``"METHOD /template"`` route over time."""
-        frame = self._frame(range_key)
+        """Latency quantiles and request rate of one `"METHOD /template"` route over time."""
+        read = self._read(range_key)
+        where = route_filter(route)
         latency = self._timeseries(
             [
-                LatencyQuantile(0.5, route),
-                LatencyQuantile(0.95, route),
-                LatencyQuantile(0.99, route),
+                LatencyQuantile(0.5, where),
+                LatencyQuantile(0.95, where),
+                LatencyQuantile(0.99, where),
             ],
-            frame,
+            read,
         )
-        traffic = self._timeseries([RequestRate(route), ErrorRate("5xx", route)], frame)
+        traffic = self._timeseries([RequestRate(where), ErrorRatio("5xx", where)], read)
         return {
             "route": route,
             "range": range_key,
-            "notes": frame.notes,
+            "notes": read.notes,
             "latency": latency,
             "traffic": traffic,
         }
@@ -512,7 +446,7 @@ class DashboardData:
         groups = self.errors.list_groups(
             status=status, sort=sort, limit=limit, since=_dt(since) if since else None, route=route
         )
-        return [_group_json(g) for g in groups]
+        return [g.to_dict() for g in groups]
 
     def error_group(self, fingerprint: str, occurrences: int = 20) -> dict[str, Any] | None:
         """A group with its sample occurrences (request ids for the log drill-down)."""
@@ -521,40 +455,8 @@ class DashboardData:
         detail = self.errors.get_group(fingerprint, occurrences=occurrences)
         if detail is None:
             return None
-        return {
-            "group": _group_json(detail.group),
-            "routes": detail.routes,
-            "occurrences": [
-                {
-                    "id": o.id,
-                    "timestamp": o.timestamp.timestamp(),
-                    "request_id": o.request_id,
-                    "trace_id": o.trace_id,
-                    "route": o.route,
-                    "method": o.method,
-                    "message": o.message,
-                    "frames": o.frames[-5:],
-                }
-                for o in detail.occurrences
-            ],
-        }
+        return detail.to_dict()
 
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-def _group_json(g: ErrorGroup) -> dict[str, Any]:
-    return {
-        "fingerprint": g.fingerprint,
-        "type": g.type,
-        "message": g.message,
-        "severity": g.severity.value,
-        "status": g.status.value,
-        "count": g.count,
-        "users": g.users,
-        "first_seen": g.first_seen.timestamp(),
-        "last_seen": g.last_seen.timestamp(),
-        "regression": g.regression,
-        "first_request_id": g.first_request_id,
-    }

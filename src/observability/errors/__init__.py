@@ -2,7 +2,7 @@
 
 Typical wiring (see docs/errors.md)::
 
-    store = ErrorStore.from_url("sqlite:///errors.db")
+    store = ErrorStore.from_url("sqlite:///observability.db")
     store.create_schema()
     tracker = ErrorTracker(store, mask=masking_policy, fingerprinter=Fingerprinter(["myapp"]),
                            on_trigger=notify)
@@ -21,6 +21,12 @@ from observability.errors.classify import (
     rules_from_dicts,
 )
 from observability.errors.fingerprint import Fingerprinter, FingerprintRule, parametrize_message
+from observability.errors.hooks import (
+    ErrorLogHandler,
+    StructlogErrorCapture,
+    asyncio_exception_handler,
+    install_hooks,
+)
 from observability.errors.store import (
     ErrorGroup,
     ErrorStats,
@@ -29,17 +35,8 @@ from observability.errors.store import (
     GroupStatus,
     StoredOccurrence,
 )
-from observability.errors.tracker import (
-    ErrorLogHandler,
-    ErrorTracker,
-    ErrorTrigger,
-    StructlogErrorCapture,
-    TrackerConfig,
-    TrackerStats,
-    TriggerKind,
-    asyncio_exception_handler,
-    install_hooks,
-)
+from observability.errors.tracker import ErrorTracker, TrackerConfig, TrackerStats
+from observability.errors.triggers import ErrorTrigger, TriggerKind
 
 __all__ = [
     "DEFAULT_RULES",

@@ -250,6 +250,26 @@ class ErrorGroup:
     regression: bool  # open again because it recurred after being resolved
     regression_count: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON shape of a group, for every operator API and page (ISO 8601 times)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "type": self.type,
+            "message": self.message,
+            "severity": str(self.severity),
+            "rule": self.rule_name,
+            "status": str(self.status),
+            "count": self.count,
+            "users": self.users,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "first_request_id": self.first_request_id,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "resolution_seconds": self.resolution_seconds,
+            "regression": self.regression,
+            "regression_count": self.regression_count,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class StoredOccurrence:
@@ -264,12 +284,32 @@ class StoredOccurrence:
     context: dict[str, Any]
     frames: list[dict[str, Any]]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp.isoformat(),
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "route": self.route,
+            "method": self.method,
+            "user_id": self.user_id,
+            "message": self.message,
+            "frames": self.frames,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class GroupDetail:
     group: ErrorGroup
     occurrences: list[StoredOccurrence]  # newest first
     routes: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The group's shape plus its routes and sample occurrences (newest first)."""
+        return {
+            **self.group.to_dict(),
+            "routes": self.routes,
+            "occurrences": [o.to_dict() for o in self.occurrences],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +367,7 @@ class ErrorStore:
 
     @classmethod
     def from_url(cls, url: str, *, sample_limit: int = 20, **engine_kwargs: Any) -> ErrorStore:
-        """``sqlite:///errors.db`` (default embedded) or ``postgresql+psycopg://...``."""
+        """``sqlite:///observability.db`` (default embedded) or ``postgresql+psycopg://...``."""
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
             engine_kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})

@@ -14,26 +14,22 @@ keep the batch across failures; sentry's worker drops on failure by design.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import enum
 import hashlib
 import logging
 import os
 import queue
-import sys
 import threading
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from observability.errors.classify import Classifier, Severity, Subject, tag_set
+from observability.errors.classify import Classifier, Subject, tag_set
 from observability.errors.fingerprint import (
     Fingerprinter,
     Frame,
@@ -42,49 +38,16 @@ from observability.errors.fingerprint import (
     type_name,
 )
 from observability.errors.store import ErrorEvent, ErrorStore, GroupBatch, GroupChange, Occurrence
+from observability.errors.triggers import ErrorTrigger, RateWindow, TriggerKind, TriggerPolicy
 
-__all__ = [
-    "CONTEXT_KEYS",
-    "ErrorLogHandler",
-    "ErrorTracker",
-    "ErrorTrigger",
-    "StructlogErrorCapture",
-    "TrackerConfig",
-    "TrackerStats",
-    "TriggerKind",
-    "asyncio_exception_handler",
-    "install_hooks",
-]
+__all__ = ["ErrorTracker", "ErrorTrigger", "TrackerConfig", "TrackerStats", "TriggerKind"]
 
-CONTEXT_KEYS = ("request_id", "trace_id", "route", "method", "principal", "user_id", "tags")
 _CAPTURED_ATTR = "__observability_fingerprint__"
 _log = logging.getLogger(__name__)
 
 
 def _identity(value: Any) -> Any:
     return value
-
-
-class TriggerKind(enum.StrEnum):
-    NEW_GROUP = "new_group"
-    REGRESSION = "regression"
-    RATE_SPIKE = "rate_spike"
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorTrigger:
-    """A reason to notify someone. Carries masked data only."""
-
-    kind: TriggerKind
-    fingerprint: str
-    severity: Severity
-    type_name: str
-    message: str
-    count: int
-    first_request_id: str | None
-    rule_name: str
-    rate_per_minute: float
-    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,42 +79,6 @@ class TrackerStats:
     written: int
     internal_errors: int  # capture/masking/trigger/sentry failures swallowed
     triggers: int
-
-
-class _RateWindow:
-    """Occurrences per group over the last 60 s, in per-second buckets (bounded LRU of groups)."""
-
-    def __init__(self, max_groups: int = 10_000) -> None:
-        self._buckets: OrderedDict[str, deque[list[int]]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_groups
-
-    def hit(self, key: str, now: float) -> float:
-        second = int(now)
-        with self._lock:
-            buckets = self._buckets.get(key)
-            if buckets is None:
-                buckets = self._buckets[key] = deque()
-                if len(self._buckets) > self._max:
-                    self._buckets.popitem(last=False)
-            else:
-                self._buckets.move_to_end(key)
-            if buckets and buckets[-1][0] == second:
-                buckets[-1][1] += 1
-            else:
-                buckets.append([second, 1])
-            return self._sum(buckets, second)
-
-    def rate(self, key: str, now: float) -> float:
-        with self._lock:
-            buckets = self._buckets.get(key)
-            return 0.0 if buckets is None else self._sum(buckets, int(now))
-
-    @staticmethod
-    def _sum(buckets: deque[list[int]], second: int) -> float:
-        while buckets and buckets[0][0] <= second - 60:
-            buckets.popleft()
-        return float(sum(n for _, n in buckets))
 
 
 def _safe_str(value: object) -> str:
@@ -216,8 +143,12 @@ class ErrorTracker:
         self._sentry = sentry
         self._context_provider = context_provider
         self._queue: queue.Queue[ErrorEvent] = queue.Queue(maxsize=self.config.queue_size)
-        self._rates = _RateWindow()
-        self._last_trigger: OrderedDict[tuple[str, TriggerKind], float] = OrderedDict()
+        self._rates = RateWindow()
+        self._triggers = TriggerPolicy(
+            self._rates,
+            spike_per_minute=self.config.spike_per_minute,
+            interval_seconds=self.config.trigger_interval_seconds,
+        )
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -500,59 +431,15 @@ class ErrorTracker:
 
     # -- triggers -----------------------------------------------------------------------------
 
-    def _allow(self, key: tuple[str, TriggerKind], now: float) -> bool:
-        last = self._last_trigger.get(key)
-        if last is not None and now - last < self.config.trigger_interval_seconds:
-            return False
-        self._last_trigger[key] = now
-        self._last_trigger.move_to_end(key)
-        if len(self._last_trigger) > 10_000:
-            self._last_trigger.popitem(last=False)
-        return True
-
     def _emit_triggers(self, changes: Iterable[GroupChange]) -> None:
-        now = time.time()
-        for change in changes:
-            if change.status == "ignored":
-                continue
-            rate = self._rates.rate(change.fingerprint, now)
-            kinds: list[TriggerKind] = []
-            if change.created:
-                kinds.append(TriggerKind.NEW_GROUP)  # the store creates a group exactly once
-            elif change.regressed and self._allow(
-                (change.fingerprint, TriggerKind.REGRESSION), now
-            ):
-                kinds.append(TriggerKind.REGRESSION)
-            spike = self.config.spike_per_minute
-            if (
-                spike is not None
-                and rate >= spike
-                and self._allow((change.fingerprint, TriggerKind.RATE_SPIKE), now)
-            ):
-                kinds.append(TriggerKind.RATE_SPIKE)
-            for kind in kinds:
-                self._notify(change, kind, rate, now)
-
-    def _notify(self, change: GroupChange, kind: TriggerKind, rate: float, now: float) -> None:
         if self._on_trigger is None:
             return
-        trigger = ErrorTrigger(
-            kind=kind,
-            fingerprint=change.fingerprint,
-            severity=change.severity,
-            type_name=change.type_name,
-            message=change.message,
-            count=change.count,
-            first_request_id=change.first_request_id,
-            rule_name=change.rule_name,
-            rate_per_minute=rate,
-            at=datetime.fromtimestamp(now, UTC),
-        )
-        try:
-            self._on_trigger(trigger)
-            self._count("triggers")
-        except Exception:
-            self._count("internal_errors")
+        for trigger in self._triggers.decide(changes, time.time()):
+            try:
+                self._on_trigger(trigger)
+                self._count("triggers")
+            except Exception:
+                self._count("internal_errors")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -591,106 +478,3 @@ class ErrorTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- hooks ------------------------------------------------------------------------------------
-
-
-def install_hooks(
-    tracker: ErrorTracker, *, sys_hook: bool = True, threading_hook: bool = True
-) -> Callable[[], None]:
-    """Capture uncaught exceptions of the main thread and of worker threads.
-
-    The previous hooks still run (tracebacks still print). Returns an ``uninstall`` function.
-    """
-    previous_sys = sys.excepthook
-    previous_threading = threading.excepthook
-
-    def _sys_hook(
-        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
-        tracker.capture(exc, {"tags": {"source": "sys.excepthook"}})
-        previous_sys(exc_type, exc, tb)
-
-    def _threading_hook(args: threading.ExceptHookArgs) -> None:
-        if args.exc_value is not None:
-            thread = args.thread.name if args.thread is not None else "?"
-            tracker.capture(args.exc_value, {"tags": {"source": "thread", "thread": thread}})
-        previous_threading(args)
-
-    if sys_hook:
-        sys.excepthook = _sys_hook
-    if threading_hook:
-        threading.excepthook = _threading_hook
-
-    def uninstall() -> None:
-        if sys.excepthook is _sys_hook:
-            sys.excepthook = previous_sys
-        if threading.excepthook is _threading_hook:
-            threading.excepthook = previous_threading
-
-    return uninstall
-
-
-def asyncio_exception_handler(
-    tracker: ErrorTracker,
-) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
-    """A handler for ``loop.set_exception_handler``: background task failures get captured."""
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if isinstance(exc, BaseException):
-            tracker.capture(exc, {"tags": {"source": "asyncio"}})
-        loop.default_exception_handler(context)
-
-    return handler
-
-
-def _context_from(source: Mapping[str, Any] | object, tag: str, logger_name: str) -> dict[str, Any]:
-    ctx: dict[str, Any] = {}
-    for key in CONTEXT_KEYS:
-        value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
-        if value is not None:
-            ctx[key] = value
-    tags = ctx.get("tags")
-    ctx["tags"] = {
-        **(tags if isinstance(tags, Mapping) else {}),
-        "source": tag,
-        "logger": logger_name,
-    }
-    return ctx
-
-
-class ErrorLogHandler(logging.Handler):
-    """Opt-in stdlib handler: ``logger.exception(...)`` records become captured errors."""
-
-    def __init__(self, tracker: ErrorTracker, level: int = logging.ERROR) -> None:
-        super().__init__(level)
-        self._tracker = tracker
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            self._tracker.capture(record.exc_info[1], _context_from(record, "logging", record.name))
-
-
-class StructlogErrorCapture:
-    """Opt-in structlog processor; place it before ``format_exc_info`` (which consumes exc_info)."""
-
-    def __init__(self, tracker: ErrorTracker) -> None:
-        self._tracker = tracker
-
-    def __call__(
-        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        exc_info = event_dict.get("exc_info")
-        exc: BaseException | None = None
-        if isinstance(exc_info, BaseException):
-            exc = exc_info
-        elif isinstance(exc_info, tuple) and len(exc_info) == 3:
-            exc = exc_info[1]
-        elif exc_info is True:
-            exc = sys.exc_info()[1]
-        if exc is not None:
-            name = str(event_dict.get("logger") or getattr(logger, "name", "structlog"))
-            self._tracker.capture(exc, _context_from(event_dict, "structlog", name))
-        return event_dict

@@ -1,6 +1,9 @@
 """Structured JSON logging for any ASGI service: one pipeline, every sink masked.
 
-pipeline = configure_logging(LoggingConfig(directory=Path("var/log")), mask=masker.mask_event)
+pipeline = configure_logging(LoggingConfig(directory=Path("var/log")), mask=mask_event)
+
+`mask` takes a whole event dict and returns the masked dict (`instrument()` passes the
+default masker's); omitted, nothing is masked.
 log = get_logger("my_service.orders")
 log.info("order_placed", order_id=42)
 """

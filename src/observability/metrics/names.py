@@ -49,6 +49,10 @@ SERVICE_READY: Final = "service_ready"  # gauge {dependency}: 1 ready, 0 not
 # Log events (snake_case verbs in the past tense)
 REQUEST_COMPLETED: Final = "request_completed"
 REQUEST_FAILED: Final = "request_failed"
+LOG_AUDIT_FINDING: Final = (
+    "log_audit_finding"  # the periodic audit found a secret (where, not what)
+)
 SERVICE_STARTED: Final = "service_started"
 SERVICE_STOPPING: Final = "service_stopping"
+SERVICE_STOPPED: Final = "service_stopped"  # the last line of a clean shutdown
 SLOW_QUERY: Final = "slow_query"

@@ -470,7 +470,8 @@ def metrics_endpoint(
     authorize: Authorize | None = None,
     public: bool = False,
 ) -> MetricsEndpoint:
-    """The /metrics ASGI app (mount it, e.g. `app.mount("/metrics", metrics_endpoint(...))`)."""
+    """The /metrics ASGI app. Add it as a route (`app.add_route("/metrics", endpoint)`), not a
+    mount: a mount answers /metrics with a 307 to /metrics/. `instrument()` does this."""
     return MetricsEndpoint(registry_provider, token=token, authorize=authorize, public=public)
 
 

@@ -1,28 +1,75 @@
 """Telemetry about telemetry: the log pipeline, error tracker, notifier and CloudWatch shipper
-report their own counters here, read at scrape time from the stats they already keep."""
+report their own counters here, read at scrape time from the stats they already keep.
+
+The parts are passed in and typed by what is read of them (protocols below), so this module
+imports none of them: metrics sit below logging, errors, alerting and cloud in the toolkit.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sized
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from observability.alerting.notifiers import Dispatcher
-from observability.cloud.shipper import LogShipper
-from observability.errors import ErrorTracker
-from observability.logging import LogPipeline
-
 __all__ = ["TelemetryCollector"]
+
+
+class LogPipelineStats(Protocol):
+    @property
+    def emitted(self) -> Mapping[str, int]: ...
+    @property
+    def sink_errors(self) -> Mapping[str, int]: ...
+    @property
+    def dropped(self) -> Mapping[str, int]: ...
+    @property
+    def queue(self) -> Sized: ...
+
+
+class _TrackerStats(Protocol):
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def write_failures(self) -> int: ...
+
+
+class ErrorTrackerStats(Protocol):
+    @property
+    def by_severity(self) -> Mapping[str, int]: ...
+    def stats(self) -> _TrackerStats: ...
+
+
+class DispatcherStats(Protocol):
+    def stats(self) -> Mapping[str, int]: ...
+
+
+class _ShipperStats(Protocol):
+    @property
+    def shipped(self) -> int: ...
+    @property
+    def retried_batches(self) -> int: ...
+    @property
+    def dropped(self) -> Mapping[str, int]: ...
+    @property
+    def spooled_bytes(self) -> int: ...
+    @property
+    def lag_seconds(self) -> float: ...
+
+
+class ShipperStats(Protocol):
+    def stats(self) -> _ShipperStats: ...
 
 
 class TelemetryCollector(Collector):
     def __init__(
         self,
-        logs: Callable[[], LogPipeline | None],
-        errors: ErrorTracker | None = None,
-        dispatcher: Dispatcher | None = None,
-        shipper: LogShipper | None = None,
+        logs: Callable[[], LogPipelineStats | None],
+        errors: ErrorTrackerStats | None = None,
+        dispatcher: DispatcherStats | None = None,
+        shipper: ShipperStats | None = None,
     ) -> None:
         self._logs = logs
         self._errors = errors
@@ -92,7 +139,7 @@ class TelemetryCollector(Collector):
         yield queued
 
     @staticmethod
-    def _shipper_metrics(shipper: LogShipper) -> Iterator[Metric]:
+    def _shipper_metrics(shipper: ShipperStats) -> Iterator[Metric]:
         stats = shipper.stats()
         shipped = CounterMetricFamily("cloudwatch_events_shipped", "Events accepted by CloudWatch")
         shipped.add_metric([], stats.shipped)

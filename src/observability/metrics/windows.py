@@ -451,6 +451,22 @@ class RollingWindows:
                 by_route.setdefault(key, []).append(agg)
         return {key: self._stats(seconds, span, aggs) for key, aggs in sorted(by_route.items())}
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock these windows run on: readers take "now" from it."""
+        return self._clock
+
+    def counter_totals(
+        self, seconds: int, now: float | None = None
+    ) -> tuple[dict[str, float], float]:
+        """Every counter's total over the window, and the span the window covers (seconds)."""
+        parts, span, _ = self._gather(seconds, now)
+        totals: dict[str, float] = {}
+        for part in parts:
+            for name, value in part.counters.items():
+                totals[name] = totals.get(name, 0.0) + value
+        return totals, span
+
     def counter_total(self, name: str, seconds: int, now: float | None = None) -> float:
         parts, _, _ = self._gather(seconds, now)
         return sum(part.counters.get(name, 0.0) for part in parts)

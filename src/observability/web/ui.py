@@ -52,6 +52,7 @@ _SECURITY_HEADERS = {
 }
 _MAX_LOG_LINES = 500
 Range = Annotated[str, Query(pattern="^(" + "|".join(RANGES) + ")$")]
+ErrorAction = Annotated[str, FastApiPath(pattern="^(resolve|ignore|reopen)$")]
 # An alert's name, or its key (name and label values, which may contain "/").
 AlertRef = Annotated[str, FastApiPath(min_length=1, max_length=300)]
 
@@ -123,6 +124,7 @@ def build_ops_ui(
     data: DashboardData,
     *,
     auth: Callable[..., Any],
+    admin_auth: Callable[..., Any] | None = None,
     log_lookup: LogLookup | None = None,
     alerts_provider: AlertsProvider | None = None,
     incident_provider: IncidentProvider | None = None,
@@ -132,7 +134,9 @@ def build_ops_ui(
 ) -> APIRouter:
     """The UI as a router with its paths under ``prefix``; include it with ``include_router``.
 
-    ``auth`` is a FastAPI dependency that raises (401/403) unless the caller is an operator.
+    ``auth`` is a FastAPI dependency that raises (401/403) unless the caller is an operator;
+    ``admin_auth`` the same for the routes that change something (an error group's status:
+    ``POST /api/errors/{fingerprint}/resolve|ignore|reopen``); without it those routes are off.
     ``log_lookup(request_id)`` returns that request's log events (dicts) for the drill-down;
     ``alerts_provider()`` returns ``{"firing": [...], "pending": [...], "silences": [...],
     "notifications": [...]}``; ``incident_provider(alert)`` returns the incident evidence of an
@@ -260,6 +264,21 @@ def build_ops_ui(
         if detail is None:
             raise HTTPException(404, "no such error group")
         return _json(detail)
+
+    if admin_auth is not None and data.errors is not None:
+        store = data.errors
+
+        @router.post("/api/errors/{fingerprint}/{action}", dependencies=[Depends(admin_auth)])
+        def change_error_group(
+            fingerprint: str,
+            action: Annotated[str, FastApiPath(pattern="^(resolve|ignore|reopen)$")],
+        ) -> Response:
+            change = {"resolve": store.resolve, "ignore": store.ignore, "reopen": store.reopen}
+            changed = change[action](fingerprint)
+            detail = store.get_group(fingerprint, occurrences=0)
+            if detail is None:
+                raise HTTPException(404, "no such error group")
+            return _json({**detail.group.to_dict(), "changed": changed})
 
     @router.get("/api/requests/{request_id}/logs", dependencies=protected)
     def request_logs(request_id: str) -> Response:

@@ -63,7 +63,7 @@ def test_amtool_routes_like_the_embedded_dispatcher(severity: str) -> None:
 def test_grouping_and_inhibition_match_the_evaluator_settings() -> None:
     config = yaml.safe_load(CONFIG_FILE.read_text())
     route = config["route"]
-    assert route["group_by"] == list(alerts.GROUPING.group_by)
+    assert route["group_by"] == list(alerts.BASE_GROUPING.group_by)
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == (
         "30s",
         "5m",

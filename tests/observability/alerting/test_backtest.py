@@ -3,18 +3,24 @@ not, and the simulation is deterministic for a seed."""
 
 from __future__ import annotations
 
+import re
+
+from typer.testing import CliRunner
+
+from experimentation_platform.commands import alerts as alerts_cli
 from experimentation_platform.telemetry import alerts
-from observability.alerting.backtest import Simulation, main, run_backtest
+from observability.alerting.backtest import Simulation, run_backtest
 from observability.alerting.evaluator import EvaluatorConfig
-from observability.alerting.rules import ErrorRatio, ThresholdRule
+from observability.alerting.rules import ThresholdRule
+from observability.query.model import ErrorRatio
 
 PLATFORM = EvaluatorConfig(
-    grouping=alerts.GROUPING, inhibit_rules=alerts.INHIBIT_RULES, log_transitions=False
+    grouping=alerts.BASE_GROUPING, inhibit_rules=alerts.INHIBIT_RULES, log_transitions=False
 )
 
 
 def test_platform_rules_meet_the_bars_over_a_week() -> None:
-    report = run_backtest(alerts.RULES, weeks=1, seed=7, config=PLATFORM)
+    report = run_backtest(alerts.BASE_RULES, weeks=1, seed=7, config=PLATFORM)
     assert report.bars() == {
         "no missed incidents": True,
         "< 1 false page per week": True,
@@ -51,18 +57,11 @@ def test_the_simulation_is_seeded() -> None:
     assert (one.incidents, one.noise) != (other.incidents, other.noise)
 
 
-def test_command_line_entry_point(capsys) -> None:  # type: ignore[no-untyped-def]
-    code = main(
-        [
-            "--rules",
-            "experimentation_platform.telemetry.alerts:RULES",
-            "--weeks",
-            "0.25",
-            "--step",
-            "60",
-        ]
-    )
-    out = capsys.readouterr().out
-    assert out.startswith("Backtest: 0.25 weeks")
-    assert "| alert | severity | episodes | false |" in out
-    assert code in (0, 1)
+def test_ep_alerts_backtest_prints_the_report_and_exits_by_the_bars() -> None:
+    result = CliRunner().invoke(alerts_cli.app, ["backtest", "--weeks", "0.25"])
+    report = run_backtest(alerts.BASE_RULES, 0.25, 7, 30, config=PLATFORM)
+    # The same report but for how long it took to run.
+    elapsed = re.compile(r"\([0-9.]+ s to run")
+    assert elapsed.sub("", result.stdout) == elapsed.sub("", report.to_markdown())
+    assert result.stdout.startswith("Backtest: 0.25 weeks")
+    assert result.exit_code == (0 if report.passed() else 1)

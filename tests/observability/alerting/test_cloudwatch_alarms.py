@@ -16,7 +16,8 @@ import pytest
 
 from experimentation_platform.telemetry import alerts
 from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
-from observability.alerting.rules import ErrorRatio, LatencyQuantile, ThresholdRule
+from observability.alerting.rules import ThresholdRule
+from observability.query.model import ErrorRatio, LatencyQuantile, Unsupported
 from tests.support.servers import AWS_TEST_ENV, MotoServer
 
 SEVERITIES = ("Critical", "High", "Medium", "Low")
@@ -61,13 +62,15 @@ def test_alarm_shapes() -> None:
 
 
 def test_quantile_rules_use_the_emf_percentile_in_milliseconds() -> None:
-    rule = ThresholdRule("slow", LatencyQuantile(0.95, 300), ">", 0.25, "medium", "s")
+    rule = ThresholdRule("slow", LatencyQuantile(0.95, window_s=300), ">", 0.25, "medium", "s")
     [alarm] = render_cloudwatch_alarms([rule], namespace="NS", dimensions={"Service": "ep"})
     assert alarm["MetricName"] == "http_request_duration_p95"
     assert alarm["Threshold"] == 250.0
     assert alarm["Dimensions"] == [{"Name": "Service", "Value": "ep"}]
-    per_route = ThresholdRule("r", ErrorRatio(route="/x"), ">", 0.1, "low", "s")
-    with pytest.raises(ValueError, match="route and method"):
+    per_route = ThresholdRule(
+        "r", ErrorRatio(where={"route": "/x"}, window_s=300), ">", 0.1, "low", "s"
+    )
+    with pytest.raises(Unsupported, match=r"ErrorRatio\.where: .* need both method and route"):
         render_cloudwatch_alarms([per_route], namespace="NS")
 
 

@@ -10,17 +10,13 @@ import pytest
 from sqlalchemy import create_engine
 
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
+from observability.alerting.grouping import Grouping
 from observability.alerting.notifiers import Dispatcher, Notification, Route
-from observability.alerting.rules import (
-    ErrorRatio,
-    GaugeValue,
-    Grouping,
-    SloRule,
-    ThresholdRule,
-)
+from observability.alerting.rules import SloRule, ThresholdRule
 from observability.alerting.silences import SilenceStore
-from observability.alerting.sources import MinuteStore
 from observability.alerting.state import StateStore
+from observability.query.minutes import MinuteStore
+from observability.query.model import ErrorRatio, GaugeValue
 from tests.observability.alerting import T0, rollup
 
 ERRORS = ThresholdRule(

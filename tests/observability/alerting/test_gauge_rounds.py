@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
-from observability.alerting.rules import ErrorRatio, GaugeValue, ThresholdRule
-from observability.alerting.sources import LiveSource
+from observability.alerting.rules import ThresholdRule
 from observability.metrics.windows import RollingWindows
+from observability.query.live import LiveSource
+from observability.query.model import ErrorRatio, GaugeValue
 from tests.observability.alerting import T0
 
 
@@ -121,7 +122,7 @@ def test_a_round_without_gauge_rules_does_not_read_the_gauges() -> None:
 
 def test_the_live_source_outside_a_round_reads_current_gauges() -> None:
     gauges = CountingGauges(HEALTHY)
-    source = LiveSource(RollingWindows(), gauges=gauges)
+    source = LiveSource(RollingWindows(clock=lambda: float(T0)), gauges=gauges)
     assert source.gauge_values("experiments_srm_detected", T0) == {"experiments_srm_detected": 0.0}
     gauges.values["experiments_srm_detected"] = 1.0
     assert source.gauge_values("experiments_srm_detected", T0) == {"experiments_srm_detected": 1.0}

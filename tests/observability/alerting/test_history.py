@@ -8,11 +8,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from observability.alerting.rules import ErrorRatio, LatencyAbove
-from observability.alerting.sources import LiveSource
 from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
+from observability.query.evaluate import instant
+from observability.query.live import LiveSource
+from observability.query.model import ErrorRatio, LatencyAbove
 from tests.observability.alerting import ROUTE, T0, rollup
+from tests.support.servers import unavailable
 
 OTHER = "POST /api/v1/events"
 
@@ -33,7 +35,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - depends on the machine
         admin.dispose()
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+        unavailable(f"PostgreSQL unavailable: {exc}")
     eng = create_engine(f"postgresql+psycopg://root@127.0.0.1:5432/{name}")
     try:
         yield eng
@@ -141,7 +143,7 @@ def test_live_source_reads_short_windows_live_and_long_windows_from_history(engi
     windows = RollingWindows(clock=lambda: now)
     windows.observe_request("GET", "/x", 500, 0.5)  # the live minute: one slow failure
     source = LiveSource(windows, history=history, clock=lambda: now)
-    assert ErrorRatio(window_s=60).evaluate(source, now) == [({}, 1.0)]
-    [(_, six_hours)] = ErrorRatio(window_s=6 * 3600).evaluate(source, now)
+    assert instant(ErrorRatio(window_s=60), source, now) == [({}, 1.0)]
+    [(_, six_hours)] = instant(ErrorRatio(window_s=6 * 3600), source, now)
     assert six_hours == pytest.approx(120 / 18000)
-    assert LatencyAbove(0.3, window_s=300).evaluate(source, now) == [({}, 1.0)]
+    assert instant(LatencyAbove(0.3, window_s=300), source, now) == [({}, 1.0)]

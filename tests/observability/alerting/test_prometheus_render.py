@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from experimentation_platform.telemetry import alerts
-from observability.alerting.prometheus_render import go_template, promql, to_yaml
-from observability.alerting.rules import ErrorRatio, LatencyAbove, Stalled
+from observability.alerting.prometheus_render import go_template, to_yaml
 from tests.support.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,18 +33,7 @@ def test_yaml_emitter_output_parses_back_to_the_same_data() -> None:
     assert yaml.safe_load(to_yaml(data)) == data
 
 
-def test_queries_render_to_promql() -> None:
-    assert promql(ErrorRatio(window_s=300, route="/x", method="GET")) == (
-        'sum(rate(http_requests_total{method="GET",route="/x",status_class="5xx"}[5m]))'
-        ' / sum(rate(http_requests_total{method="GET",route="/x"}[5m]))'
-    )
-    assert promql(LatencyAbove(0.05, 3600, distribution="assignment_duration_seconds")) == (
-        '1 - (sum(rate(assignment_duration_seconds_bucket{le="0.05"}[1h]))'
-        " / sum(rate(assignment_duration_seconds_count[1h])))"
-    )
-    assert promql(Stalled("events_total", 900)).startswith(
-        "(sum(increase(events_total[15m])) or vector(0)) and on()"
-    )
+def test_templates_become_go_templates() -> None:
     assert go_template("{value:.1%} {value:.2f} {value} {threshold:g} {dependency}", 0.25) == (
         '{{ $value | humanizePercentage }} {{ printf "%.2f" $value }} {{ $value | humanize }}'
         " 0.25 {{ $labels.dependency }}"

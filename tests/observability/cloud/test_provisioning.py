@@ -383,7 +383,9 @@ def test_render_prints_the_template_and_says_what_it_found() -> None:
     defs = platform_cloud.platform_definitions()
     counts = f"{len(defs.saved_queries)} saved queries, {len(defs.dashboards)} dashboards"
     assert f"{counts}, {len(defs.alarms)} alarms" in result.stderr
-    assert len(defs.dashboards) == 4 and defs.alarms and defs.saved_queries
+    assert len(defs.dashboards) == 4
+    assert defs.alarms
+    assert defs.saved_queries
 
 
 def test_verification_report_marks_and_exit_codes() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,58 +33,6 @@ from observability.metrics.windows import RollingWindows
 from observability.web.ui import build_ops_ui, static_token_check, token_auth
 
 TOKEN = "ops-test-admin-key-7f3a"
-
-
-class FakeHistory:
-    """In-memory stand-in with MetricHistory's read API (the real one is built in parallel)."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-
-    def _grid(self, start: float, end: float, step_s: int) -> list[float]:
-        first = (int(start) // step_s + 1) * step_s
-        return [float(t) for t in range(first, int(end), step_s)]
-
-    def request_series(
-        self, start: float, end: float, step_s: int, route: str | None = None
-    ) -> list[dict[str, Any]]:
-        rows = []
-        for i, t in enumerate(self._grid(start, end, step_s)):
-            requests = 100 + 20 * (i % 7)
-            rows.append(
-                {
-                    "t": t,
-                    "requests": requests,
-                    "errors_5xx": i % 3,
-                    "errors_4xx": 2,
-                    "p50_ms": 12.0 + i % 5,
-                    "p95_ms": 40.0 + i % 9,
-                    "p99_ms": 90.0 + i % 11,
-                }
-            )
-        return rows
-
-    def counter_series(
-        self, name: str, start: float, end: float, step_s: int
-    ) -> list[dict[str, Any]]:
-        return [{"t": t, "total": 5.0 * step_s / 60} for t in self._grid(start, end, step_s)]
-
-    def gauge_series(
-        self, name: str, start: float, end: float, step_s: int
-    ) -> list[dict[str, Any]]:
-        return [{"t": t, "value": 0.4} for t in self._grid(start, end, step_s)]
-
-    def request_stats(self, start: float, end: float, route: str | None = None) -> dict[str, Any]:
-        return {"requests": 1000.0, "errors_5xx": 3, "errors_4xx": 10, "p95_ms": 42.0}
-
-    def counter_total(self, name: str, start: float, end: float) -> float:
-        return 50.0
-
-    def top_routes(self, start: float, end: float, by: str, limit: int) -> list[dict[str, Any]]:
-        return [
-            {"route": "GET /hello", "requests": 900.0, "p95_ms": 20.0, "errors_5xx": 0},
-            {"route": "GET /boom", "requests": 40.0, "p95_ms": 5.0, "errors_5xx": 40},
-        ][:limit]
 
 
 def system_gauges() -> dict[str, float]:

@@ -17,9 +17,10 @@ from observability.dashboards.cloudwatch import (
     render_cloudwatch_dashboard,
     validate_cloudwatch_body,
 )
-from observability.dashboards.model import Dashboard, ErrorGroups, Panel
+from observability.dashboards.model import Dashboard, Panel
 from observability.metrics.emf import EmfPublisher
 from observability.metrics.windows import RollingWindows
+from observability.query.model import ErrorGroups
 from tests.support.servers import MotoServer
 
 NAMESPACE = "ExperimentationPlatform/Test"

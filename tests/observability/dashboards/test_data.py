@@ -1,5 +1,5 @@
-"""The built-in UI's data source: numbers computed from real RollingWindows, a history store
-and a real ErrorStore, per time range."""
+"""The built-in UI's data source: numbers computed from real RollingWindows, a real
+MetricHistory and a real ErrorStore, per time range."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from experimentation_platform.telemetry import names as domain
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.dashboards.data import DashboardData, registry_values
 from observability.errors import ErrorStore, ErrorTracker
 from observability.metrics import names
+from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
-from tests.observability.dashboards.support import FakeHistory
 
 T0 = 1_800_000_000.0  # a minute boundary
 
@@ -31,6 +32,20 @@ def panel(data: dict[str, Any], slug: str) -> dict[str, Any]:
     found: dict[str, Any] = next(p for p in data["panels"] if p["slug"] == slug)
     assert "error" not in found, found
     return found
+
+
+def at(found: dict[str, Any], label: str | None = None) -> dict[float, Any]:
+    """time -> value of one series of a time-series panel (the first when no label given)."""
+    column = next(s for s in found["series"] if label is None or s["label"] == label)
+    return dict(zip(found["time"], column["values"], strict=True))
+
+
+def history(tmp_path: Path, windows: RollingWindows | None = None) -> MetricHistory:
+    store = MetricHistory(sa.create_engine(f"sqlite:///{tmp_path / 'h.db'}"), instance="a")
+    store.create_schema()
+    if windows is not None:
+        store.record(windows.completed_minutes(since=0))
+    return store
 
 
 @pytest.fixture
@@ -57,13 +72,17 @@ def test_request_panels_follow_the_minutes_recorded(windows: RollingWindows, clo
         "api-performance", "15m"
     )
     rate = panel(data, "request-rate")
-    values = rate["series"][0]["values"]
-    assert values[:3] == [2.0, 4.0, 6.0]  # (n fast + n slow) / 60 s per complete minute
-    assert rate["time"][:3] == [T0 + 60, T0 + 120, T0 + 180]
-    errors = panel(data, "server-errors-5xx")["series"][0]["values"]
-    assert errors[:3] == pytest.approx([0.05, 0.05, 0.05])  # 1 in 10 of half the traffic
-    latency = {s["label"]: s["values"] for s in panel(data, "latency-p50-p95-p99")["series"]}
-    assert latency["p99"][0] == pytest.approx(0.4, rel=0.02)
+    # One point per minute of the range (a minute's value at its end), then the live one.
+    assert rate["time"][:-1] == [T0 + 180 - 60 * k for k in range(15)][::-1]
+    assert rate["time"][-1] == clock.t
+    per_minute = at(rate)
+    assert [per_minute[T0 + 60 * k] for k in (1, 2, 3)] == [2.0, 4.0, 6.0]  # (fast + slow) / 60 s
+    assert per_minute[T0] == 0.0  # before the traffic: nothing flowed
+    errors = at(panel(data, "server-errors-5xx"))
+    assert [errors[T0 + 60 * k] for k in (1, 2, 3)] == pytest.approx([0.05, 0.05, 0.05])
+    assert errors[T0] is None  # no requests: no error ratio (not zero)
+    latency = panel(data, "latency-p50-p95-p99")
+    assert at(latency, "p99")[T0 + 60] == pytest.approx(0.4, rel=0.02)
     top = panel(data, "top-endpoints-by-latency")["table"]
     assert top["rows"][0][0] == "GET /slow"
     assert top["link"] == "route"
@@ -77,7 +96,8 @@ def test_labelled_counters_split_by_label(windows: RollingWindows, clock: Clock)
     )
     series = panel(data, "assignment-rate")["series"]
     assert [s["label"] for s in series] == ["assigned"]
-    assert series[0]["values"][:3] == [1.0, 2.0, 3.0]
+    assigned = at(panel(data, "assignment-rate"), "assigned")
+    assert [assigned[T0 + 60 * k] for k in (1, 2, 3)] == [1.0, 2.0, 3.0]
 
 
 def test_gauges_are_read_live_and_cumulative_ones_become_rates(clock: Clock) -> None:
@@ -109,44 +129,63 @@ def test_gauges_are_read_live_and_cumulative_ones_become_rates(clock: Clock) -> 
     assert ready["rows"] == [["local", "db", 0.0]]
 
 
-def test_long_ranges_read_the_history_store(windows: RollingWindows, clock: Clock) -> None:
-    with_history = DashboardData(DASHBOARDS, windows=windows, history=FakeHistory(), clock=clock)
-    board = with_history.dashboard("api-performance", "24h")
+def test_long_ranges_read_the_history_store(
+    windows: RollingWindows, clock: Clock, tmp_path: Path
+) -> None:
+    store = history(tmp_path, windows)
+    board = DashboardData(DASHBOARDS, windows=windows, history=store, clock=clock).dashboard(
+        "api-performance", "24h"
+    )
     assert board["step"] == 900
     assert board["notes"] == []
     rate = panel(board, "request-rate")
-    assert len(rate["time"]) == 96
-    assert rate["series"][0]["values"][0] == pytest.approx(100 / 900)
+    assert len(rate["time"]) == 96  # one point per 15 minutes, no live point from history
+    assert sum(v or 0 for v in rate["series"][0]["values"]) * 900 == pytest.approx(720)
     top = panel(board, "top-endpoints-by-traffic")["table"]["rows"]
-    assert top[0][0] == "GET /hello"
+    assert [row[0] for row in top] == ["GET /fast", "GET /slow"]
+    assert top[0][1] == 360
 
     without = DashboardData(DASHBOARDS, windows=windows, clock=clock).dashboard(
         "api-performance", "7d"
     )
     assert without["notes"] == ["no history store: showing the last hour"]
-    assert panel(without, "request-rate")["series"][0]["values"][:3] == [2.0, 4.0, 6.0]
+    assert sum(v or 0 for v in panel(without, "request-rate")["series"][0]["values"]) > 0
+    store.engine.dispose()
 
 
-def test_a_failing_source_breaks_one_panel_not_the_page(
-    windows: RollingWindows, clock: Clock
+def test_a_failing_source_breaks_its_panels_not_the_page(
+    windows: RollingWindows, clock: Clock, tmp_path: Path
 ) -> None:
-    class Broken(FakeHistory):
-        def request_series(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    class Broken(MetricHistory):
+        def rollups(self, start: float, end: float) -> Any:
             raise ConnectionError("history down")
 
     def gauges() -> dict[str, float]:
         raise OSError("psutil failed")
 
-    data = DashboardData(DASHBOARDS, windows=windows, history=Broken(), gauges=gauges, clock=clock)
+    broken = Broken(sa.create_engine(f"sqlite:///{tmp_path / 'b.db'}"))
+    broken.create_schema()
+    data = DashboardData(DASHBOARDS, windows=windows, history=broken, gauges=gauges, clock=clock)
     board = data.dashboard("api-performance", "24h")
     failed = [p["slug"] for p in board["panels"] if "error" in p]
-    assert "request-rate" in failed
-    assert "top-endpoints-by-traffic" not in failed
+    assert failed == [p["slug"] for p in board["panels"]]  # every panel reads the history
+    assert board["notes"] == ["history unavailable (ConnectionError)"]
     assert data.panel_errors == len(failed)
-    data.dashboard("system-health", "1h")
-    assert data.gauge_errors >= 1
+    health = data.dashboard("system-health", "1h")
+    assert data.gauge_errors >= 2  # at construction and at this read
+    assert [p["slug"] for p in health["panels"] if "error" in p] == [
+        "cpu-usage",
+        "memory-usage",
+        "disk-usage",
+        "network-i-o",
+        "event-loop-lag",
+        "readiness-per-instance",
+    ]
+    api = data.dashboard("api-performance", "1h")  # the windows still answer the last hour
+    assert not [p for p in api["panels"] if "error" in p]
     with pytest.raises(ValueError, match="range must be"):
         data.dashboard("api-performance", "2d")
+    broken.engine.dispose()
 
 
 def test_error_panels_read_the_error_store(tmp_path: Path, clock: Clock) -> None:
@@ -197,18 +236,12 @@ def test_registry_values_reads_labelled_samples() -> None:
 def test_long_ranges_from_the_real_metric_history(
     windows: RollingWindows, clock: Clock, tmp_path: Path
 ) -> None:
-    import sqlalchemy as sa
-
-    from observability.metrics.history import MetricHistory
-
-    history = MetricHistory(sa.create_engine(f"sqlite:///{tmp_path / 'h.db'}"), instance="a")
-    history.create_schema()
-    history.record(windows.completed_minutes(since=0))
-    history.record_gauges(T0, {names.SYSTEM_CPU: 0.5, f'{names.SYSTEM_DISK}{{mount="/"}}': 0.7})
+    store = history(tmp_path, windows)
+    store.record_gauges(T0, {names.SYSTEM_CPU: 0.5, f'{names.SYSTEM_DISK}{{mount="/"}}': 0.7})
     data = DashboardData(
         DASHBOARDS,
         windows=windows,
-        history=history,
+        history=store,
         clock=clock,
         gauges=lambda: {names.SYSTEM_CPU: 0.4},
     )
@@ -218,8 +251,10 @@ def test_long_ranges_from_the_real_metric_history(
     slowest = panel(board, "top-endpoints-by-latency")["table"]["rows"][0]
     assert slowest[0] == "GET /slow"
     assert slowest[3] == pytest.approx(400, rel=0.02)
-    cpu = panel(data.dashboard("system-health", "6h"), "cpu-usage")["series"][0]["values"]
+    health = data.dashboard("system-health", "6h")
+    cpu = panel(health, "cpu-usage")["series"][0]["values"]
     assert 0.5 in cpu  # the recorded minute
-    assert cpu[-1] == 0.4  # and the live reading
+    assert panel(health, "disk-usage")["stats"] == []  # a gauge stat is the current reading
     assignments = panel(data.dashboard("business-metrics", "24h"), "assignment-rate")["series"]
     assert sum(v or 0 for v in assignments[0]["values"]) * 900 == pytest.approx(360)
+    store.engine.dispose()

@@ -18,15 +18,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.asgi import ObservabilityMiddleware, RequestRecord
-from observability.dashboards.grafana import promql, render_grafana_dashboard, render_grafana_files
-from observability.dashboards.model import (
-    Dashboard,
-    ErrorGroups,
-    LatencyQuantile,
-    Panel,
-    RequestRate,
+from observability.dashboards.grafana import (
+    grafana_context,
+    render_grafana_dashboard,
+    render_grafana_files,
 )
+from observability.dashboards.model import Dashboard, Panel
 from observability.metrics import names
+from observability.query.model import ErrorGroups, LatencyQuantile, RequestRate, route_filter
+from observability.query.promql import promql
 from tests.support.servers import LOOPBACK, ManagedProcess, free_port, require_binary, wait_for_port
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "grafana"
@@ -55,8 +55,8 @@ def test_every_dashboard_renders_with_templated_datasource_and_filters() -> None
 
 
 def test_http_expressions_filter_by_route_variable_or_by_a_given_route() -> None:
-    assert 'route=~"$route"' in (promql(RequestRate()) or "")
-    one = promql(LatencyQuantile(0.99, route="GET /experiments/{key}")) or ""
+    assert 'route=~"$route"' in promql(RequestRate(), grafana_context())
+    one = promql(LatencyQuantile(0.99, route_filter("GET /experiments/{key}")), grafana_context())
     assert 'method="GET"' in one
     assert 'route="/experiments/{key}"' in one
     assert "histogram_quantile(0.99" in one

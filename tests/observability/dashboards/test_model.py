@@ -1,4 +1,4 @@
-"""The dashboard model: validation, series keys, and the platform's four dashboards."""
+"""The dashboard model: panels of query terms, validation, and the platform's four dashboards."""
 
 from __future__ import annotations
 
@@ -6,23 +6,9 @@ import pytest
 
 from experimentation_platform.telemetry import names as domain
 from experimentation_platform.telemetry.dashboards import DASHBOARDS, dashboard_by_name
-from observability.dashboards.model import (
-    Counter,
-    CounterRate,
-    Dashboard,
-    ErrorBreakdown,
-    ErrorRate,
-    ErrorTrend,
-    GaugeValue,
-    LatencyQuantile,
-    Panel,
-    Ratio,
-    RequestRate,
-    TopRoutes,
-    labels_key,
-    parse_series_key,
-)
+from observability.dashboards.model import Dashboard, Panel
 from observability.metrics import names
+from observability.query.model import RequestRate, metric_names
 
 SIGNAL_NAMES = {
     v
@@ -30,19 +16,6 @@ SIGNAL_NAMES = {
     for k, v in vars(module).items()
     if k.isupper() and isinstance(v, str)
 }
-
-
-def test_queries_reject_what_no_backend_can_answer() -> None:
-    with pytest.raises(ValueError, match="q must be"):
-        LatencyQuantile(0.9)
-    with pytest.raises(ValueError, match="status_class"):
-        ErrorRate("3xx")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="invalid metric name"):
-        CounterRate("assignments-total")
-    with pytest.raises(ValueError, match="invalid label name"):
-        GaugeValue("x", by=("bad-label",))
-    with pytest.raises(ValueError, match="limit"):
-        TopRoutes("requests", limit=0)
 
 
 def test_panels_and_dashboards_validate_their_shape() -> None:
@@ -58,30 +31,8 @@ def test_panels_and_dashboards_validate_their_shape() -> None:
     with pytest.raises(ValueError, match="slug"):
         Dashboard("Not A Slug", "X", "d", ())
     assert Panel("stat", "Latency p50 / p95", "d", (RequestRate(),)).slug == "latency-p50-p95"
-
-
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        ("assignments_total", ("assignments_total", {})),
-        ('a{outcome="assigned"}', ("a", {"outcome": "assigned"})),
-        ('a{x="1", y="two words"}', ("a", {"x": "1", "y": "two words"})),
-        ('a{q="say \\"hi\\""}', ("a", {"q": 'say "hi"'})),
-        ("a{broken", None),
-        ("1bad", None),
-        ("a{x=1}", None),
-    ],
-)
-def test_series_keys_parse_prometheus_text_form(key: str, expected: object) -> None:
-    assert parse_series_key(key) == expected
-
-
-def test_labels_key_round_trips() -> None:
-    labels = {"experiment": 'odd "name"', "variant": "b\\c"}
-    assert parse_series_key(labels_key("conversions_total", labels)) == (
-        "conversions_total",
-        labels,
-    )
+    with pytest.raises(ValueError, match=r"observability\.query terms"):
+        Panel("stat", "Raw", "d", ("sum(rate(x[5m]))",))  # type: ignore[arg-type]
 
 
 def test_the_platform_has_the_four_dashboards() -> None:
@@ -94,20 +45,8 @@ def test_the_platform_has_the_four_dashboards() -> None:
     assert dashboard_by_name("api-performance").title == "API performance"
 
 
-def _metric_names(query: object) -> set[str]:
-    if isinstance(query, CounterRate | Counter | GaugeValue):
-        return {query.name}
-    if isinstance(query, Ratio):
-        return {query.numerator, query.denominator}
-    if isinstance(query, ErrorBreakdown):
-        return {query.errors_metric, query.open_groups_metric}
-    if isinstance(query, ErrorTrend):
-        return {query.errors_metric}
-    return set()
-
-
 def test_every_metric_a_panel_names_is_a_signal_constant() -> None:
-    used = {n for d in DASHBOARDS for p in d.panels for q in p.queries for n in _metric_names(q)}
+    used = {n for d in DASHBOARDS for p in d.panels for q in p.queries for n in metric_names(q)}
     assert used
     assert used <= SIGNAL_NAMES, used - SIGNAL_NAMES
 

@@ -14,9 +14,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from observability.errors.fingerprint import Fingerprinter, hash_parts
-from observability.errors.store import METADATA, ErrorStore, GroupBatch, GroupChange, GroupStatus
-from observability.errors.tracker import (
+from observability.errors import (
     ErrorLogHandler,
     ErrorTracker,
     ErrorTrigger,
@@ -25,6 +23,8 @@ from observability.errors.tracker import (
     TriggerKind,
     install_hooks,
 )
+from observability.errors.fingerprint import Fingerprinter, hash_parts
+from observability.errors.store import METADATA, ErrorStore, GroupBatch, GroupChange, GroupStatus
 from tests.observability.errors import (
     CANARIES,
     canary_mask,

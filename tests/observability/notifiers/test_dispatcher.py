@@ -33,7 +33,13 @@ from observability.alerting.notifiers import (
     routes_from_table,
 )
 from tests.observability.notifiers import make_notification, smtp_server
-from tests.support.servers import LOOPBACK, MotoServer, RecordingHTTPServer, free_port
+from tests.support.servers import (
+    LOOPBACK,
+    MotoServer,
+    RecordingHTTPServer,
+    free_port,
+    unavailable,
+)
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_elapsed=5.0)
 CANARY = "sk_live_CANARY_9f8e7d6c5b4a"
@@ -474,7 +480,7 @@ def postgres_engine() -> Iterator[sa.Engine]:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable: {exc}")
+        unavailable(f"PostgreSQL is not reachable: {exc}")
     engine = sa.create_engine(
         "postgresql+psycopg://root@127.0.0.1:5432/test",
         connect_args={"options": f"-csearch_path={schema}"},

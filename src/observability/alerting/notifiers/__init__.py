@@ -2,7 +2,7 @@
 
 from observability.alerting.notifiers import Dispatcher, Notification, SlackNotifier
 
-dispatcher = Dispatcher([SlackNotifier(url)], mask=masker, fallback="slack")
+dispatcher = Dispatcher([SlackNotifier(url)], mask=masker.mask_text, fallback="slack")
 dispatcher.submit(Notification(key=..., status="firing", severity="high", ...))
 """
 

@@ -83,8 +83,9 @@
     node.textContent = message || "";
   }
 
-  function fmtTime(seconds) {
-    var d = new Date(seconds * 1000);
+  // Seconds since the epoch (chart points) or an ISO 8601 string (the operator API's times).
+  function fmtTime(value) {
+    var d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
     return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
 
@@ -397,7 +398,7 @@
       });
       var table = {
         columns: ["type", "message", "severity", "count", "users", "last seen", "status"],
-        rows: data.groups.map(function (g) { return [g.type, g.message, g.severity, g.count, g.users, g.last_seen, g.status + (g.regression ? " (regression)" : "")]; }),
+        rows: data.groups.map(function (g) { return [g.type, g.message, g.severity, g.count, g.users, fmtTime(g.last_seen), g.status + (g.regression ? " (regression)" : "")]; }),
         keys: data.groups.map(function (g) { return g.fingerprint; }),
         link: "error_group"
       };
@@ -409,7 +410,7 @@
   function loadErrorGroup() {
     var fingerprint = decodeURIComponent(location.pathname.split("/").pop());
     return api("/errors/" + encodeURIComponent(fingerprint)).then(function (data) {
-      var g = data.group;
+      var g = data;
       document.getElementById("page-title").textContent = g.type + ": " + g.message;
       var meta = el("dl", { className: "meta" });
       [["severity", g.severity], ["status", g.status + (g.regression ? " (regression)" : "")], ["occurrences", String(g.count)],

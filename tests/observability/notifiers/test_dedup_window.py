@@ -1,23 +1,24 @@
-"""The platform's Dispatcher de-duplicates over a window that follows EP_ALERT_WINDOW_SCALE, so a
-game day (scale 0.01) that fires the same alert group twice within minutes gets both messages."""
+"""The Dispatcher de-duplicates over a window that follows the alert window scale (the platform's
+EP_ALERT_WINDOW_SCALE), so a game day (scale 0.01) that fires the same alert group twice within
+minutes gets both messages."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from experimentation_platform.notify import (
+from experimentation_platform.settings import load_settings
+from experimentation_platform.telemetry.wiring import observability_config
+from observability import NotifySettings, Observability
+from observability.alerting.notifiers import Dispatcher, Notification
+from observability.alerting.notifiers.factory import (
     DEDUP_WINDOW_S,
     MIN_DEDUP_WINDOW_S,
     build_dispatcher,
     dedup_window_seconds,
 )
-from experimentation_platform.settings import load_settings
-from observability.alerting.notifiers import Dispatcher, Notification
 from observability.masking import Masker
 
 
@@ -31,7 +32,7 @@ def test_the_window_is_300_s_times_the_scale_with_a_floor(scale: float, window: 
 
 
 def _dispatcher(scale: float) -> Dispatcher:
-    return build_dispatcher(load_settings(), Masker(), None, window_scale=scale)
+    return build_dispatcher(NotifySettings(), mask=Masker().mask_text, window_scale=scale)
 
 
 def _low(key: str = "alert:severity=low") -> Notification:
@@ -59,18 +60,14 @@ def test_at_full_scale_the_window_stays_five_minutes() -> None:
         assert dispatcher.dispatch(_low()).suppressed
 
 
-def test_the_default_follows_ep_alert_window_scale() -> None:
-    # The scale is read once at import (telemetry/alerts.py): check it in a fresh interpreter.
-    code = (
-        "from experimentation_platform.notify import build_dispatcher\n"
-        "from experimentation_platform.settings import load_settings\n"
-        "from observability.masking import Masker\n"
-        "d = build_dispatcher(load_settings(), Masker(), None)\n"
-        "print(d.dedup.window_seconds)\n"
-        "d.close()\n"
-    )
-    env = {**os.environ, "EP_ALERT_WINDOW_SCALE": "0.05"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert float(out.stdout.strip()) == pytest.approx(15.0)
+def test_the_platform_dispatcher_follows_ep_alert_window_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EP_ALERT_WINDOW_SCALE", "0.05")
+    settings = load_settings(var_dir=tmp_path, log_to_stdout=False)
+    observability = Observability(observability_config(settings))
+    try:
+        assert observability.dispatcher.dedup is not None
+        assert observability.dispatcher.dedup.window_seconds == pytest.approx(15.0)
+    finally:
+        observability.close()

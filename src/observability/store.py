@@ -1,0 +1,73 @@
+"""`ObservabilityStore`: one database for everything the toolkit keeps between restarts.
+
+Error groups and occurrences, alert state, silences, the notification log and the per-minute
+metric history share one engine (SQLite under the data directory by default, or PostgreSQL).
+Each part keeps its own tables and its own class; this module opens the engine once, creates
+every table, and hands the parts out.
+
+Earlier releases called the SQLite file `errors.db` although it held all of the above:
+`open()` renames it (with its WAL files) to `observability.db` when only the old one exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from observability.alerting.notifiers.log import NotificationLog
+from observability.alerting.silences import SilenceStore
+from observability.alerting.state import StateStore
+from observability.errors.store import ErrorStore
+from observability.metrics.history import MetricHistory
+
+__all__ = ["LEGACY_SQLITE_NAME", "ObservabilityStore", "migrate_legacy_sqlite"]
+
+LEGACY_SQLITE_NAME = "errors.db"
+
+
+class ObservabilityStore:
+    """The parts over one engine. `create_schema()` is idempotent and safe at every start."""
+
+    def __init__(self, errors: ErrorStore, *, instance: str = "local") -> None:
+        self.engine = errors.engine
+        self.errors = errors
+        self.alerts = StateStore(self.engine)
+        self.silences = SilenceStore(self.engine)
+        self.notifications = NotificationLog(engine=self.engine)
+        self.history = MetricHistory(self.engine, instance=instance)
+
+    @classmethod
+    def open(cls, url: str, *, instance: str = "local") -> ObservabilityStore:
+        """The store at `url` (``sqlite:///path/observability.db`` or ``postgresql+psycopg://``);
+        a SQLite file's directory is created."""
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            migrate_legacy_sqlite(path)
+        return cls(ErrorStore.from_url(url), instance=instance)
+
+    def create_schema(self) -> None:
+        self.errors.create_schema()
+        self.alerts.create_schema()
+        self.silences.create_schema()
+        self.notifications.create_schema()
+        self.history.create_schema()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def migrate_legacy_sqlite(path: Path) -> bool:
+    """Rename `errors.db` (and its -wal/-shm files) beside `path` to `path`'s name when only
+    the legacy file exists. True when it renamed."""
+    legacy = path.with_name(LEGACY_SQLITE_NAME)
+    if path.exists() or not legacy.exists() or legacy == path:
+        return False
+    for suffix in ("-wal", "-shm"):
+        side = legacy.with_name(legacy.name + suffix)
+        if side.exists():
+            side.rename(path.with_name(path.name + suffix))
+    legacy.rename(path)
+    return True
