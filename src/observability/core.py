@@ -38,6 +38,7 @@ from observability.errors import (
 )
 from observability.errors.sentry import capture_to_sentry, init_sentry, shutdown_sentry
 from observability.incident import gather_evidence
+from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
     LoggingConfig,
     LogPipeline,
@@ -48,7 +49,6 @@ from observability.logging import (
 )
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.masking import Masker, default_masker
-from observability.masking.audit import AuditFinding, LogAuditor
 from observability.metrics import names
 from observability.metrics.emf import EmfPublisher
 from observability.metrics.prometheus import (

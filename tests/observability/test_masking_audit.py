@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from experimentation_platform.cli import app
 from observability.errors import ErrorStore
 from observability.errors.store import occurrences_table
-from observability.masking.audit import LogAuditor, audit, audit_logs
+from observability.logaudit import LogAuditor, audit, audit_logs
 from tests.observability.masking_corpus import draw
 
 runner = CliRunner()

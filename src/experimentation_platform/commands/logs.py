@@ -297,7 +297,7 @@ def audit(
     """Scan the stored logs (rotated and gzipped included) and the error store with the whole
     masking catalog. Prints file:line, field and detector of each finding (never the value)
     and exits 1 when anything is found."""
-    from observability.masking.audit import audit as run_audit
+    from observability.logaudit import audit as run_audit
 
     try:
         floor = parse_time(since) if since else None

@@ -10,7 +10,7 @@
 Layout: `catalog.py` the detector table (what is recognised), `validators.py` the formats'
 own checks, `keys.py` the key denylist and allowlist, `decode.py` percent/plus/JSON-escape
 views, `engine.py` the one-pass prefilter and replacement, `masker.py` the walk over
-structures, `audit.py` scanning stored logs and errors after the fact.
+structures. Scanning stored logs and errors after the fact is `observability.logaudit`.
 """
 
 from observability.masking.catalog import CATALOG, Detector

@@ -179,9 +179,20 @@ def _rotation_stamp(name_stamp: str) -> str:
     return _stamp(moment)
 
 
+_STAMP_PREFIX = b'{"timestamp":"'  # how the pipeline starts every line
+_STAMP_END = len(_STAMP_PREFIX) + len("2026-01-01T00:00:00.000000Z")
+
+
 def _audit_line(
     scanner: _Scanner, report: AuditReport, source: str, number: int, raw: bytes, floor: str | None
 ) -> None:
+    # A periodic run re-reads the active file: old lines are skipped before any JSON parsing.
+    if (
+        floor
+        and raw.startswith(_STAMP_PREFIX)
+        and raw[len(_STAMP_PREFIX) : _STAMP_END] < floor.encode()
+    ):
+        return
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
