@@ -21,6 +21,7 @@ from experimentation_platform.settings import Settings, SettingsError, load_sett
 from experimentation_platform.storage.db import Database, migrate
 from experimentation_platform.storage.keys import KeyStore
 from observability.metrics.prometheus import prepare_multiprocess_dir
+from observability.store import ObservabilityStore
 
 app = typer.Typer(
     help="Experimentation platform: run, operate and inspect it.", no_args_is_help=True
@@ -50,7 +51,13 @@ def db_upgrade(revision: str = "head") -> None:
     """Apply the database migrations (idempotent)."""
     settings = _settings()
     migrate(settings.resolved_database_url, revision)
-    typer.echo(f"database at revision {revision}")
+    store = ObservabilityStore.open(settings.resolved_observability_database_url)
+    try:
+        store.migrate()
+        observability_revision = store.revision()
+    finally:
+        store.dispose()
+    typer.echo(f"database at revision {revision}; observability store at {observability_revision}")
 
 
 @keys_app.command("create")

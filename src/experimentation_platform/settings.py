@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     slow_query_seconds: float = Field(default=0.5, gt=0.0)
     alerts_enabled: bool = True  # the embedded evaluator (off when Prometheus evaluates)
     alert_interval_seconds: float = Field(default=30.0, ge=1.0, le=600.0)
+    # The fleet: heartbeats to the shared store; one instance leads alerting at a time.
+    fleet_heartbeat_seconds: float = Field(default=10.0, ge=0.1, le=300.0)
+    fleet_leader_lease_seconds: float = Field(default=15.0, ge=1.0, le=600.0)
     # Game days and tests: every rule window, hold time and grouping timer times this.
     alert_window_scale: float = Field(default=1.0, gt=0.0, le=1.0)
     fault_injection: bool = False  # game days only: /api/v1/ops/faults for admin keys

@@ -84,6 +84,9 @@ class ObservabilityConfig:
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs whose X-Forwarded-For we believe
     # Storage of errors, alert state, silences, notifications and metric history.
     database_url: str = ""  # empty: a SQLite file <data_dir>/observability.db
+    # The fleet: every instance heartbeats to the store; one leads (evaluates and notifies).
+    heartbeat_seconds: float = 10.0  # an instance is lost after three missed heartbeats
+    leader_lease_seconds: float = 15.0  # a dead leader is replaced within this (+ a third)
     # Errors
     in_app: tuple[str, ...] = ()  # top-level packages of the app (fingerprints, "raised in app")
     classification_rules: Sequence[ClassificationRule] = ()  # before the default rules
@@ -113,6 +116,8 @@ class ObservabilityConfig:
         check(bool(self.service.strip()), "service", "must not be empty")
         check(0.0 <= self.sentry_sample_rate <= 1.0, "sentry_sample_rate", "must be in [0, 1]")
         check(self.slow_query_seconds > 0, "slow_query_seconds", "must be positive")
+        check(self.heartbeat_seconds >= 0.1, "heartbeat_seconds", "must be >= 0.1")
+        check(self.leader_lease_seconds >= 1, "leader_lease_seconds", "must be >= 1")
         check(self.ops_refresh_seconds >= 1, "ops_refresh_seconds", "must be >= 1")
         for name in ("metrics_path", "ops_prefix"):
             value = getattr(self, name)

@@ -37,6 +37,9 @@ from observability.errors import (
     install_hooks,
 )
 from observability.errors.sentry import capture_to_sentry, init_sentry, shutdown_sentry
+from observability.fleet.leadership import Leadership
+from observability.fleet.lease import Lease
+from observability.fleet.registry import InstanceRegistry
 from observability.incident import gather_evidence
 from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
@@ -80,6 +83,9 @@ TOOLKIT_GAUGES: Final = (
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
     names.CLOUDWATCH_LAG,
+    names.INSTANCES_UP,
+    names.INSTANCES_LOST,
+    names.INSTANCE_UP,
 )
 
 log = get_logger("observability")
@@ -104,7 +110,7 @@ class Observability:
         )
 
         self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.instance_id)
-        self.store.create_schema()
+        self.store.migrate()
         self.dispatcher = build_dispatcher(
             cfg.notify,
             mask=self.masker.mask_text,
@@ -136,6 +142,14 @@ class Observability:
         )
         self.readiness = ReadinessCollector(cfg.readiness)
         self.registry.register(self.readiness)
+        self.fleet = InstanceRegistry(
+            self.store.engine,
+            instance=cfg.instance_id,
+            service=cfg.service,
+            version=cfg.release,
+            heartbeat_s=cfg.heartbeat_seconds,
+        )
+        self.registry.register(self.fleet)
         self.gauge_names = (*TOOLKIT_GAUGES, *cfg.dashboard_gauges)
         emf = (
             EmfPublisher(cfg.cloudwatch.namespace, {"Service": cfg.service})
@@ -191,6 +205,9 @@ class Observability:
             dispatcher=self.dispatcher,
             config=EvaluatorConfig(
                 interval_s=cfg.alerts.interval_seconds,
+                flap_window_s=max(1.0, 3600 * scale),
+                flap_quiet_s=max(1.0, 900 * scale),
+                resolved_retention_s=max(1.0, 900 * scale),
                 grouping=scale_grouping(cfg.alerts.grouping or defaults.GROUPING, scale),
                 inhibit_rules=tuple(cfg.alerts.inhibit_rules or defaults.INHIBIT_RULES),
                 runbook_base_url=cfg.alerts.runbook_base_url or "docs/runbook.md",
@@ -200,6 +217,17 @@ class Observability:
             state_store=self.store.alerts,
             silences=self.store.silences,
             before_round=feed.sync,
+        )
+        # One instance of the fleet evaluates and notifies; the others read its state.
+        self.leadership = Leadership(
+            Lease(
+                self.store.engine,
+                f"{cfg.service}:alert-evaluator",
+                cfg.instance_id,
+                ttl_s=cfg.leader_lease_seconds,
+            ),
+            on_elected=self._lead,
+            on_deposed=self.evaluator.stop,
         )
 
         # Dashboards and the log drill-down
@@ -222,8 +250,9 @@ class Observability:
         self._started = True
         await self.runtime.start()
         self.recorder.start()
+        self.fleet.start()
         if self.config.alerts.enabled:
-            self.evaluator.start()
+            self.leadership.start()
         if self.auditor is not None:
             self.auditor.start()
 
@@ -234,9 +263,10 @@ class Observability:
         if self.auditor is not None:
             self.auditor.stop()
         if self.config.alerts.enabled:
-            self.evaluator.stop()
+            self.leadership.stop()
         await self.runtime.stop()
         self.recorder.stop()
+        self.fleet.stop()
         mark_worker_dead()  # multi-process mode: this worker's live gauges leave the sum
 
     def close(self, timeout: float = 5.0) -> None:
@@ -277,8 +307,18 @@ class Observability:
         """The dashboard gauges' current values, keyed ``name{labels}``."""
         return dict(registry_values(self.registry, self.gauge_names))
 
+    def _lead(self) -> None:
+        self.evaluator.reload_state()  # what the previous leader left: nothing is re-sent
+        self.evaluator.start()
+
+    def _fleet_view(self) -> None:
+        """A follower shows the leader's alerts: their state comes from the store."""
+        if not self.leadership.leading:
+            self.evaluator.reload_state()
+
     def alerts(self) -> dict[str, Any]:
         """Firing and pending alerts, silences and recent notifications (the /ops Alerts page)."""
+        self._fleet_view()
         active = list(self.evaluator.active_alerts())
         return {
             "firing": [a for a in active if a.get("state") == "firing"],
@@ -300,6 +340,7 @@ class Observability:
         """Evidence for `alert` (name or key) from this process: its evaluator's alerts and
         rules, live windows, the store and the log files; JSON-ready, with the runbook and
         dashboard links under "links". None when no such alert is known here."""
+        self._fleet_view()
         found = find_alert(self.evaluator.alert_instances(), alert)
         if found is None:
             return None

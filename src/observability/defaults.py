@@ -115,7 +115,18 @@ SYSTEM_HEALTH = Dashboard(
             ),
             unit="short",
             thresholds=(Threshold(1, "bad", below=True),),
-            width=12,
+            width=8,
+        ),
+        Panel(
+            "table",
+            "Instances",
+            "Every instance (and worker) of the fleet: 1 = it heartbeats, 0 = it stopped without "
+            "a clean stop (killed, crashed host). Bad: any 0. Next: that host's logs and "
+            "/ops/api/instances; a clean stop leaves the list.",
+            (GaugeValue(names.INSTANCE_UP, by=("instance",), agg="min", label="up"),),
+            unit="short",
+            thresholds=(Threshold(1, "bad", below=True),),
+            width=4,
         ),
     ),
 )
@@ -406,6 +417,21 @@ def rules(service: str = "api") -> tuple[Rule, ...]:
             summary="Disk {mount} at {value:.0%} (threshold {threshold:.0%})",
             dashboard="system-health",
             labels=_signal("saturation", service),
+        ),
+        ThresholdRule(
+            name="instance_missing",
+            expr=GaugeValue(names.INSTANCES_LOST),
+            comparison=">",
+            threshold=0,
+            for_seconds=60,
+            severity=Severity.HIGH,
+            summary="{value:.0f} instance(s) stopped heartbeating without a clean stop",
+            description=(
+                "An instance of the fleet was killed or its host is gone: the load balancer may "
+                "still send it traffic, and its last unrecorded minutes are lost."
+            ),
+            dashboard="system-health",
+            labels=_signal("fleet", service),
         ),
     )
 

@@ -16,6 +16,7 @@ findings in ``log_audit_findings_total{detector}``.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import re
 import threading
@@ -308,9 +309,29 @@ class LogAuditor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._directory_lock: Any = None
+
+    def _holds_directory(self) -> bool:
+        """One process per log directory audits it: the workers of a host share its files
+        (and would count each finding once per worker). The others wait for the lock."""
+        if self.directory is None or self._directory_lock is not None:
+            return True
+        try:
+            handle = open(Path(self.directory) / f".{self.stem}.audit.lock", "a")  # noqa: SIM115
+        except OSError:
+            return False  # no log directory yet: nothing to audit
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._directory_lock = handle
+        return True
 
     def run_once(self) -> list[AuditFinding]:
         """Audit what is new since the previous run; returns (and counts) its findings."""
+        if not self._holds_directory():
+            return []
         with self._lock:
             report = AuditReport(newest=self._newest, last_row=self._last_row)
             try:
@@ -353,6 +374,9 @@ class LogAuditor:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._directory_lock is not None:
+            self._directory_lock.close()  # releases the lock: another worker takes over
+            self._directory_lock = None
 
 
 def summarize(findings: Iterable[AuditFinding]) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 Error groups and occurrences, alert state, silences, the notification log and the per-minute
 metric history share one engine (SQLite under the data directory by default, or PostgreSQL).
-Each part keeps its own tables and its own class; this module opens the engine once, creates
-every table, and hands the parts out.
+Each part keeps its own tables and its own class; this module opens the engine once, brings the
+schema to the current revision with the store's own Alembic migrations (`migrate()`, safe when
+several instances start together: they serialize on a lock), and hands the parts out.
 
 Earlier releases called the SQLite file `errors.db` although it held all of the above:
 `open()` renames it (with its WAL files) to `observability.db` when only the old one exists.
@@ -14,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from observability.alerting.notifiers.log import NotificationLog
 from observability.alerting.silences import SilenceStore
@@ -21,9 +24,16 @@ from observability.alerting.state import StateStore
 from observability.errors.store import ErrorStore
 from observability.metrics.history import MetricHistory
 
-__all__ = ["LEGACY_SQLITE_NAME", "ObservabilityStore", "migrate_legacy_sqlite"]
+__all__ = [
+    "LEGACY_SQLITE_NAME",
+    "MIGRATIONS_DIR",
+    "ObservabilityStore",
+    "migrate_legacy_sqlite",
+    "serialize_migrations",
+]
 
 LEGACY_SQLITE_NAME = "errors.db"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 class ObservabilityStore:
@@ -48,12 +58,24 @@ class ObservabilityStore:
             migrate_legacy_sqlite(path)
         return cls(ErrorStore.from_url(url), instance=instance)
 
-    def create_schema(self) -> None:
-        self.errors.create_schema()
-        self.alerts.create_schema()
-        self.silences.create_schema()
-        self.notifications.create_schema()
-        self.history.create_schema()
+    def migrate(self, revision: str = "head") -> None:
+        """Bring every table to `revision` (idempotent). Instances that start together take
+        turns: the first migrates, the others find the schema current."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def revision(self) -> str | None:
+        """The schema's current revision (None before the first migration)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"version_table": "observability_alembic_version"}
+            )
+            return context.get_current_revision()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -71,3 +93,11 @@ def migrate_legacy_sqlite(path: Path) -> bool:
             side.rename(path.with_name(path.name + suffix))
     legacy.rename(path)
     return True
+
+
+def serialize_migrations(connection: sa.Connection, key: int) -> None:
+    """Make instances that migrate one database at once take turns, for the rest of this
+    transaction: a PostgreSQL advisory lock (SQLite serializes on its write lock, which the
+    store's engine takes at BEGIN). Without it, two `CREATE TABLE` race in the catalog."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

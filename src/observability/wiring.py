@@ -71,6 +71,7 @@ def instrument(
         log_lookup=observability.request_lines,
         alerts_provider=observability.alerts,
         incident_provider=observability.evidence,
+        instances_provider=lambda: [i.to_dict() for i in observability.fleet.instances()],
         prefix=config.ops_prefix,
         refresh_seconds=config.ops_refresh_seconds,
         title=config.service,
@@ -117,8 +118,9 @@ class OperatorRoutes:
 
 
 def _run_in_lifespan(app: Starlette, observability: Observability) -> None:
-    """Start the background work before the app's own lifespan and close everything after
-    it (the app's last log lines still reach the sinks)."""
+    """Start the background work before the app's own lifespan; stop it before the app tears
+    down (a last evaluation round must not ping a database the app just closed); close
+    everything after it, the logs last (the app's last lines still reach the sinks)."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
@@ -126,9 +128,12 @@ def _run_in_lifespan(app: Starlette, observability: Observability) -> None:
         await observability.start()
         try:
             async with inner(scope_app) as state:
-                yield state
+                try:
+                    yield state
+                finally:
+                    await observability.stop()
         finally:
-            await observability.stop()
+            await observability.stop()  # at once if the app's own start-up failed
             observability.close()
 
     app.router.lifespan_context = lifespan

@@ -141,6 +141,7 @@ def test_periodic_auditor_counts_only_new_findings(log_dir: Path) -> None:
     assert [f.detector for f in auditor.run_once()] == ["email"]
     assert counted("email") == 2
     assert seen == [4, 1]
+    auditor.stop()
 
 
 def test_periodic_auditor_runs_in_the_background_and_stops(log_dir: Path) -> None:
@@ -151,3 +152,13 @@ def test_periodic_auditor_runs_in_the_background_and_stops(log_dir: Path) -> Non
     auditor.stop()
     assert auditor.runs >= 1
     assert sum(auditor.found.values()) == 4
+
+
+def test_one_process_per_log_directory_audits_it(log_dir: Path) -> None:
+    first = LogAuditor(log_dir, registry=CollectorRegistry())
+    second = LogAuditor(log_dir, registry=CollectorRegistry())
+    assert len(first.run_once()) == 4
+    assert second.run_once() == []  # the first one holds the directory
+    first.stop()  # e.g. its worker exits
+    assert len(second.run_once()) == 4  # takes over (from its own starting point)
+    second.stop()

@@ -59,4 +59,4 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert ep(tmp_path, "db", "upgrade").returncode == 0
     second = ep(tmp_path, "db", "upgrade")
     assert second.returncode == 0
-    assert "database at revision head" in second.stdout
+    assert "database at revision head; observability store at 0002" in second.stdout

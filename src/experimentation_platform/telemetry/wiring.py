@@ -80,6 +80,8 @@ def observability_config(
         public_base_url=settings.base_url,
         trusted_proxies=settings.trusted_proxies,
         database_url=settings.resolved_observability_database_url,
+        heartbeat_seconds=settings.fleet_heartbeat_seconds,
+        leader_lease_seconds=settings.fleet_leader_lease_seconds,
         in_app=("experimentation_platform", "observability"),
         classification_rules=(SELFTEST_RULE,),
         sentry_dsn=settings.sentry_dsn,

@@ -147,8 +147,15 @@ class Evaluator:
         self.loop_failures = 0
         self.persist_failures = 0
         self.notify_failures = 0
-        if state_store is not None:
-            alerts, groups = state_store.load()
+        self.reload_state()
+
+    def reload_state(self) -> None:
+        """Take the alert and group state from the store (at start; when this instance becomes
+        the fleet's leader; before a follower shows alerts it does not evaluate)."""
+        if self.state_store is None:
+            return
+        alerts, groups = self.state_store.load()
+        with self._lock:
             self._alerts = {k: a for k, a in alerts.items() if a.name in self._defs}
             self._groups = groups
 

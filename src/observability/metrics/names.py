@@ -46,6 +46,11 @@ EVENT_LOOP_LAG: Final = "event_loop_lag_seconds"
 PROCESS_MEMORY: Final = "process_memory_usage_ratio"  # resident memory / memory budget
 SERVICE_READY: Final = "service_ready"  # gauge {dependency}: 1 ready, 0 not
 
+# The fleet (read from the shared instance registry: the same on every instance)
+INSTANCES_UP: Final = "instances_up"
+INSTANCES_LOST: Final = "instances_lost"  # stopped heartbeating without a clean stop
+INSTANCE_UP: Final = "instance_up"  # {instance}: 1 heartbeating, 0 lost
+
 # Log events (snake_case verbs in the past tense)
 REQUEST_COMPLETED: Final = "request_completed"
 REQUEST_FAILED: Final = "request_failed"

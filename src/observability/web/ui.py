@@ -128,6 +128,7 @@ def build_ops_ui(
     log_lookup: LogLookup | None = None,
     alerts_provider: AlertsProvider | None = None,
     incident_provider: IncidentProvider | None = None,
+    instances_provider: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
     prefix: str = "/ops",
     refresh_seconds: int = 30,
     title: str = "Operations",
@@ -141,7 +142,9 @@ def build_ops_ui(
     ``alerts_provider()`` returns ``{"firing": [...], "pending": [...], "silences": [...],
     "notifications": [...]}``; ``incident_provider(alert)`` returns the incident evidence of an
     alert by name or key (``observability.incident.IncidentEvidence.to_dict()``, plus optional
-    ``"links"``), or None when it knows no such alert (the page says so). ``refresh_seconds``
+    ``"links"``), or None when it knows no such alert (the page says so); ``instances_provider()``
+    the fleet's instances (``InstanceInfo.to_dict()``: instance, host, pid, version, started_at,
+    last_seen, state up/stopped/lost, up). ``refresh_seconds``
     is the default auto-refresh interval; a page URL may override it with ``?refresh=N``
     (tests use a short one).
     """
@@ -294,6 +297,12 @@ def build_ops_ui(
         body = {key: _jsonable(list(state.get(key, ()))) for key in keys}
         body["available"] = alerts_provider is not None
         return _json(body)
+
+    @router.get("/api/instances", dependencies=protected)
+    def instances() -> Response:
+        if instances_provider is None:
+            return _json({"instances": [], "available": False})
+        return _json({"instances": _jsonable(list(instances_provider())), "available": True})
 
     @router.get("/api/incidents/{alert:path}", dependencies=protected)
     def incident(alert: AlertRef) -> Response:

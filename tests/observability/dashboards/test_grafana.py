@@ -93,6 +93,7 @@ def instrumented_app(registry: CollectorRegistry) -> FastAPI:
     network = Counter(names.SYSTEM_NETWORK, "net", ["direction"], registry=registry)
     Gauge(names.EVENT_LOOP_LAG, "lag", registry=registry).set(0.002)
     Gauge(names.SERVICE_READY, "ready", ["dependency"], registry=registry).labels("database").set(1)
+    Gauge(names.INSTANCE_UP, "heartbeats", ["instance"], registry=registry).labels("a").set(1)
     errors = Counter(names.ERROR_EVENTS, "errors", ["severity"], registry=registry)
 
     def observe(record: RequestRecord) -> None:

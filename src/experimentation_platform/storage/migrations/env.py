@@ -6,12 +6,17 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 from experimentation_platform.storage.models import Base
+from observability.store import serialize_migrations
 
 config = context.config
 connection: Connection | None = config.attributes.get("connection")
 
 
+MIGRATION_LOCK = 0x65706C74  # "eplt": instances starting together take turns
+
+
 def _run(conn: Connection) -> None:
+    serialize_migrations(conn, MIGRATION_LOCK)
     context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

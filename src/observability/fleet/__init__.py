@@ -1,0 +1,1 @@
+"""Several instances (and workers) as one service: who is alive, who leads."""
