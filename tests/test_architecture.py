@@ -22,11 +22,11 @@ PLATFORM = SRC / "experimentation_platform"
 # Lowest first. A module may import its own layer and the layers below, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # vocabulary: names, settings and helpers every part may use
-    ("severity", "context", "settings", "masking", "metrics.names"),
+    ("severity", "context", "settings", "masking", "metrics.names", "terminal"),
     # the request path and the logs
-    ("asgi", "logging", "logsearch"),
-    # signals: metrics, errors, log shipping
-    ("metrics", "errors", "cloud"),
+    ("asgi", "limits", "logging", "logsearch", "runmarker"),
+    # signals: metrics, errors, log shipping, readiness
+    ("metrics", "errors", "cloud", "readiness"),
     # judgements over the signals: queries, rules, dashboards, evidence, their store
     ("query", "alerting", "dashboards", "incident", "store", "migrations", "fleet", "logaudit"),
     # configuration, presentation and defaults

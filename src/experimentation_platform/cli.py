@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated
 
 import httpx
@@ -17,11 +20,13 @@ from experimentation_platform.commands import errors as errors_commands
 from experimentation_platform.commands import gameday as gameday_commands
 from experimentation_platform.commands import incident as incident_commands
 from experimentation_platform.commands import logs as logs_commands
+from experimentation_platform.commands.failures import database_step, explain
 from experimentation_platform.settings import Settings, SettingsError, load_settings
 from experimentation_platform.storage.db import Database, migrate
-from experimentation_platform.storage.keys import KeyStore
+from experimentation_platform.storage.keys import ROLES, KeyStore
 from observability.metrics.prometheus import prepare_multiprocess_dir
 from observability.store import ObservabilityStore
+from observability.terminal import safe_text
 
 app = typer.Typer(
     help="Experimentation platform: run, operate and inspect it.", no_args_is_help=True
@@ -38,46 +43,105 @@ app.add_typer(incident_commands.app, name="incident")
 app.command("gameday")(gameday_commands.run)
 
 
-def _settings() -> Settings:
+def _settings(prepare: bool = False) -> Settings:
+    """The settings; `prepare` also creates the directories the command will write into."""
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if prepare:
+        settings.ensure_directories()
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    with database_step(settings.resolved_database_url, "EP_DATABASE_URL"):
+        migrate(settings.resolved_database_url)
+
+
+@contextmanager
+def _key_store(settings: Settings) -> Iterator[KeyStore]:
+    """The key store of a migrated platform database; unreachable: one line, exit 1."""
+    _migrate(settings)
+    db = Database(settings.resolved_database_url)
+    try:
+        with database_step(settings.resolved_database_url, "EP_DATABASE_URL"):
+            yield KeyStore(db)
+    finally:
+        db.dispose()
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the database migrations (idempotent)."""
-    settings = _settings()
-    migrate(settings.resolved_database_url, revision)
-    store = ObservabilityStore.open(settings.resolved_observability_database_url)
-    try:
-        store.migrate()
-        observability_revision = store.revision()
-    finally:
-        store.dispose()
+    settings = _settings(prepare=True)
+    with database_step(settings.resolved_database_url, "EP_DATABASE_URL"):
+        migrate(settings.resolved_database_url, revision)
+    url = settings.resolved_observability_database_url
+    with database_step(url, "EP_OBSERVABILITY_DATABASE_URL"):
+        store = ObservabilityStore.open(url)
+        try:
+            store.migrate()
+            observability_revision = store.revision()
+        finally:
+            store.dispose()
     typer.echo(f"database at revision {revision}; observability store at {observability_revision}")
 
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin or client")],
+    role: Annotated[str, typer.Option(help="admin, client or viewer")],
     name: Annotated[str, typer.Option(help="a label for people")] = "",
 ) -> None:
     """Create an API key; the key alone is printed on the last line (it is never shown again)."""
-    if role not in ("admin", "client"):
-        typer.echo("error: --role must be 'admin' or 'client'", err=True)
+    if role not in ROLES:
+        typer.echo("error: --role must be 'admin', 'client' or 'viewer'", err=True)
         raise typer.Exit(2)
-    settings = _settings()
-    migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        key_id, key = KeyStore(db).create(role, name)  # type: ignore[arg-type]
-    finally:
-        db.dispose()
+    settings = _settings(prepare=True)
+    with _key_store(settings) as keys:
+        key_id, key = keys.create(role, name)
     typer.echo(f"created {role} key {key_id} (the key is shown once; store it now):", err=True)
     typer.echo(key)
+
+
+def _when(stamp: datetime | None) -> str:
+    return "-" if stamp is None else f"{stamp:%Y-%m-%d %H:%M:%S}"
+
+
+@keys_app.command("list")
+def keys_list(
+    active: Annotated[bool, typer.Option("--active", help="hide revoked keys")] = False,
+) -> None:
+    """Every key: id, role, name, created, last used (to the minute), revoked."""
+    settings = _settings(prepare=True)
+    with _key_store(settings) as store:
+        keys = store.list_keys(include_revoked=not active)
+    if not keys:
+        typer.echo("no API keys (create one: ep keys create --role admin)")
+        return
+    typer.echo(f"{'ID':<14}{'ROLE':<8}{'CREATED':<21}{'LAST USED':<21}{'REVOKED':<21}NAME")
+    for info in keys:
+        typer.echo(
+            f"{info.id:<14}{info.role:<8}{_when(info.created_at):<21}"
+            f"{_when(info.last_used_at):<21}{_when(info.revoked_at):<21}{safe_text(info.name)}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (ep keys list)")]) -> None:
+    """Revoke a key: refused at once by new processes, by running ones within
+    EP_KEY_CACHE_SECONDS (30 s by default)."""
+    settings = _settings(prepare=True)
+    with _key_store(settings) as keys:
+        info = keys.revoke(key_id)
+    if info is None:
+        typer.echo(f"error: no API key {safe_text(key_id)!s} (see ep keys list)", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"revoked {info.role} key {info.id} at {_when(info.revoked_at)}; running servers refuse "
+        f"it within {settings.key_cache_seconds:g} s (EP_KEY_CACHE_SECONDS)"
+    )
 
 
 def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:
@@ -110,9 +174,9 @@ def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
     """Run the HTTP API."""
-    settings = _settings()
+    settings = _settings(prepare=True)
     if migrate_first:
-        migrate(settings.resolved_database_url)
+        _migrate(settings)
     config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
     _log_to_pipeline(settings)
     if workers > 1:
@@ -144,7 +208,7 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="seconds; default until Ctrl+C")] = None,
 ) -> None:
     """Create sample experiments and flags, then drive bounded, realistic traffic."""
-    from experimentation_platform.demo import DemoTraffic
+    from experimentation_platform.demo import DemoRejected, DemoTraffic
 
     if not admin_key:
         typer.echo("error: --admin-key (or EP_DEMO_ADMIN_KEY) is required", err=True)
@@ -154,7 +218,21 @@ def demo(
         statuses = traffic.run(on_progress=lambda s: typer.echo(f"demo: {dict(s)}", err=True))
     except KeyboardInterrupt:
         statuses = traffic.statuses
+    except DemoRejected as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"demo finished: {dict(statuses)}")
+    if traffic.rejected:
+        count = sum(traffic.rejected.values())
+        typer.echo(
+            f"error: {count} requests with the demo's key were rejected "
+            f"({dict(traffic.rejected)}): was the key revoked? (ep keys list)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if statuses and set(statuses) == {0}:
+        typer.echo(f"error: {base_url} stopped answering (--base-url)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -165,14 +243,10 @@ def quickstart(
     """Migrate, create an admin key, start the platform with gentle demo traffic."""
     from experimentation_platform.demo import DemoTraffic
 
-    settings = _settings()
-    migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        _, admin_key = KeyStore(db).create("admin", "quickstart")
-        _, demo_key = KeyStore(db).create("admin", "demo-traffic")
-    finally:
-        db.dispose()
+    settings = _settings(prepare=True)
+    with _key_store(settings) as keys:
+        _, admin_key = keys.create("admin", "quickstart")
+        _, demo_key = keys.create("admin", "demo-traffic")
     host, port = settings.host, port or settings.port
     base_url = f"http://{host}:{port}"
     _log_to_pipeline(settings)
@@ -205,7 +279,20 @@ def quickstart(
 
 
 def main() -> None:
-    app()
+    """`ep`: expected failures (a database, server or directory out of reach, a rejected key)
+    end in one ``error: ...`` line naming the setting or URL, and exit 1; a bug keeps its
+    traceback."""
+    try:
+        app()
+    except SettingsError as exc:  # raised by a command that loads settings itself
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

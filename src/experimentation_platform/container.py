@@ -47,7 +47,7 @@ def build_platform(settings: Settings) -> Platform:
         settings=settings,
         db=db,
         cache=cache,
-        keys=KeyStore(db),
+        keys=KeyStore(db, cache_seconds=settings.key_cache_seconds),
         experiments=experiments,
         flags=FlagStore(db, cache),
         events=EventStore(db, experiments),

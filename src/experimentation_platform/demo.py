@@ -18,7 +18,12 @@ from typing import Any
 
 import httpx
 
-__all__ = ["DemoTraffic", "seed"]
+__all__ = ["DemoRejected", "DemoTraffic", "seed"]
+
+
+class DemoRejected(Exception):
+    """The platform refused the demo's own key: nothing the demo does can work."""
+
 
 EXPERIMENTS: list[dict[str, Any]] = [
     {
@@ -81,6 +86,9 @@ class DemoTraffic:
     # availability SLO's error budget (0.1%) so demo traffic never pages anyone by itself.
     selftest_rate: float = 0.0002
     statuses: Counter[int] = field(default_factory=Counter)
+    # Answers 401/403 to requests made with the demo's own key (its deliberate wrong-key calls
+    # are client mistakes on purpose and not counted here).
+    rejected: Counter[int] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
@@ -90,7 +98,19 @@ class DemoTraffic:
         rng = random.Random(self.seed_value)
         headers = {"Authorization": f"Bearer {self.admin_key}"}
         deadline = time.monotonic() + self.duration if self.duration else None
-        with httpx.Client(base_url=self.base_url, timeout=10.0) as client:
+        own = headers["Authorization"]
+
+        def watch(response: httpx.Response) -> None:
+            if (
+                response.status_code in (401, 403)
+                and response.request.headers.get("authorization") == own
+            ):
+                self.rejected[response.status_code] += 1
+
+        with httpx.Client(
+            base_url=self.base_url, timeout=10.0, event_hooks={"response": [watch]}
+        ) as client:
+            self._check_key(client, headers)
             seed(client, headers)
             users = [f"user-{n:05d}" for n in range(2_000)]
             last_report = time.monotonic()
@@ -105,6 +125,21 @@ class DemoTraffic:
                     last_report = time.monotonic()
                 self._stop.wait(rng.expovariate(self.rate_per_second))
         return self.statuses
+
+    def _check_key(self, client: httpx.Client, headers: dict[str, str]) -> None:
+        """Fail at once, naming the reason, when the platform refuses the key (an unreachable
+        platform raises httpx's own error, naming the URL)."""
+        probe = client.get("/api/v1/keys", headers=headers)  # admin only: proves the role
+        if probe.status_code in (401, 403, 429):
+            try:
+                reason = str(probe.json()["error"]["message"])
+            except (ValueError, KeyError, TypeError):
+                reason = probe.reason_phrase
+            raise DemoRejected(
+                f"the platform at {self.base_url} refused the admin key "
+                f"({probe.status_code}: {reason}); give an admin key with --admin-key "
+                "or EP_DEMO_ADMIN_KEY (ep keys create --role admin)"
+            )
 
     def _one_call(
         self, client: httpx.Client, headers: dict[str, str], rng: random.Random, user: str

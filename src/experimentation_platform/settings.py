@@ -55,6 +55,24 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     trusted_proxies: str = ""  # comma-separated IPs or CIDRs whose X-Forwarded-For we believe
+    # Request bodies: checked in the ASGI layer before anything reads them (413 past the bound).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # POST /api/v1/events takes up to 1,000 events: its worst legal batch (every field at its
+    # maximum length, non-ASCII escaped as JSON libraries do by default) is ~4.9 MB.
+    max_events_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+
+    # Authentication
+    key_cache_seconds: float = Field(default=30.0, ge=0.0, le=3600.0)  # revocation bound
+    auth_max_failures: int = Field(default=20, ge=1, le=100_000)  # per client address...
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0.0, le=86_400.0)  # ...in this
+    auth_backoff_seconds: float = Field(default=30.0, ge=0.0, le=86_400.0)  # then 429 this long
+
+    # Event timestamps outside [now - max age, now + max future skew] are rejected (422).
+    event_max_future_seconds: float = Field(default=3600.0, ge=0.0, le=31 * 86_400.0)
+    event_max_age_days: float = Field(default=30.0, gt=0.0, le=3650.0)
+
+    # /health/ready re-checks its dependencies at most this often (load balancers poll it).
+    readiness_cache_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
 
     # Logging
     log_level: LogLevel = "INFO"
@@ -153,6 +171,19 @@ class Settings(BaseSettings):
         if self.memory_budget_mb:
             return self.memory_budget_mb * 1024 * 1024
         return cgroup_memory_limit() or DEFAULT_MEMORY_BUDGET_MB * 1024 * 1024
+
+    def ensure_directories(self) -> None:
+        """Create the var directory, the log directory and every SQLite file's directory,
+        whatever the database URLs say (a SQLite file elsewhere must not leave EP_VAR_DIR,
+        where the error store and journals live, uncreated)."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_to_file:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        for url in (self.resolved_database_url, self.resolved_observability_database_url):
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     @property
     def base_url(self) -> str:

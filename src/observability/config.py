@@ -82,6 +82,9 @@ class ObservabilityConfig:
     access: AccessCheck | None = None
     public_base_url: str = ""  # links in notifications; default http://127.0.0.1:8000
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs whose X-Forwarded-For we believe
+    # Request bodies are bounded before anything reads them (413 with the request_id).
+    max_body_bytes: int = 1024 * 1024
+    body_limits: Mapping[str, int] = field(default_factory=dict)  # exact path -> its own bound
     # Storage of errors, alert state, silences, notifications and metric history.
     database_url: str = ""  # empty: a SQLite file <data_dir>/observability.db
     # The fleet: every instance heartbeats to the store; one leads (evaluates and notifies).
@@ -117,6 +120,7 @@ class ObservabilityConfig:
         check(0.0 <= self.sentry_sample_rate <= 1.0, "sentry_sample_rate", "must be in [0, 1]")
         check(self.slow_query_seconds > 0, "slow_query_seconds", "must be positive")
         check(self.heartbeat_seconds >= 0.1, "heartbeat_seconds", "must be >= 0.1")
+        check(self.max_body_bytes >= 1, "max_body_bytes", "must be >= 1")
         check(self.leader_lease_seconds >= 1, "leader_lease_seconds", "must be >= 1")
         check(self.ops_refresh_seconds >= 1, "ops_refresh_seconds", "must be >= 1")
         for name in ("metrics_path", "ops_prefix"):

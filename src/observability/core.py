@@ -67,6 +67,7 @@ from observability.metrics.system import RuntimeMetrics
 from observability.metrics.telemetry import TelemetryCollector
 from observability.metrics.windows import RollingWindows
 from observability.query.live import LiveSource
+from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 from observability.store import ObservabilityStore
 
 __all__ = ["REQUEST_LOGGER", "Observability"]
@@ -240,14 +241,19 @@ class Observability:
             gauges=self.gauges,
         )
         self.log_search = LogSearch(cfg.log_directory, cfg.log_file_stem)
+        # One marker per worker slot under data_dir/run: left behind only by a process that
+        # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
+        self.run_marker = RunMarker(cfg.data_dir / "run", instance=cfg.instance_id)
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Background work: process metrics, minute history, the alert evaluator."""
+        """Background work: process metrics, minute history, heartbeats, the alert evaluator;
+        and the run marker that tells the next start whether this one stopped cleanly."""
         if self._started:
             return
         self._started = True
+        self._mark_run()
         await self.runtime.start()
         self.recorder.start()
         self.fleet.start()
@@ -278,6 +284,7 @@ class Observability:
         self.dispatcher.close()
         self.store.dispose()  # after the dispatcher: its notification log lives there
         log.info(names.SERVICE_STOPPED, service=self.config.service)
+        self.run_marker.stop()  # a clean shutdown: the next start of this slot reports nothing
         self.logs.close(timeout)
         if self.shipper is not None:
             self.shipper.close(timeout)
@@ -306,6 +313,15 @@ class Observability:
     def gauges(self) -> dict[str, float]:
         """The dashboard gauges' current values, keyed ``name{labels}``."""
         return dict(registry_values(self.registry, self.gauge_names))
+
+    def _mark_run(self) -> None:
+        try:
+            previous = self.run_marker.start()
+        except OSError as exc:  # an unwritable data dir costs this evidence, not the service
+            log.warning("run_marker_unavailable", error=type(exc).__name__)
+            return
+        if previous is not None:
+            log.warning(UNCLEAN_SHUTDOWN_DETECTED, **previous.fields())
 
     def _lead(self) -> None:
         self.evaluator.reload_state()  # what the previous leader left: nothing is re-sent

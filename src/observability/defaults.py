@@ -128,6 +128,17 @@ SYSTEM_HEALTH = Dashboard(
             thresholds=(Threshold(1, "bad", below=True),),
             width=4,
         ),
+        Panel(
+            "timeseries",
+            "Log lines dropped",
+            "Log lines lost per second, by reason: the queue overflowed (overflow_level_N) or a "
+            "sink could not write (sink_failed_file: a full disk). Bad: anything above 0: "
+            "evidence is being lost. Next: disk usage, then the runbook's log_events_dropped.",
+            (CounterRate(names.LOG_EVENTS_DROPPED, by=("reason",), label="dropped"),),
+            unit="short",
+            thresholds=(Threshold(0.001, "bad"),),
+            width=12,
+        ),
     ),
 )
 

@@ -5,7 +5,8 @@
 
 It adds, in this order of a request: the observability middleware (request id, trace context,
 timing, one JSON request line, RED metrics, rolling windows, error capture with a 500 JSON
-carrying the request_id) and the in-flight gauge; the `/metrics` route (Prometheus text, for
+carrying the request_id), the in-flight gauge and the body limit (413 before anything reads an
+oversized body); the `/metrics` route (Prometheus text, for
 `metrics_token` or an operator); the operations UI under `/ops` (dashboards, errors, alerts,
 incident evidence, log drill-down, for operators); and it starts the background work in the
 app's lifespan and closes everything when the app stops.
@@ -22,11 +23,13 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from observability.access import operator_access
 from observability.asgi import ASGIApp, ObservabilityMiddleware, Receive, Scope, Send
 from observability.config import ObservabilityConfig
 from observability.core import Observability
+from observability.limits import BodyLimitMiddleware
 from observability.logging import Sink
 from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
 from observability.web import build_ops_ui, token_auth
@@ -83,6 +86,16 @@ def instrument(
         operator_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         operator_app.include_router(ops)
         app.add_middleware(OperatorRoutes, operator_app=operator_app, prefix=config.ops_prefix)
+    # The innermost middleware, right before the routes: the app's own gates (a key check)
+    # answer first, and nothing reads a body before its size is checked. Inside the request
+    # context, so a 413 is logged and counted with its request_id.
+    app.user_middleware.append(
+        Middleware(
+            BodyLimitMiddleware,
+            max_body_bytes=config.max_body_bytes,
+            path_limits=config.body_limits,
+        )
+    )
     app.add_middleware(
         InFlightMiddleware,
         gauge=observability.http.in_flight,

@@ -135,3 +135,22 @@ def test_only_admins_change_an_error_groups_status(tmp_path: Path) -> None:
         assert (resolved.json()["status"], resolved.json()["changed"]) == ("resolved", True)
         assert client.post(f"{path}/nonsense", headers=admin).status_code == 422
         assert client.post("/ops/api/errors/nope/ignore", headers=admin).status_code == 404
+
+
+def test_an_oversized_body_is_refused_before_anything_reads_it(tmp_path: Path) -> None:
+    app = FastAPI()
+    read: list[int] = []
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        body = await request.body()
+        read.append(len(body))
+        return {"bytes": len(body)}
+
+    instrument(app, _config(tmp_path, max_body_bytes=1024, body_limits={"/upload": 2048}))
+    with TestClient(app) as client:
+        assert client.post("/upload", content=b"x" * 2000).json() == {"bytes": 2000}
+        refused = client.post("/upload", content=b"x" * 5000)
+        assert refused.status_code == 413
+        assert refused.json()["request_id"] == refused.headers["x-request-id"]
+    assert read == [2000]

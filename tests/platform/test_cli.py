@@ -41,7 +41,7 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> No
 def test_bad_role_and_bad_setting_fail_clearly(tmp_path: Path) -> None:
     bad_role = ep(tmp_path, "keys", "create", "--role", "root")
     assert bad_role.returncode == 2
-    assert "--role must be 'admin' or 'client'" in bad_role.stderr
+    assert "--role must be 'admin', 'client' or 'viewer'" in bad_role.stderr
     env_result = subprocess.run(
         [sys.executable, "-m", "experimentation_platform.cli", "db", "upgrade"],
         env={**os.environ, "EP_VAR_DIR": str(tmp_path), "EP_LOG_LEVEL": "LOUD"},

@@ -25,6 +25,7 @@ def test_not_ready_names_the_dependency_that_is_down(tmp_path: Path) -> None:
         assert ready.json() == {
             "status": "unavailable",
             "checks": {"database": "ok", "cache": "unavailable: ConnectionError"},
+            "failing": ["cache"],
         }
         # A cache outage costs latency, not answers: configuration comes from the database.
         body = {

@@ -1,4 +1,5 @@
-"""Error groups for operators (admin key): list, show with occurrences, resolve, ignore."""
+"""Error groups for operators: list and show (admin or viewer key); resolve, ignore and
+reopen (admin key)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from experimentation_platform.api.deps import AdminKey
+from experimentation_platform.api.deps import AdminKey, OperatorKey
 from experimentation_platform.errors import NotFound
 from observability import Observability
 from observability.errors import ErrorStore
@@ -25,7 +26,7 @@ def _store(request: Request) -> ErrorStore:
 @router.get("")
 def list_error_groups(
     request: Request,
-    _: AdminKey,
+    _: OperatorKey,
     severity: Literal["critical", "high", "medium", "low"] | None = None,
     status: Literal["open", "resolved", "ignored"] | None = None,
     route: Annotated[str | None, Query(max_length=200)] = None,
@@ -47,7 +48,7 @@ def list_error_groups(
 
 
 @router.get("/{fingerprint}")
-def show_error_group(fingerprint: Fingerprint, request: Request, _: AdminKey) -> dict[str, Any]:
+def show_error_group(fingerprint: Fingerprint, request: Request, _: OperatorKey) -> dict[str, Any]:
     detail = _store(request).get_group(fingerprint)
     if detail is None:
         raise NotFound(f"error group '{fingerprint}' not found", field="fingerprint")

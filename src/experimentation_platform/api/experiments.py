@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from experimentation_platform.api.deps import AdminKey, ClientKey, MetricsDep, PlatformDep
+from experimentation_platform.api.deps import AdminKey, MetricsDep, PlatformDep, ReaderKey
 from experimentation_platform.api.schemas import (
     ExperimentCreate,
     ExperimentOut,
@@ -40,7 +40,7 @@ def create_experiment(
 @router.get("", response_model=ExperimentPage)
 def list_experiments(
     platform: PlatformDep,
-    _: ClientKey,
+    _: ReaderKey,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     status: Literal["draft", "running", "paused", "completed"] | None = None,
@@ -50,7 +50,7 @@ def list_experiments(
 
 
 @router.get("/{key}", response_model=ExperimentOut)
-def get_experiment(key: KeyPath, platform: PlatformDep, _: ClientKey) -> ExperimentOut:
+def get_experiment(key: KeyPath, platform: PlatformDep, _: ReaderKey) -> ExperimentOut:
     return _out(platform.experiments.get(key))
 
 
@@ -84,7 +84,7 @@ for _action in ("start", "pause", "complete"):
 def experiment_results(
     key: KeyPath,
     platform: PlatformDep,
-    _: ClientKey,
+    _: ReaderKey,
     event: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
 ) -> dict[str, object]:
     """Per variant: exposures, converting users, conversion rate; and the SRM check."""

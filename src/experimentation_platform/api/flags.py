@@ -8,7 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from experimentation_platform.api.deps import AdminKey, ClientKey, MetricsDep, PlatformDep
+from experimentation_platform.api.deps import (
+    AdminKey,
+    ClientKey,
+    MetricsDep,
+    PlatformDep,
+    ReaderKey,
+)
 from experimentation_platform.api.schemas import (
     BatchEvaluationOut,
     BatchEvaluationRequest,
@@ -53,12 +59,12 @@ def create_flag(body: FlagCreate, platform: PlatformDep, _: AdminKey) -> FlagOut
 
 
 @router.get("", response_model=list[FlagOut])
-def list_flags(platform: PlatformDep, _: ClientKey) -> list[FlagOut]:
+def list_flags(platform: PlatformDep, _: ReaderKey) -> list[FlagOut]:
     return [_out(row) for row in platform.flags.list()]
 
 
 @router.get("/{key}", response_model=FlagOut)
-def get_flag(key: KeyPath, platform: PlatformDep, _: ClientKey) -> FlagOut:
+def get_flag(key: KeyPath, platform: PlatformDep, _: ReaderKey) -> FlagOut:
     return _out(platform.flags.get(key))
 
 

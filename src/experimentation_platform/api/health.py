@@ -1,13 +1,38 @@
-"""Liveness and readiness, open without a key (load balancers call them)."""
+"""Liveness and readiness, open without a key (load balancers call them).
+
+Readiness checks what requests need, through `observability.readiness` (cached for
+EP_READINESS_CACHE_SECONDS): the database answers a query on real tables and sits at the
+migration revision this code expects, and the cache answers. A failure is a 503 naming the
+dependency (`failing`) and why (the exception type or the check's own words), never a trace.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from experimentation_platform.api.deps import PlatformDep
+from experimentation_platform.container import Platform
+from experimentation_platform.settings import Settings
+from experimentation_platform.storage.db import head_revision
+from observability.readiness import CheckFailed, Readiness
+
+__all__ = ["build_readiness", "router"]
 
 router = APIRouter(prefix="/health", tags=["health"])
+
+
+def build_readiness(platform: Platform, settings: Settings) -> Readiness:
+    expected = head_revision()
+
+    def database() -> None:
+        revision = platform.db.schema_revision()
+        if revision != expected:
+            raise CheckFailed(f"schema at revision {revision}, this release needs {expected}")
+
+    return Readiness(
+        {"database": database, "cache": platform.cache.ping},
+        cache_seconds=settings.readiness_cache_seconds,
+    )
 
 
 @router.get("/live")
@@ -16,16 +41,8 @@ def live() -> dict[str, str]:
 
 
 @router.get("/ready")
-def ready(platform: PlatformDep) -> JSONResponse:
-    """Ready when the database and the cache answer; each check's error is named, not dumped."""
-    checks: dict[str, str] = {}
-    for name, probe in (("database", platform.db.ping), ("cache", platform.cache.ping)):
-        try:
-            probe()
-            checks[name] = "ok"
-        except Exception as exc:  # any failure means not ready; report its type only
-            checks[name] = f"unavailable: {type(exc).__name__}"
-    ok = all(value == "ok" for value in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
-    )
+def ready(request: Request) -> JSONResponse:
+    """200 when every dependency a request needs answers; 503 naming the ones that do not."""
+    readiness: Readiness = request.app.state.readiness
+    report = readiness.report()
+    return JSONResponse(report.to_dict(), status_code=200 if report.ok else 503)

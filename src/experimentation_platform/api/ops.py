@@ -1,4 +1,5 @@
-"""Operator endpoints (admin key only): log levels at runtime, self-tests."""
+"""Operator endpoints: reads for admin and viewer keys; changes (log levels, faults,
+self-tests) for admin keys only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from experimentation_platform.api.deps import AdminKey, PlatformDep
+from experimentation_platform.api.deps import AdminKey, OperatorKey, PlatformDep
 from experimentation_platform.container import Platform
 from experimentation_platform.errors import InvalidInput, NotFound
 from experimentation_platform.faults import Faults
@@ -39,7 +40,7 @@ def _observability(request: Request) -> Observability:
 
 
 @router.get("/log-levels")
-def get_log_levels(request: Request, _: AdminKey) -> dict[str, object]:
+def get_log_levels(request: Request, _: OperatorKey) -> dict[str, object]:
     return _observability(request).logs.policy.as_dict()
 
 
@@ -79,24 +80,30 @@ def _faults(platform: Platform) -> Faults:
 
 
 @router.get("/faults")
-def get_faults(platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+def get_faults(platform: PlatformDep, _: OperatorKey) -> dict[str, Any]:
     return asdict(_faults(platform).state)
 
 
 @router.put("/faults")
-def set_faults(body: FaultChanges, platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+def set_faults(
+    body: FaultChanges, request: Request, platform: PlatformDep, _: AdminKey
+) -> dict[str, Any]:
     """Inject faults in this running instance (game days)."""
     changes = body.model_dump(exclude_none=True)
-    return asdict(_faults(platform).update(**changes))
+    state = asdict(_faults(platform).update(**changes))
+    request.app.state.readiness.invalidate()  # readiness shows the fault at the next probe
+    return state
 
 
 @router.delete("/faults")
-def clear_faults(platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
-    return asdict(_faults(platform).clear())
+def clear_faults(request: Request, platform: PlatformDep, _: AdminKey) -> dict[str, Any]:
+    state = asdict(_faults(platform).clear())
+    request.app.state.readiness.invalidate()
+    return state
 
 
 @router.get("/windows")
-def rolling_windows(request: Request, _: AdminKey) -> dict[str, Any]:
+def rolling_windows(request: Request, _: OperatorKey) -> dict[str, Any]:
     """Request rate, error rate and p50/p95/p99 per route and overall over the last 1 minute,
     5 minutes and 1 hour, plus business counters and domain latencies (this instance)."""
     return _observability(request).windows.snapshot()
@@ -106,7 +113,7 @@ def rolling_windows(request: Request, _: AdminKey) -> dict[str, Any]:
 def incident_evidence(
     alert: Annotated[str, FastApiPath(min_length=1, max_length=300)],
     request: Request,
-    _: AdminKey,
+    _: OperatorKey,
 ) -> dict[str, Any]:
     """One view of a firing alert: the breached metric and its live curve, top error groups
     since it started, slowest and most failing routes, sample failing requests with their log

@@ -13,16 +13,22 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
+from experimentation_platform.commands.failures import database_step
 from experimentation_platform.settings import load_settings
 from observability.alerting.silences import Matcher, SilenceStore
 from observability.alerting.state import StateStore
 from observability.store import ObservabilityStore
+from observability.terminal import safe_text
 
 app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args_is_help=True)
 
 
 def _engine() -> Engine:
-    return ObservabilityStore.open(load_settings().resolved_observability_database_url).engine
+    url = load_settings().resolved_observability_database_url
+    engine = ObservabilityStore.open(url).engine
+    with database_step(url, "EP_OBSERVABILITY_DATABASE_URL"), engine.connect():
+        pass  # unreachable: one line naming the setting, not a traceback per command
+    return engine
 
 
 def _when(stamp: float | None) -> str:
@@ -47,8 +53,10 @@ def list_alerts(
     for alert in sorted(shown, key=lambda a: (order.get(a.severity, 9), a.name)):
         muted = f" (muted: {', '.join(alert.muted_by)})" if alert.muted_by else ""
         typer.echo(
-            f"{alert.state.upper():<8} {alert.severity:<9} {alert.name:<28} since "
-            f"{_when(alert.fired_at or alert.active_since)}  {alert.summary}{muted}"
+            safe_text(
+                f"{alert.state.upper():<8} {alert.severity:<9} {alert.name:<28} since "
+                f"{_when(alert.fired_at or alert.active_since)}  {alert.summary}{muted}"
+            )
         )
 
 
@@ -94,8 +102,10 @@ def silences(all_silences: Annotated[bool, typer.Option("--all")] = False) -> No
         matchers = ",".join(f"{m.name}{m.op}{m.value}" for m in item.matchers)
         state = "active" if item.ends_at > time.time() else "expired"
         typer.echo(
-            f"{item.id}  {state:<8} until {_when(item.ends_at)}  {matchers}  "
-            f"by {item.author}: {item.reason}"
+            safe_text(
+                f"{item.id}  {state:<8} until {_when(item.ends_at)}  {matchers}  "
+                f"by {item.author}: {item.reason}"
+            )
         )
 
 

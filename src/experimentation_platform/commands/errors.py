@@ -8,16 +8,20 @@ from typing import Annotated
 import orjson
 import typer
 
+from experimentation_platform.commands.failures import database_step
 from experimentation_platform.settings import load_settings
 from observability.errors import ErrorStore
 from observability.store import ObservabilityStore
+from observability.terminal import safe_data, safe_json, safe_text
 
 app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_help=True)
 
 
 def _store() -> ErrorStore:
-    store = ObservabilityStore.open(load_settings().resolved_observability_database_url).errors
-    store.create_schema()
+    url = load_settings().resolved_observability_database_url
+    store = ObservabilityStore.open(url).errors
+    with database_step(url, "EP_OBSERVABILITY_DATABASE_URL"):
+        store.create_schema()
     return store
 
 
@@ -62,7 +66,7 @@ def list_groups(
         store.dispose()
     if as_json:
         for group in groups:
-            typer.echo(orjson.dumps(group.to_dict()).decode())
+            typer.echo(safe_json(orjson.dumps(group.to_dict()).decode()))
         return
     if not groups:
         typer.echo("no error groups match")
@@ -72,9 +76,11 @@ def list_groups(
         f"{'LAST SEEN':<20}  TYPE: MESSAGE"
     )
     for g in groups:
+        # Type and message come from exceptions, often quoting client input: shown escaped.
         typer.echo(
-            f"{g.fingerprint:<18}{g.severity!s:<10}{g.status!s:<10}{g.count:>7}{g.users:>7}  "
-            f"{g.last_seen:%Y-%m-%d %H:%M:%S}  {g.type}: {g.message[:80]}"
+            f"{safe_text(g.fingerprint):<18}{g.severity!s:<10}{g.status!s:<10}{g.count:>7}"
+            f"{g.users:>7}  {g.last_seen:%Y-%m-%d %H:%M:%S}  "
+            f"{safe_text(g.type)}: {safe_text(g.message[:80])}"
         )
 
 
@@ -89,6 +95,7 @@ def show(fingerprint: str, occurrences: Annotated[int, typer.Option(min=0, max=1
     if detail is None:
         typer.echo(f"error: no error group {fingerprint}", err=True)
         raise typer.Exit(1)
+    detail = safe_data(detail)  # every string from the store, escaped for the terminal
     g = detail.group
     typer.echo(f"{g.type}: {g.message}")
     typer.echo(

@@ -11,9 +11,11 @@ from typing import Annotated
 import orjson
 import typer
 
+from experimentation_platform.commands.failures import database_step
 from experimentation_platform.settings import SettingsError, load_settings
 from experimentation_platform.telemetry.evidence import stored_alerts, stored_evidence
 from observability.alerting.state import find_alert
+from observability.terminal import safe_data, safe_json
 
 __all__ = ["app", "show"]
 
@@ -37,7 +39,9 @@ def show(
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    known = stored_alerts(settings)
+    url = settings.resolved_observability_database_url
+    with database_step(url, "EP_OBSERVABILITY_DATABASE_URL"):
+        known = stored_alerts(settings)
     found = find_alert(known, alert)
     if found is None:
         names = sorted({a.name for a in known.values() if a.state != "inactive"})
@@ -45,7 +49,9 @@ def show(
         typer.echo(f"error: no alert {alert!r}{hint}", err=True)
         raise typer.Exit(1)
     evidence = stored_evidence(settings, found)
+    # Log lines, error messages and label values quote client input: escaped for a terminal.
     if as_json:
-        typer.echo(orjson.dumps(evidence.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode())
+        text = orjson.dumps(evidence.to_dict(), option=orjson.OPT_NON_STR_KEYS).decode()
+        typer.echo(safe_json(text))
     else:
-        typer.echo(evidence.render_text(), nl=False)
+        typer.echo(safe_data(evidence).render_text(), nl=False)

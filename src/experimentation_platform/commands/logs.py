@@ -30,6 +30,7 @@ from observability.logsearch import (
     parse_condition,
     parse_time,
 )
+from observability.terminal import safe_json, safe_text
 
 __all__ = ["OutputFormat", "app", "audit", "format_line", "group", "search"]
 
@@ -69,24 +70,29 @@ def _compact(value: Any) -> str:
 def format_line(line: LogLine) -> str:
     """One table row: time, level, event, method route, status, duration, short request id,
     then the remaining fields as key=value (long values cut)."""
+    # Every piece of logged data goes through safe_text: a value holding an escape sequence or
+    # a newline is shown escaped, on this one row, and never drives the terminal.
     fields = line.fields
-    stamp = line.timestamp
+    stamp = safe_text(line.timestamp)
     when = f"{stamp[:10]} {stamp[11:23]}" if len(stamp) >= 23 else stamp
-    level = str(fields.get("level", "-"))
+    level = safe_text(fields.get("level", "-"))
     styled_level = typer.style(f"{level.upper():<8}", **_LEVEL_STYLE.get(level, {}))
-    route = " ".join(str(fields[k]) for k in ("method", "route") if fields.get(k)) or "-"
-    status = str(fields.get("status", "-"))
+    route = safe_text(" ".join(str(fields[k]) for k in ("method", "route") if fields.get(k)))
+    route = route or "-"
+    status = safe_text(fields.get("status", "-"))
     duration = fields.get("duration_ms")
     took = f"{duration:.1f}ms" if isinstance(duration, int | float) else "-"
-    request_id = str(fields.get("request_id") or "-")[:8]
-    others = " ".join(
-        f"{key}={_compact(value)}"
-        for key, value in fields.items()
-        if key not in _COLUMNS and key not in _QUIET and value is not None
+    request_id = safe_text(fields.get("request_id") or "-")[:8]
+    others = safe_text(
+        " ".join(
+            f"{key}={_compact(value)}"
+            for key, value in fields.items()
+            if key not in _COLUMNS and key not in _QUIET and value is not None
+        )
     )
     if len(others) > _OTHER_WIDTH:
         others = others[: _OTHER_WIDTH - 1] + "…"
-    event = str(fields.get("event", "-"))
+    event = safe_text(fields.get("event", "-"))
     return (
         f"{when}  {styled_level} {event:<24} {route:<36} {status:>3} {took:>9}  "
         f"{request_id:<8}  {others}"
@@ -102,7 +108,8 @@ def _header() -> str:
 
 def _emit(line: LogLine, output: OutputFormat) -> None:
     # color=None: click keeps the colours on a terminal and strips them anywhere else.
-    typer.echo(line.raw if output is OutputFormat.json else format_line(line), color=None)
+    text = safe_json(line.raw) if output is OutputFormat.json else format_line(line)
+    typer.echo(text, color=None)
 
 
 def _log_location(directory: Path | None) -> tuple[Path, str]:

@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "migrate"]
+__all__ = ["Database", "head_revision", "migrate"]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -39,6 +39,18 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
     )
+
+
+def head_revision() -> str:
+    """The newest migration's revision id (what a migrated database must be at)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise RuntimeError("no migrations found")
+    return head
 
 
 def migrate(url: str, revision: str = "head") -> None:
@@ -76,6 +88,25 @@ class Database:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.url.startswith("sqlite"):
+            return None
+        path = self.url.split("///", 1)[-1]
+        return None if not path or path == ":memory:" else Path(path)
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the database is at, read through a real table query (so a
+        deleted or emptied database fails here rather than in a request)."""
+        path = self.sqlite_path
+        if path is not None and not path.exists():
+            # A pooled connection may still read the deleted file; new ones would not.
+            raise FileNotFoundError("the SQLite database file is gone")
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT id FROM api_keys LIMIT 1"))
+            connection.execute(text("SELECT id FROM experiments LIMIT 1"))
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -28,6 +28,7 @@ from observability import (
 )
 from observability.errors import ClassificationRule
 from observability.metrics import names
+from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED
 from observability.settings import Role
 from observability.severity import Severity
 
@@ -58,6 +59,7 @@ CHANGE_EVENTS = (
     domain.FAULT_INJECTED,
     domain.FAULT_CLEARED,
     names.SERVICE_STARTED,
+    UNCLEAN_SHUTDOWN_DETECTED,  # a restart after a crash (observability/runmarker.py)
 )
 
 
@@ -79,6 +81,8 @@ def observability_config(
         access=access,
         public_base_url=settings.base_url,
         trusted_proxies=settings.trusted_proxies,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits={"/api/v1/events": settings.max_events_body_bytes},
         database_url=settings.resolved_observability_database_url,
         heartbeat_seconds=settings.fleet_heartbeat_seconds,
         leader_lease_seconds=settings.fleet_leader_lease_seconds,
@@ -146,12 +150,14 @@ def observability_config(
 
 
 def platform_access(platform: Platform) -> Callable[[str], Role | None]:
-    """An API key -> its operator role (admin keys are operators; client keys are not)."""
+    """An API key -> its operator role: admin keys are admins, viewer keys viewers (read-only
+    operators), client keys nobody. Blocking (it may read the database) unless the key was
+    verified recently."""
 
     def role_of(key: str) -> Role | None:
         principal = platform.keys.cached(key) or platform.keys.authenticate(key)
-        if principal is not None and principal.role == "admin":
-            return "admin"
+        if principal is not None and principal.role in ("admin", "viewer"):
+            return "admin" if principal.role == "admin" else "viewer"
         return None
 
     return role_of

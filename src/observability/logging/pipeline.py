@@ -28,7 +28,7 @@ from observability.context import current
 from observability.logging.exceptions import structure_exception
 from observability.logging.levels import LevelPolicy
 from observability.logging.queue import SeverityQueue
-from observability.logging.sinks import LogRecordOut, Sink
+from observability.logging.sinks import LogRecordOut, PartialWrite, Sink
 
 __all__ = ["LogPipeline", "Logger", "active_pipeline", "get_logger", "reset"]
 
@@ -86,6 +86,10 @@ class LogPipeline:
         self.emitted: Counter[str] = Counter()
         self.sink_errors: Counter[str] = Counter()
         self.dropped_by_writer: Counter[str] = Counter()
+        # Per sink: when its failure was last reported, and records lost since (see below).
+        self._failing_since: dict[str, float] = {}
+        self._reported_at: dict[str, float] = {}
+        self._lost_since_report: Counter[str] = Counter()
         self._ts_cache = (-1, "")
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -146,6 +150,9 @@ class LogPipeline:
         )
         return level, ordered, line
 
+    # A failing sink (a full disk) is reported on stderr at most this often, not per batch.
+    REPORT_INTERVAL_SECONDS = 10.0
+
     def _write_batch(self, records: Sequence[LogRecordOut]) -> None:
         if not records:
             return
@@ -154,25 +161,60 @@ class LogPipeline:
                 sink.write(records)
                 sink.flush()
             except Exception as exc:  # a broken sink must not starve the others
+                # Whatever did not reach this sink is lost for it: counted as dropped, by sink
+                # (the batch is not retried: the next batches keep coming, and a sink that
+                # recovers simply takes them, so writing resumes by itself).
+                written = exc.written if isinstance(exc, PartialWrite) else 0
+                lost = max(0, len(records) - written)
                 self.sink_errors[sink.name] += 1
-                self._report_sink_error(sink, exc)
+                self.dropped_by_writer[f"sink_failed_{sink.name}"] += lost
+                self._sink_failed(sink, exc, lost)
+            else:
+                if sink.name in self._failing_since:
+                    self._sink_recovered(sink)
 
-    def _report_sink_error(self, sink: Sink, exc: Exception) -> None:
+    def _sink_failed(self, sink: Sink, exc: Exception, lost: int) -> None:
+        now = time.monotonic()
+        self._failing_since.setdefault(sink.name, now)
+        self._lost_since_report[sink.name] += lost
+        last = self._reported_at.get(sink.name)
+        if last is not None and now - last < self.REPORT_INTERVAL_SECONDS:
+            return
+        self._reported_at[sink.name] = now
+        cause = exc.__cause__ if isinstance(exc, PartialWrite) else exc
+        self._to_stderr(
+            "error",
+            "log_sink_failed",
+            sink=sink.name,
+            error=type(cause).__name__,
+            errno=getattr(cause, "errno", None),
+            dropped=self._lost_since_report.pop(sink.name, 0),
+        )
+
+    def _sink_recovered(self, sink: Sink) -> None:
+        since = self._failing_since.pop(sink.name)
+        self._reported_at.pop(sink.name, None)
+        self._to_stderr(
+            "warning",
+            "log_sink_recovered",
+            sink=sink.name,
+            failed_seconds=round(time.monotonic() - since, 3),
+            dropped=self._lost_since_report.pop(sink.name, 0),
+            dropped_total=self.dropped_by_writer[f"sink_failed_{sink.name}"],
+        )
+
+    @staticmethod
+    def _to_stderr(level: str, event: str, **fields: Any) -> None:
         # Straight to stderr, never back into the pipeline (that could loop forever).
         with contextlib.suppress(Exception):  # stderr itself is gone: nothing left to tell
-            sys.stderr.write(
-                orjson.dumps(
-                    {
-                        "timestamp": datetime.now(UTC).isoformat(),
-                        "level": "error",
-                        "logger": "observability.logging",
-                        "event": "log_sink_failed",
-                        "sink": sink.name,
-                        "error": type(exc).__name__,
-                    }
-                ).decode()
-                + "\n"
-            )
+            line = {
+                "timestamp": datetime.now(UTC).isoformat(),
+                "level": level,
+                "logger": "observability.logging",
+                "event": event,
+                **fields,
+            }
+            sys.stderr.write(orjson.dumps(line).decode() + "\n")
 
     def _run(self) -> None:
         while not self._stop.is_set():

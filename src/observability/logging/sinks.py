@@ -18,10 +18,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-__all__ = ["CallbackSink", "LogRecordOut", "MemorySink", "RotatingFileSink", "Sink", "StreamSink"]
+__all__ = [
+    "CallbackSink",
+    "LogRecordOut",
+    "MemorySink",
+    "PartialWrite",
+    "RotatingFileSink",
+    "Sink",
+    "StreamSink",
+]
 
 # (level number, the rendered event as a dict, the JSON line with its trailing newline)
 LogRecordOut = tuple[int, dict[str, Any], bytes]
+
+
+class PartialWrite(OSError):
+    """A batch reached its sink only in part: `written` whole records (the first ones) are
+    stored, the rest are not. Raised with the underlying OSError as its cause."""
+
+    def __init__(self, written: int, total: int, cause: OSError) -> None:
+        super().__init__(cause.errno, f"{written} of {total} records written: {cause.strerror}")
+        self.written = written
+        self.total = total
 
 
 class Sink(Protocol):
@@ -165,10 +183,29 @@ class RotatingFileSink:
         ):
             self.rotate()
         assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, memoryview(data)[done:])
+        except OSError as exc:  # ENOSPC, EDQUOT, EIO: keep whole lines, drop the torn tail
+            kept = self._cut_torn_line(data, done)
+            raise PartialWrite(data.count(b"\n", 0, kept), len(records), exc) from exc
+
+    def _cut_torn_line(self, data: bytes, done: int) -> int:
+        """After `done` bytes of `data` reached the file, truncate the file back to the end of
+        the last whole line among them, so the next write starts on a line of its own. Returns
+        how many bytes of `data` remain in the file."""
+        kept = data.rfind(b"\n", 0, done) + 1
+        if kept == done:
+            return kept
+        assert self._fd is not None
+        try:
+            # O_APPEND left our offset at the end of our own bytes, whatever others appended.
+            end = os.lseek(self._fd, 0, os.SEEK_CUR)
+            os.ftruncate(self._fd, end - (done - kept))
+        except OSError:
+            return kept  # nothing more to do; the reader skips an unparsable line
+        return kept
 
     def rotate(self) -> Path | None:
         if self._fd is None:

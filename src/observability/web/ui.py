@@ -34,6 +34,7 @@ __all__ = [
     "LogLookup",
     "alerts_from_evaluator",
     "build_ops_ui",
+    "requests_sharing_id",
     "static_token_check",
     "token_auth",
 ]
@@ -93,6 +94,32 @@ def alerts_from_evaluator(evaluator: Any, *, notifications: int = 50) -> dict[st
             for r in records
         ],
     }
+
+
+def requests_sharing_id(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct requests behind one request id's log lines, in order of first line: each
+    request has its own span id; its caller is the client address and principal its lines
+    carry, and `request_id_source` says whether the id came from the client."""
+    found: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        span = str(line.get("span_id") or "")
+        entry = found.setdefault(
+            span,
+            {
+                "span_id": span or None,
+                "client_ip": None,
+                "principal": None,
+                "request_id_source": "server",
+                "lines": 0,
+            },
+        )
+        entry["lines"] += 1
+        for key in ("client_ip", "principal"):
+            if entry[key] is None and line.get(key) is not None:
+                entry[key] = line[key]
+        if line.get("request_id_source") == "client":
+            entry["request_id_source"] = "client"
+    return list(found.values())
 
 
 def _json(content: Any, status: int = 200) -> Response:
@@ -179,7 +206,7 @@ def build_ops_ui(
 
     @router.get("/login")
     def login_page() -> Response:
-        return page("login", "Log in", "Operators only: paste an admin API key.")
+        return page("login", "Log in", "Operators only: paste an admin or viewer API key.")
 
     @router.get("/dashboards/{name}")
     def dashboard_page(name: str) -> Response:
@@ -286,9 +313,22 @@ def build_ops_ui(
     @router.get("/api/requests/{request_id}/logs", dependencies=protected)
     def request_logs(request_id: str) -> Response:
         if log_lookup is None:
-            return _json({"request_id": request_id, "lines": [], "available": False})
+            return _json(
+                {"request_id": request_id, "lines": [], "requests": [], "available": False}
+            )
         lines = [_jsonable(dict(line)) for line in log_lookup(request_id)[:_MAX_LOG_LINES]]
-        return _json({"request_id": request_id, "lines": lines, "available": True})
+        requests = requests_sharing_id(lines)
+        return _json(
+            {
+                "request_id": request_id,
+                "lines": lines,
+                # A client may send any X-Request-ID: when several requests (callers) used
+                # this one, the page shows each request's lines apart, with who sent it.
+                "requests": requests,
+                "shared": len(requests) > 1,
+                "available": True,
+            }
+        )
 
     @router.get("/api/alerts", dependencies=protected)
     def alerts() -> Response:

@@ -180,6 +180,7 @@ def test_a_failing_source_breaks_its_panels_not_the_page(
         "network-i-o",
         "event-loop-lag",
         "readiness-per-instance",
+        "instances",
     ]
     api = data.dashboard("api-performance", "1h")  # the windows still answer the last hour
     assert not [p for p in api["panels"] if "error" in p]

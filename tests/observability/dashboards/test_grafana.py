@@ -95,6 +95,8 @@ def instrumented_app(registry: CollectorRegistry) -> FastAPI:
     Gauge(names.SERVICE_READY, "ready", ["dependency"], registry=registry).labels("database").set(1)
     Gauge(names.INSTANCE_UP, "heartbeats", ["instance"], registry=registry).labels("a").set(1)
     errors = Counter(names.ERROR_EVENTS, "errors", ["severity"], registry=registry)
+    # The telemetry collector always exports reason="none" (0) before the first drop.
+    Counter(names.LOG_EVENTS_DROPPED, "dropped", ["reason"], registry=registry).labels("none")
 
     def observe(record: RequestRecord) -> None:
         requests.labels(record.method, record.route, f"{record.status // 100}xx").inc()
