@@ -12,7 +12,6 @@ on its own (tests invoke it with typer.testing.CliRunner).
 from __future__ import annotations
 
 import inspect
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -265,14 +264,6 @@ _search_unless_subcommand.__annotations__ = {**search.__annotations__, "ctx": ty
 group.callback(invoke_without_command=True)(_search_unless_subcommand)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    # File names and JSON keys come from stored data: control bytes never reach the terminal.
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _error_store() -> Any:
     """The observability store's errors, opened read-only in spirit: a SQLite file that does
     not exist yet is not created (there is nothing in it to audit)."""
@@ -329,7 +320,8 @@ def audit(
         if store is not None:
             store.dispose()
     for finding in report.findings:
-        typer.echo(_printable(str(finding)))
+        # File names and JSON keys come from stored data: escaped like every logged value.
+        typer.echo(safe_text(str(finding)))
     where = f"{report.files} log files ({report.lines} lines)"
     if errors:
         where += f" and {report.rows} error-store rows"
