@@ -405,6 +405,18 @@ def rules(service: str = "api") -> tuple[Rule, ...]:
             labels=_signal("telemetry", service),
         ),
         ThresholdRule(
+            name="log_audit_findings",
+            expr=CounterIncrease(names.LOG_AUDIT_FINDINGS, window_s=3600),
+            comparison=">",
+            threshold=0,
+            severity=Severity.HIGH,
+            summary="{value:.0f} secret(s) or personal data found in stored logs by the audit",
+            description="The log audit found what masking let through; the lines are evidence "
+            "to fix and to purge (ep logs audit lists them).",
+            dashboard="system-health",
+            labels=_signal("telemetry", service),
+        ),
+        ThresholdRule(
             name="cpu_saturation",
             expr=GaugeValue(names.SYSTEM_CPU),
             comparison=">",
