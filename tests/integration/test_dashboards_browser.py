@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
+from observability import defaults
 from tests.observability.dashboards.support import TOKEN, Stack, make_stack
 from tests.support.platform import CLI, create_key, home_env
 from tests.support.servers import (
@@ -281,7 +282,8 @@ def test_alert_links_to_its_incident_page(
     page.wait_for_selector("#panel-metric canvas", timeout=15_000)
     metric = page.locator("#panel-metric").inner_text()
     assert "5xx ratio" in metric
-    assert "threshold 0.05" in metric
+    spike = next(r for r in defaults.rules() if r.name == "error_rate_spike")
+    assert f"threshold {spike.threshold:g}" in metric
     # The top error group links to its error page; a failing request shows its request_id.
     wait_until(page, "document.querySelector('#panel-error-groups a.error-link') !== null")
     top_group = page.locator("#panel-error-groups a.error-link").first
