@@ -41,11 +41,6 @@ def _log_pipeline(shipping: str = "") -> None:
     from observability.masking import default_masker
 
     masker = default_masker()
-
-    def mask(event: dict[str, object]) -> dict[str, object]:
-        masked = masker.mask(event)
-        return masked if isinstance(masked, dict) else event
-
     directory = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     sinks = []
     if shipping:
@@ -65,7 +60,7 @@ def _log_pipeline(shipping: str = "") -> None:
         factory = ShippingAgent if shipping == "agent" else CloudWatchShipper
         sinks.append(cloudwatch_sink(factory(config).start()))
     configure_logging(
-        LoggingConfig(directory=directory, stdout=False), mask=mask, extra_sinks=sinks
+        LoggingConfig(directory=directory, stdout=False), mask=masker.mask_event, extra_sinks=sinks
     )
 
 

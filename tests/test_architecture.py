@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # signals: metrics, errors, log shipping, readiness
     ("metrics", "errors", "cloud", "readiness"),
     # judgements over the signals: queries, rules, dashboards, evidence, their store
-    ("query", "alerting", "dashboards", "incident", "store", "migrations", "fleet"),
+    ("query", "alerting", "dashboards", "incident", "store", "migrations", "fleet", "logaudit"),
     # configuration, presentation and defaults
     ("config", "web", "access", "defaults"),
     # assembly: the one entry point

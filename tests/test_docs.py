@@ -572,6 +572,7 @@ RUN_HERE = {
     ("errors", "ignore"),
     ("errors", "reopen"),
     ("logs",),
+    ("logs", "audit"),  # exits 0: the run's logs and error store hold nothing unmasked
     ("incident", "show"),  # being written in parallel: ready for `ep incident show ALERT`
 }
 # Commands the pages may show that this module does not run, and why.

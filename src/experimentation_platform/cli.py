@@ -38,7 +38,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(errors_commands.app, name="errors")
 app.add_typer(alerts_commands.app, name="alerts")
 app.add_typer(cloud_commands.app, name="cloud")
-app.command("logs")(logs_commands.search)
+app.add_typer(logs_commands.group, name="logs")
 app.add_typer(incident_commands.app, name="incident")
 app.command("gameday")(gameday_commands.run)
 

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(default=14, ge=1, le=3650)
     log_max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     log_queue_size: int = Field(default=50_000, ge=100)
+    # The background audit of stored logs and errors for secrets (0 turns it off).
+    log_audit_interval_seconds: float = Field(default=300.0, ge=0.0)
 
     # Metrics and operator endpoints
     metrics_token: str = ""  # a scraper's bearer token; admin API keys are accepted too

@@ -91,6 +91,22 @@ def default_error_body(request_id: str) -> bytes:
 
 
 class ObservabilityMiddleware:
+    """The toolkit's one middleware (pure ASGI; `instrument()` adds it as the outermost).
+
+    For each HTTP request it: takes a valid `X-Request-ID` from the client (marking it as
+    client-supplied) or makes one, and returns it in the response; continues a W3C
+    `traceparent` or starts a trace; activates the request context every log line and error
+    event reads (`observability.context`); times the request to its last response byte;
+    answers an unhandled exception with `error_body(request_id)` (a 500 JSON, never a stack
+    trace) unless the response had started; and hands one `RequestRecord` to each observer
+    (request log line, RED metrics, rolling windows, error capture). An observer that raises
+    is counted (`observer_errors`) and never breaks the request. Lifespan and WebSocket scopes
+    pass straight through.
+
+    `trusted_proxies` (IPs or CIDRs) are the only peers whose `X-Forwarded-For` is believed;
+    `log_headers` are the request headers copied into the record (masked by the log line).
+    """
+
     def __init__(
         self,
         app: ASGIApp,

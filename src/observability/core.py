@@ -41,6 +41,7 @@ from observability.fleet.leadership import Leadership
 from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
 from observability.incident import gather_evidence
+from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
     LoggingConfig,
     LogPipeline,
@@ -106,7 +107,7 @@ class Observability:
         if self.shipper is not None:
             sinks.append(cloudwatch_sink(self.shipper))
         self.logs: LogPipeline = configure_logging(
-            logging_config(cfg), mask=self._mask_event, extra_sinks=sinks
+            logging_config(cfg), mask=self.masker.mask_event, extra_sinks=sinks
         )
 
         self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.instance_id)
@@ -182,7 +183,23 @@ class Observability:
         base = f"{cfg.base_url}{cfg.ops_prefix}"
         scale = cfg.alerts.window_scale
         rules = cfg.alerts.rules if cfg.alerts.rules is not None else defaults.rules(cfg.service)
-        feed = CounterFeed(self.windows, [self._errors_by_severity, self._log_drops])
+        # The periodic audit of what reached the log files and the store (masking's check).
+        self.auditor = (
+            LogAuditor(
+                cfg.log_directory if cfg.log.to_file else None,
+                cfg.log_file_stem,
+                store_engine=self.store.engine,
+                registry=self.registry,
+                interval=cfg.log.audit_interval_seconds,
+                masker=self.masker,
+                on_findings=_report_audit_findings,
+            )
+            if cfg.log.audit_interval_seconds > 0
+            else None
+        )
+        feed = CounterFeed(
+            self.windows, [self._errors_by_severity, self._log_drops, self._audit_findings]
+        )
         self.evaluator = Evaluator(
             scale_rules(tuple(rules), scale),
             LiveSource(self.windows, history=self.store.history, gauges=self.gauges),
@@ -242,11 +259,15 @@ class Observability:
         self.fleet.start()
         if self.config.alerts.enabled:
             self.leadership.start()
+        if self.auditor is not None:
+            self.auditor.start()
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
+        if self.auditor is not None:
+            self.auditor.stop()
         if self.config.alerts.enabled:
             self.leadership.stop()
         await self.runtime.stop()
@@ -399,10 +420,6 @@ class Observability:
             context_provider=snapshot,
         )
 
-    def _mask_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        masked = self.masker.mask(event)
-        return masked if isinstance(masked, dict) else event
-
     def _capture_request_error(self, record: RequestRecord) -> None:
         if record.exception is None:
             return
@@ -427,6 +444,23 @@ class Observability:
 
     def _log_drops(self) -> Mapping[str, float]:
         return {names.LOG_EVENTS_DROPPED: float(sum(self.logs.dropped.values()))}
+
+    def _audit_findings(self) -> Mapping[str, float]:
+        # The rule counts findings of any detector (/metrics keeps the detector label).
+        found = sum(self.auditor.found.values()) if self.auditor is not None else 0
+        return {names.LOG_AUDIT_FINDINGS: float(found)}
+
+
+def _report_audit_findings(findings: list[AuditFinding]) -> None:
+    # Where and which detector, never the value: the line itself is the evidence to fix.
+    for finding in findings[:100]:
+        log.error(
+            names.LOG_AUDIT_FINDING,
+            source=finding.source,
+            line_number=finding.line,
+            field=finding.field,
+            detector=finding.detector,
+        )
 
 
 def logging_config(config: ObservabilityConfig) -> LoggingConfig:

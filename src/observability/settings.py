@@ -49,9 +49,12 @@ class LogSettings:
     queue_size: int = 50_000
     sample_rate: float = 1.0  # share of fast successful requests logged (errors always are)
     slow_request_ms: float = 500.0  # slower requests are always logged, marked slow
+    # How often the log audit re-reads new lines and error rows for secrets; 0 turns it off.
+    audit_interval_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         check(0.0 <= self.sample_rate <= 1.0, "log.sample_rate", "must be between 0 and 1")
+        check(self.audit_interval_seconds >= 0, "log.audit_interval_seconds", "must be >= 0")
         check(self.queue_size >= 100, "log.queue_size", "must be at least 100")
         check(self.retention_days >= 1, "log.retention_days", "must be at least 1")
 

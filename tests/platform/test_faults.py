@@ -84,8 +84,9 @@ def test_incident_evidence_endpoint_names_the_dependency(faulty: Instance) -> No
     assert api.client.get("/api/v1/ops/incidents/nothing", headers=api.admin).status_code == 404
     api.client.put("/api/v1/ops/faults", json={"db_unavailable": True}, headers=api.admin)
     evaluator = api.client.app.state.observability.evaluator  # type: ignore[attr-defined]
+    hold = next(d.for_seconds for d in evaluator.definitions if d.name == "dependency_not_ready")
     now = time.time()
-    for step in range(4):  # pending, then firing once the rule's `for` has passed
+    for step in range(hold // 60 + 2):  # pending, then firing once the rule's `for` has passed
         evaluator.evaluate_once(now + step * 60)
     firing = [a for a in evaluator.active_alerts() if a["state"] == "firing"]
     assert any(a["alertname"] == "dependency_not_ready" for a in firing), firing

@@ -25,8 +25,9 @@ def firing(tmp_path: Path) -> Iterator[Instance]:
         failed = api.client.get("/api/v1/experiments/missing", headers=api.admin)
         assert failed.status_code == 500
         evaluator = api.client.app.state.observability.evaluator  # type: ignore[attr-defined]
+        hold = next(d.for_seconds for d in evaluator.definitions if d.name == ALERT)
         now = time.time()
-        for step in range(4):  # pending, then firing once the rule's `for` has passed
+        for step in range(hold // 60 + 2):  # pending, then firing once the `for` has passed
             evaluator.evaluate_once(now + step * 60)
         yield api
 

@@ -11,12 +11,14 @@ on its own (tests invoke it with typer.testing.CliRunner).
 
 from __future__ import annotations
 
+import inspect
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from observability.logsearch import (
     LogLine,
@@ -29,7 +31,7 @@ from observability.logsearch import (
 )
 from observability.terminal import safe_json, safe_text
 
-__all__ = ["OutputFormat", "app", "format_line", "search"]
+__all__ = ["OutputFormat", "app", "audit", "format_line", "group", "search"]
 
 app = typer.Typer(help="Search the platform's local log files.", add_completion=False)
 
@@ -234,3 +236,97 @@ def search(
         return  # Ctrl+C is how following ends
     finally:
         follower.close()
+
+
+# --- ep logs audit ------------------------------------------------------------------------
+# `ep logs` is a group: without a subcommand it searches (the callback below), `ep logs audit`
+# scans for secrets. Registered in cli.py with `app.add_typer(logs.group, name="logs")`.
+group = typer.Typer(
+    help="Search the platform's local log files, or audit them for secrets.",
+    add_completion=False,
+)
+
+
+def _search_unless_subcommand(ctx: typer.Context, **options: Any) -> None:
+    if ctx.invoked_subcommand is None:
+        search(**options)
+
+
+# The callback takes search's options as they are (one definition of them) plus the context.
+_SEARCH = inspect.signature(search, eval_str=True)
+_search_unless_subcommand.__signature__ = _SEARCH.replace(  # type: ignore[attr-defined]
+    parameters=[
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        *_SEARCH.parameters.values(),
+    ]
+)
+_search_unless_subcommand.__annotations__ = {**search.__annotations__, "ctx": typer.Context}
+group.callback(invoke_without_command=True)(_search_unless_subcommand)
+
+
+def _error_store() -> Any:
+    """The observability store's errors, opened read-only in spirit: a SQLite file that does
+    not exist yet is not created (there is nothing in it to audit)."""
+    import sqlalchemy as sa
+
+    from experimentation_platform.settings import load_settings
+    from observability.errors import ErrorStore
+
+    url = load_settings().resolved_observability_database_url
+    parsed = sa.make_url(url)
+    file_based = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "")
+    if file_based and parsed.database != ":memory:" and not Path(str(parsed.database)).exists():
+        return None
+    return ErrorStore.from_url(url)
+
+
+@group.command("audit")
+def audit(
+    since: Annotated[
+        str | None, typer.Option(help="only lines and errors since: ISO time or 15m, 2h, 1d")
+    ] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="log directory (default EP_LOG_DIR)")
+    ] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors/--no-errors", help="also scan the error store")
+    ] = True,
+) -> None:
+    """Scan the stored logs (rotated and gzipped included) and the error store with the whole
+    masking catalog. Prints file:line, field and detector of each finding (never the value)
+    and exits 1 when anything is found."""
+    from observability.logaudit import audit as run_audit
+
+    try:
+        floor = parse_time(since) if since else None
+    except QueryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    log_dir, stem = _log_location(directory)
+    store = _error_store() if errors else None
+    try:
+        report = run_audit(
+            log_dir if log_dir.is_dir() else None,
+            stem,
+            store_engine=store.engine if store is not None else None,
+            since=floor,
+        )
+    except SQLAlchemyError as exc:
+        # An audit that could not read everything must not look clean.
+        typer.echo(f"error: cannot read the error store ({type(exc).__name__}); "
+                   "audit the logs alone with --no-errors", err=True)  # fmt: skip
+        raise typer.Exit(2) from None
+    finally:
+        if store is not None:
+            store.dispose()
+    for finding in report.findings:
+        # File names and JSON keys come from stored data: escaped like every logged value.
+        typer.echo(safe_text(str(finding)))
+    where = f"{report.files} log files ({report.lines} lines)"
+    if errors:
+        where += f" and {report.rows} error-store rows"
+    if report.findings:
+        counts = ", ".join(f"{n} {name}" for name, n in report.by_detector().most_common())
+        typer.echo(f"{len(report.findings)} findings in {where}: {counts}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"nothing found in {where}", err=True)

@@ -110,6 +110,7 @@ def observability_config(
             queue_size=settings.log_queue_size,
             sample_rate=settings.log_sample_rate,
             slow_request_ms=settings.log_slow_request_ms,
+            audit_interval_seconds=settings.log_audit_interval_seconds,
         ),
         notify=NotifySettings(
             pagerduty_routing_key=settings.pagerduty_routing_key,

@@ -17,7 +17,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal, TypeAlias
 
 from observability.alerting.notifiers.base import SEVERITIES, Severity
@@ -28,6 +27,7 @@ from observability.query.model import (
     BurnRate,
     ErrorRatio,
     GaugeValue,
+    Labels,
     LatencyAbove,
     MetricTerm,
     window_of,
@@ -52,7 +52,7 @@ __all__ = [
 Comparison = Literal[">", ">=", "<", "<="]
 _COMPARISONS: tuple[str, ...] = (">", ">=", "<", "<=")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
-Labels: TypeAlias = Mapping[str, str]
+LabelMap: TypeAlias = Mapping[str, str]
 
 
 def compare(value: float, comparison: Comparison, threshold: float) -> bool:
@@ -104,7 +104,7 @@ class AlertDefinition:
     for_seconds: int = 0
     runbook: str = ""
     dashboard: str | None = None
-    labels: Labels = field(default_factory=dict)
+    labels: LabelMap = field(default_factory=dict)
     kind: Literal["threshold", "slo_page", "slo_ticket"] = "threshold"
 
     @property
@@ -166,7 +166,7 @@ class ThresholdRule:
     for_seconds: int = 0
     runbook: str | None = None
     dashboard: str | None = None
-    labels: Labels = field(default_factory=dict)
+    labels: LabelMap = field(default_factory=dict)
     threshold_is_duration: bool = False
 
     def __post_init__(self) -> None:
@@ -174,7 +174,7 @@ class ThresholdRule:
         if self.comparison not in _COMPARISONS:
             raise ValueError(f"ThresholdRule.comparison: must be one of {_COMPARISONS}")
         _check_term(f"ThresholdRule {self.name!r} expr", self.expr)
-        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+        object.__setattr__(self, "labels", Labels(self.labels))
 
     def definitions(self) -> tuple[AlertDefinition, ...]:
         return (
@@ -220,7 +220,9 @@ class SloRule:
     `sli` is the *bad-event* ratio (`ErrorRatio` for availability, `LatencyAbove` for latency);
     its window is replaced by each burn window. Expands to `<name>_page` (page windows) and
     `<name>_ticket` (ticket windows); templates see {value} (burn rate), {threshold} (burn
-    factor), {objective} and {budget}.
+    factor), {objective} and {budget}. `page_for_s` / `ticket_for_s` hold an alert pending
+    that long before it fires: short windows stay hot after a burst as long as the burst plus
+    the window, so a hold longer than that ignores bursts the service shrugs off.
     """
 
     name: str
@@ -233,7 +235,9 @@ class SloRule:
     ticket_severity: Severity = Severity.HIGH
     runbook: str | None = None
     dashboard: str | None = None
-    labels: Labels = field(default_factory=dict)
+    labels: LabelMap = field(default_factory=dict)
+    page_for_s: int = 0
+    ticket_for_s: int = 0
 
     def __post_init__(self) -> None:
         _check_common("SloRule", self.name, self.page_severity)
@@ -247,7 +251,7 @@ class SloRule:
                 raise ValueError(
                     "SloRule.windows: each burn window needs short < long and a positive burn rate"
                 )
-        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+        object.__setattr__(self, "labels", Labels(self.labels))
 
     @property
     def budget(self) -> float:
@@ -258,7 +262,10 @@ class SloRule:
 
     def definitions(self) -> tuple[AlertDefinition, ...]:
         out: list[AlertDefinition] = []
-        for action, severity in (("page", self.page_severity), ("ticket", self.ticket_severity)):
+        for action, severity, hold in (
+            ("page", self.page_severity, self.page_for_s),
+            ("ticket", self.ticket_severity, self.ticket_for_s),
+        ):
             clauses = tuple(
                 (
                     Condition(self.burn(w.long_s), ">", w.burn_rate),
@@ -278,9 +285,10 @@ class SloRule:
                     clauses=clauses,
                     summary=prefill(self.summary, extra),
                     description=prefill(self.description, extra),
+                    for_seconds=hold,
                     runbook=self.runbook or self.name,
                     dashboard=self.dashboard,
-                    labels={**self.labels, "slo": self.name},
+                    labels=Labels({**self.labels, "slo": self.name}),
                     kind="slo_page" if action == "page" else "slo_ticket",
                 )
             )

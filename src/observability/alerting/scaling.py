@@ -52,7 +52,14 @@ def scale_rules(rules: tuple[Rule, ...], scale: float) -> tuple[Rule, ...]:
                 # Keep short < long (the burn-rate pair) even where both hit the floor.
                 long = max(_window(w.long_s, scale), short + 5)
                 windows.append(replace(w, long_s=long, short_s=short))
-            out.append(replace(rule, windows=tuple(windows)))
+            out.append(
+                replace(
+                    rule,
+                    windows=tuple(windows),
+                    page_for_s=round(rule.page_for_s * scale),
+                    ticket_for_s=round(rule.ticket_for_s * scale),
+                )
+            )
         else:
             threshold = rule.threshold
             if rule.threshold_is_duration:

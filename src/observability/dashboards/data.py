@@ -181,8 +181,8 @@ class DashboardData:
         if range_key not in RANGES:
             raise ValueError(f"range must be one of {', '.join(RANGES)}")
         range_s, step = RANGES[range_key], STEPS[range_key]
-        now = self.clock()
         live = self.live.begin_round(read_now=True)  # one gauges read per dashboard read
+        now = self.clock()  # after the reading: a rate at "now" includes it
         view: RangeView | Exception
         try:
             view = self.live.view(range_s, step, now)

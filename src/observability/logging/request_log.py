@@ -14,6 +14,7 @@ from typing import Any
 from observability.asgi import RequestRecord
 from observability.logging.exceptions import structure_exception
 from observability.logging.pipeline import active_pipeline
+from observability.masking import default_masker
 
 __all__ = ["RequestLogObserver"]
 
@@ -43,8 +44,9 @@ TRUSTED_FIELDS = frozenset(
 )
 
 
-def _keep_last_four(_name: str, value: str) -> str:
-    return "****" + value[-4:] if len(value) >= 12 else "****"
+def _mask_header(name: str, value: str) -> str:
+    # The same masker as every other sink: credentials keep at most their last 4 characters.
+    return default_masker().mask_header(name, value)
 
 
 class RequestLogObserver:
@@ -61,7 +63,7 @@ class RequestLogObserver:
             "x-api-key",
             "proxy-authorization",
         ),
-        mask_header: HeaderMasker = _keep_last_four,
+        mask_header: HeaderMasker = _mask_header,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         self.logger_name = logger_name

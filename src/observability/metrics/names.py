@@ -35,6 +35,7 @@ CLOUDWATCH_SHIPPED: Final = "cloudwatch_events_shipped_total"
 CLOUDWATCH_DROPPED: Final = "cloudwatch_events_dropped_total"  # {reason}
 CLOUDWATCH_LAG: Final = "cloudwatch_shipping_lag_seconds"
 CARDINALITY_OVERFLOW: Final = "metric_label_overflow_total"  # {metric}
+LOG_AUDIT_FINDINGS: Final = "log_audit_findings_total"  # {detector}: secrets found after the fact
 
 # System and process
 SYSTEM_CPU: Final = "system_cpu_usage_ratio"
@@ -53,6 +54,9 @@ INSTANCE_UP: Final = "instance_up"  # {instance}: 1 heartbeating, 0 lost
 # Log events (snake_case verbs in the past tense)
 REQUEST_COMPLETED: Final = "request_completed"
 REQUEST_FAILED: Final = "request_failed"
+LOG_AUDIT_FINDING: Final = (
+    "log_audit_finding"  # the periodic audit found a secret (where, not what)
+)
 SERVICE_STARTED: Final = "service_started"
 SERVICE_STOPPING: Final = "service_stopping"
 SERVICE_STOPPED: Final = "service_stopped"  # the last line of a clean shutdown

@@ -260,13 +260,12 @@ class LiveSource:
         return self._past().gauge_values(name, now)
 
     def reading_rates(self, name: str, window_s: int, now: float) -> Mapping[str, float]:
+        # The remembered readings when two of them fall in the window (a process up for less
+        # than the window still has a rate), else the stored minutes.
         with self._lock:
-            first = self.readings.first
-            if first is not None and first <= now - window_s:
-                return self.readings.rates(name, window_s, now)
-        if self.history is None:  # the readings are all there is
-            with self._lock:
-                return self.readings.rates(name, window_s, now)
+            rates = self.readings.rates(name, window_s, now)
+        if rates or self.history is None:
+            return rates
         return self._past().reading_rates(name, window_s, now)
 
     def begin_round(self, *, read_now: bool = False) -> LiveRound:

@@ -2,8 +2,9 @@
 
 Any window sum is two lookups in a prefix-sum list built lazily per question, so 3-day
 burn-rate windows cost the same as 5-minute ones (backtests replay weeks of minutes through
-it). A window of `W` seconds ending at `now` covers the buckets that start at or after
-`now - W` and end by `now`: a store answers windows that are multiples of its resolution.
+it). A window of `W` seconds ending at `now` covers the buckets that ended within
+`(now - W, now]`: the latest complete ones, lagging `now` by less than a bucket; a store
+answers windows that are multiples of its resolution.
 
 Latency thresholds named in advance (`prepare`) are counted as each minute arrives; the
 sketches themselves are kept `raw_retention_s` (quantiles, late thresholds, route tables).
@@ -239,7 +240,9 @@ class MinuteStore:
 
     # -- prefix sums --------------------------------------------------------------------
     def _bounds(self, window_s: int, now: float) -> tuple[int, int]:
-        lo = bisect.bisect_left(self._starts, now - window_s)
+        # The buckets that ended within (now - window, now]: the latest complete ones, so a
+        # 60 s window read half a minute after a boundary still holds a whole minute.
+        lo = bisect.bisect_right(self._starts, now - window_s - self.resolution_s)
         hi = bisect.bisect_right(self._starts, now - self.resolution_s)
         return lo, hi
 

@@ -37,8 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NoReturn, TypeAlias
 
 __all__ = [
     "HTTP_LABELS",
@@ -55,6 +54,7 @@ __all__ = [
     "ErrorResolution",
     "ErrorTrend",
     "GaugeValue",
+    "Labels",
     "LatencyAbove",
     "LatencyQuantile",
     "MetricTerm",
@@ -91,6 +91,27 @@ class Unsupported(ValueError):
     """A backend (or the in-process evaluator) cannot express this term."""
 
 
+class Labels(dict[str, str]):
+    """An immutable label mapping: hashable (terms can be dict keys) and picklable (rules can
+    go to worker processes), unlike `types.MappingProxyType`."""
+
+    def _immutable(self, *_: object, **__: object) -> NoReturn:
+        raise TypeError("labels are immutable")
+
+    __setitem__ = __delitem__ = _immutable
+    clear = pop = popitem = setdefault = update = _immutable
+    __ior__ = _immutable
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple[type[Labels], tuple[dict[str, str]]]:
+        return (Labels, (dict(self),))
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 # -- validation helpers: every message names the term and its field ---------------------------
 def _bad(term: object, name: str, problem: str) -> ValueError:
     return ValueError(f"{type(term).__name__}.{name}: {problem}")
@@ -117,7 +138,7 @@ def _where(term: object, name: str, allowed: Sequence[str] | None = None) -> Non
             raise _bad(term, name, f"label {key!r} is not one of {', '.join(allowed)}")
         if not isinstance(value, str):
             raise _bad(term, name, f"value of {key!r} must be a string, got {value!r}")
-    object.__setattr__(term, name, MappingProxyType(dict(sorted(where.items()))))
+    object.__setattr__(term, name, Labels(sorted(where.items())))
 
 
 def _window(term: object, value: int | None, name: str = "window_s") -> None:

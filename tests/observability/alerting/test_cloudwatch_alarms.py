@@ -59,7 +59,7 @@ def test_alarm_shapes() -> None:
     assert (latency["MetricName"], latency["Threshold"]) == ("http_request_duration_p99", 300.0)
     ready = alarms["dependency_not_ready"]
     assert (ready["Statistic"], ready["ComparisonOperator"]) == ("Minimum", "LessThanThreshold")
-    assert ready["EvaluationPeriods"] == 2  # the minute itself plus `for: 1m`
+    assert ready["EvaluationPeriods"] == 7  # the minute itself plus `for: 6m`
     assert alarms["disk_saturation"]["AlarmActions"] == [{"Ref": "AlertTopicHigh"}]
 
 

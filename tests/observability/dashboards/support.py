@@ -47,6 +47,7 @@ def system_gauges() -> dict[str, float]:
         names.EVENT_LOOP_LAG: 0.002,
         f'{names.SERVICE_READY}{{dependency="database"}}': 1.0,
         f'{names.SERVICE_READY}{{dependency="cache"}}': 1.0,
+        f'{names.INSTANCE_UP}{{instance="test-1"}}': 1.0,
         # Always exported (reason="none", 0) by the telemetry collector before any drop.
         f'{names.LOG_EVENTS_DROPPED}{{reason="none"}}': 0.0,
         f'{domain.EXPERIMENTS}{{status="running"}}': 3.0,

@@ -168,4 +168,5 @@ def test_sampling_keeps_errors_and_slow_requests_and_marks_sampled_lines() -> No
     assert kept == [(200, 0.1, None), (404, None, None), (500, None, None), (200, None, True)]
     assert observer.sampled_out == 1
     assert [e["level"] for e in memory.events] == ["info", "warning", "error", "info"]
-    assert memory.events[0]["headers"]["authorization"] == "****1234"
+    # the default header masker is the toolkit's masker: the last 4 characters at most
+    assert memory.events[0]["headers"]["authorization"] == "Bearer [MASKED:last4=1234]"

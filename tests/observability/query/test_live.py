@@ -139,3 +139,24 @@ def test_a_longer_view_reads_the_history_in_steps(tmp_path: Path) -> None:
         "no history store: showing the last hour"
     ]
     history.engine.dispose()
+
+
+def test_a_young_process_rates_its_own_readings_before_the_stored_minutes(
+    tmp_path: Path,
+) -> None:
+    history = MetricHistory(sa.create_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    history.create_schema()
+    for minute in range(5):  # another instance's counter, reset in between: no stored rate
+        history.record_gauges(T0 + 60 * minute, {"bytes_total": 9000.0 - 1000 * minute})
+    clock = Clock(T0 + 300)
+    sent = {"v": 0.0}
+    source = LiveSource(
+        RollingWindows(clock=clock), history=history, gauges=lambda: {"bytes_total": sent["v"]}
+    )
+    for step in range(3):  # 10 s of readings, 500 bytes a second
+        clock.t = T0 + 300 + 5 * step
+        sent["v"] = 2500.0 * step
+        source.read_gauges()
+    rate = CounterRate("bytes_total", window_s=60)
+    assert instant(rate, source, clock.t) == [({}, pytest.approx(500.0))]
+    history.engine.dispose()

@@ -178,3 +178,13 @@ def test_sums_asked_before_any_minute_arrives_grow_with_the_minutes() -> None:
     store.add(rollup(T0 + 60, 100, 30))
     assert instant(ErrorRatio(window_s=120), store, T0 + 120) == [({}, 0.2)]
     assert instant(LatencyAbove(0.3, window_s=120), store, T0 + 120) == [({}, pytest.approx(0.025))]
+
+
+def test_a_window_holds_the_latest_complete_minutes_between_boundaries() -> None:
+    store = _store(rollup(T0, 100, 10), rollup(T0 + 60, 100, 30))
+    # Half a minute after a boundary the last minute is still the latest complete one: a
+    # 60 s window (evaluated every 30 s) never falls between two minutes.
+    assert instant(ErrorRatio(window_s=60), store, T0 + 120) == [({}, 0.3)]
+    assert instant(ErrorRatio(window_s=60), store, T0 + 150) == [({}, 0.3)]
+    assert instant(ErrorRatio(window_s=120), store, T0 + 150) == [({}, 0.2)]
+    assert instant(ErrorRatio(window_s=60), store, T0 + 180) == []  # the next one is missing

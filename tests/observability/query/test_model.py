@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from observability.query.model import (
@@ -62,11 +64,18 @@ def test_labels_are_display_only_and_have_defaults() -> None:
     assert RequestRate(label="traffic") == RequestRate()  # evaluation ignores the label
 
 
-def test_where_is_frozen_and_sorted() -> None:
-    term = CounterIncrease("c_total", {"b": "2", "a": "1"})
+def test_where_is_frozen_sorted_hashable_and_picklable() -> None:
+    term = CounterIncrease("c_total", {"b": "2", "a": "1"}, window_s=60)
     assert list(term.where) == ["a", "b"]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="immutable"):
         term.where["c"] = "3"  # type: ignore[index]
+    with pytest.raises(TypeError, match="immutable"):
+        term.where.update(c="3")  # type: ignore[attr-defined]
+    assert {term: 1}[CounterIncrease("c_total", {"a": "1", "b": "2"}, window_s=60)] == 1
+    again = pickle.loads(pickle.dumps(term))  # noqa: S301 - our own bytes: rules go to workers
+    assert again == term
+    with pytest.raises(TypeError, match="immutable"):
+        again.where["c"] = "3"  # type: ignore[index]
 
 
 def test_windows_can_be_replaced_without_touching_the_rest() -> None:
