@@ -55,9 +55,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@dataclass(frozen=True)
+class LoopResult:
+    latencies: list[float]  # seconds, one per completed request
+    elapsed: float  # seconds from the first scheduled send to the last answer
+
+    @property
+    def rate(self) -> float:
+        """Completed requests per second of measured time: below the offered rate when the
+        server falls behind (the schedule alone would always give the offered rate)."""
+        return len(self.latencies) / self.elapsed
+
+
 async def open_loop(
     base: str, key: str, rate: float, seconds: float, users: list[str]
-) -> list[float]:
+) -> LoopResult:
     """Fixed-rate load over raw keep-alive connections: an HTTP client library costs more CPU
     per request than the server does, and would measure itself. Latency counts from the
     scheduled send time, so a slow server cannot hide behind a slow client (open loop)."""
@@ -96,16 +108,17 @@ async def open_loop(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(users[n % len(users)], scheduled)))
     await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
     while not connections.empty():
         _, writer = connections.get_nowait()
         writer.close()
-    return latencies
+    return LoopResult(latencies, elapsed)
 
 
-def report(name: str, latencies: list[float], seconds: float) -> None:
-    ms = [x * 1000 for x in latencies]
+def report(name: str, result: LoopResult) -> None:
+    ms = [x * 1000 for x in result.latencies]
     print(
-        f"{name:<28} {len(ms) / seconds:8.0f} req/s  p50 {percentile(ms, 0.5):6.2f} ms  "
+        f"{name:<28} {result.rate:8.0f} req/s  p50 {percentile(ms, 0.5):6.2f} ms  "
         f"p95 {percentile(ms, 0.95):6.2f} ms  p99 {percentile(ms, 0.99):6.2f} ms  "
         f"mean {statistics.fmean(ms):6.2f} ms"
     )
@@ -154,11 +167,29 @@ def bench_platform(tmp: Path, extra_env: Mapping[str, str] | None = None) -> Ite
         yield Platform(base, key, server.process.pid)
 
 
-def wrk_assignments(base: str, key: str, seconds: int, tmp: Path) -> str:
+@dataclass(frozen=True)
+class WrkReport:
+    requests_per_second: float
+    p50: str
+    p99: str
+
+
+def parse_wrk(output: str) -> WrkReport:
+    """wrk's figures; a report without them (wrk failed, or printed errors only) raises
+    instead of reading as 0 req/s."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"50%\s+([\d.]+\w+)", output)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", output)
+    if rps is None or p50 is None or p99 is None:
+        raise RuntimeError(f"wrk printed no throughput or latency figures:\n{output}")
+    return WrkReport(float(rps.group(1)), p50.group(1), p99.group(1))
+
+
+def wrk_assignments(base: str, key: str, seconds: int, tmp: Path) -> WrkReport:
     """Closed loop on the assignment route: wrk -t1 -c32 pinned to CPU 1; its report."""
     script = tmp / "assign.lua"
     script.write_text(WRK_SCRIPT)
-    return subprocess.run(
+    output = subprocess.run(
         [
             *("taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency"),
             *("-s", str(script), "-H", f"Authorization: Bearer {key}"),
@@ -168,6 +199,7 @@ def wrk_assignments(base: str, key: str, seconds: int, tmp: Path) -> str:
         text=True,
         check=True,
     ).stdout
+    return parse_wrk(output)
 
 
 def main() -> None:
@@ -186,18 +218,15 @@ def main() -> None:
         print(
             f"assignment benchmark: 1 worker pinned to CPU 0, SQLite, {args.rate:g} req/s offered"
         )
-        latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, returning))
-        report("returning users (warm)", latencies, args.seconds)
+        result = asyncio.run(open_loop(base, key, args.rate, args.seconds, returning))
+        report("returning users (warm)", result)
         fresh = [f"new-{n}" for n in range(int(args.rate * args.seconds))]
-        latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, fresh))
-        report("new users (one insert each)", latencies, args.seconds)
+        result = asyncio.run(open_loop(base, key, args.rate, args.seconds, fresh))
+        report("new users (one insert each)", result)
         wrk = wrk_assignments(base, key, args.wrk_seconds, tmp)
-        rps = re.search(r"Requests/sec:\s+([\d.]+)", wrk)
-        p50 = re.search(r"50%\s+([\d.]+\w+)", wrk)
-        p99 = re.search(r"99%\s+([\d.]+\w+)", wrk)
         print(
-            f"{'closed loop (wrk -c32)':<28} {float(rps.group(1)) if rps else 0:8.0f} req/s  "
-            f"p50 {p50.group(1) if p50 else '?'}  p99 {p99.group(1) if p99 else '?'}"
+            f"{'closed loop (wrk -c32)':<28} {wrk.requests_per_second:8.0f} req/s  "
+            f"p50 {wrk.p50}  p99 {wrk.p99}"
         )
 
 

@@ -62,12 +62,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def spooled_bytes(base: str) -> float | None:
-    text = httpx.get(
+DRAIN_TIMEOUT_S = 120.0
+
+
+def spooled_bytes(base: str) -> float:
+    response = httpx.get(
         f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
-    ).text
-    found = re.search(r"^cloudwatch_spooled_bytes\S* ([\d.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else None
+    )
+    response.raise_for_status()
+    found = re.search(r"^cloudwatch_spooled_bytes\S* ([\d.e+]+)$", response.text, re.M)
+    if found is None:
+        # Not "drained": without the metric nothing says where the backlog stands.
+        raise RuntimeError("cloudwatch_spooled_bytes is missing from /metrics: is shipping on?")
+    return float(found.group(1))
+
+
+def wait_drained(base: str) -> float:
+    """Seconds until the journal is empty; raises if it is not within DRAIN_TIMEOUT_S."""
+    started = time.monotonic()
+    while spooled_bytes(base) > 0:
+        if time.monotonic() - started > DRAIN_TIMEOUT_S:
+            raise RuntimeError(f"the shipper did not drain within {DRAIN_TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
 
 
 def run_mode(mode: str, args: argparse.Namespace, endpoint: str, result: Result) -> None:
@@ -84,19 +101,14 @@ def run_mode(mode: str, args: argparse.Namespace, endpoint: str, result: Result)
         users = [f"returning-{n}" for n in range(5_000)]
         asyncio.run(open_loop(base, key, args.rate, 5, users))  # warm-up and exposures
         before = cpu_seconds(platform.pid)
-        latencies = asyncio.run(open_loop(base, key, args.rate, args.seconds, users))
+        loop = asyncio.run(open_loop(base, key, args.rate, args.seconds, users))
         used = cpu_seconds(platform.pid) - before
-        result.latencies_ms += [x * 1000 for x in latencies]
-        result.cpu_us_per_request.append(used / len(latencies) * 1e6)
-        found = re.search(
-            r"Requests/sec:\s+([\d.]+)", wrk_assignments(base, key, args.wrk_seconds, tmp)
-        )
-        result.wrk_rps.append(float(found.group(1)) if found else 0.0)
+        result.latencies_ms += [x * 1000 for x in loop.latencies]
+        result.cpu_us_per_request.append(used / len(loop.latencies) * 1e6)
+        wrk = wrk_assignments(base, key, args.wrk_seconds, tmp)
+        result.wrk_rps.append(wrk.requests_per_second)
         if mode != "off":
-            started = time.monotonic()
-            while (spooled_bytes(base) or 0) > 0 and time.monotonic() - started < 120:
-                time.sleep(0.2)
-            result.drain_s.append(time.monotonic() - started)
+            result.drain_s.append(wait_drained(base))
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
 Each fault acts where the real failure would: database latency and outages in the SQLAlchemy
 engine's cursor events, a cache outage in the cache's calls, an error burst in the assignment
-path, memory pressure as a real allocation, CloudWatch unreachable in the log shipper's calls
-(its `simulate_outage`). Turning a fault off restores normal behaviour at once; every change is
-logged (`fault_injected`, `fault_cleared`) so incident evidence shows it.
+path, memory pressure as a real allocation. (CloudWatch being unreachable is not simulated in
+here: the game day breaks the network path itself, see `gameday.netfault`.) Turning a fault
+off restores normal behaviour at once; every change is logged (`fault_injected`,
+`fault_cleared`) so incident evidence shows it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,7 +20,6 @@ from redis import ConnectionError as RedisConnectionError
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from experimentation_platform.errors import InvalidState
 from experimentation_platform.storage.cache import CacheObserver, ConfigCache
 from observability.logging import get_logger
 
@@ -40,7 +39,6 @@ class FaultState:
     cache_unavailable: bool = False
     assignment_error_rate: float = 0.0  # share of assignments that raise, 0..1
     memory_pressure_mb: int = 0
-    cloudwatch_unreachable: bool = False
 
     def active(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v}
@@ -50,29 +48,19 @@ class FaultState:
 class Faults:
     enabled: bool
     state: FaultState = field(default_factory=FaultState)
-    # The CloudWatch shipper's outage switch; None while shipping is off (nothing to break).
-    cloudwatch_outage: Callable[[bool], None] | None = None
     _ballast: bytearray = field(default_factory=bytearray)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def update(self, **changes: Any) -> FaultState:
-        """Apply fault changes (all or none); InvalidState if a fault cannot act here."""
+        """Apply fault changes (all or none)."""
         with self._lock:
             for name in changes:
                 if not hasattr(self.state, name):
                     raise ValueError(f"unknown fault '{name}'")
-            if changes.get("cloudwatch_unreachable") and self.cloudwatch_outage is None:
-                raise InvalidState(
-                    "CloudWatch shipping is off on this instance (EP_CLOUDWATCH_ENABLED=false): "
-                    "there is no CloudWatch to make unreachable",
-                    field="cloudwatch_unreachable",
-                )
             before = self.state.active()
             for name, value in changes.items():
                 setattr(self.state, name, value)
             self._apply_memory_pressure()
-            if self.cloudwatch_outage is not None and "cloudwatch_unreachable" in changes:
-                self.cloudwatch_outage(self.state.cloudwatch_unreachable)
             after = self.state.active()
         for name, value in after.items():
             if before.get(name) != value:

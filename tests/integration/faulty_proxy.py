@@ -8,12 +8,17 @@ It forwards AWS JSON-protocol requests to an upstream (moto) and can, on demand:
 - answer `503` ServiceUnavailableException (mode "unavailable");
 - close the connection without an answer (mode "reset"), which is also what happens by itself
   when the upstream is down (moto stopped);
-- delay every request (`delay`), to keep a shipper busy.
+- delay every request (`delay`), to keep a shipper busy;
+- lose the answer of the next `lose_put_responses` PutLogEvents calls: the request reaches the
+  upstream, which stores the batch, and the client's connection is then closed without the
+  answer (a connection cut or a timeout after the service did its work).
 
 It records every PutLogEvents request body it saw (`batches`, to check the API limits on the
 wire) and, separately, the events of every PutLogEvents the upstream *accepted* (`accepted`,
 tagged with `generation` so a test can tell which moto incarnation stored them). The accepted
-ledger is what proves delivery across a moto restart, which forgets everything.
+ledger is what proves delivery across a moto restart, which forgets everything. Each accepted
+event carries the number of the PutLogEvents call that stored it (`batch`, counted from 1), and
+`lost_batches` lists the calls whose answer was lost.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class AcceptedEvent:
     timestamp: int
     message: str
     generation: int
+    batch: int  # the accepted PutLogEvents call that stored it, counted from 1
 
 
 @dataclass
@@ -56,10 +62,14 @@ class FaultyProxy:
     fail_ratio: float = 1.0  # share of requests a fault mode hits; the rest pass
     delay: float = 0.0
     generation: int = 0
+    lose_put_responses: int = 0  # answers of the next N stored PutLogEvents calls go missing
+    lost_batches: list[int] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[AcceptedEvent] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (operation, outcome), in order
+    puts_in_flight: int = 0  # PutLogEvents read from a client, not yet answered
+    _accepted_batches: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _random: random.Random = field(default_factory=lambda: random.Random(7))
@@ -98,6 +108,17 @@ class FaultyProxy:
                     request = json.loads(body)
                     with proxy._lock:
                         proxy.batches.append(request)
+                        proxy.puts_in_flight += 1
+                try:
+                    self._handle(body, target, is_put, request)
+                finally:
+                    if is_put:
+                        with proxy._lock:
+                            proxy.puts_in_flight -= 1
+
+            def _handle(
+                self, body: bytes, target: str, is_put: bool, request: dict[str, Any]
+            ) -> None:
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 mode = proxy.mode
@@ -121,7 +142,11 @@ class FaultyProxy:
                     self.close_connection = True  # the client sees the connection dropped
                     return
                 if is_put and status == 200:
-                    proxy._record_accepted(request, answer)
+                    batch = proxy._record_accepted(request, answer)
+                    if batch is not None and proxy._lose_this_answer(batch):
+                        proxy._note("response_lost", operation)
+                        self.close_connection = True  # stored, but the client never hears
+                        return
                 proxy._note(f"forwarded_{status}", operation)
                 self.send_response(status)
                 for name, value in headers:
@@ -163,15 +188,18 @@ class FaultyProxy:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
-    def _record_accepted(self, request: dict[str, Any], answer: bytes) -> None:
+    def _record_accepted(self, request: dict[str, Any], answer: bytes) -> int | None:
+        """Add a stored batch to the ledger; its number, or None if it was rejected."""
         events = request.get("logEvents", [])
         with contextlib.suppress(ValueError):
             info = json.loads(answer or b"{}").get("rejectedLogEventsInfo") or {}
             if info:
                 # Never silently: a test that expects no rejections checks this outcome.
                 self._note("rejected_batches")
-                return
+                return None
         with self._lock:
+            self._accepted_batches += 1
+            batch = self._accepted_batches
             self.accepted.extend(
                 AcceptedEvent(
                     request["logGroupName"],
@@ -179,9 +207,19 @@ class FaultyProxy:
                     int(event["timestamp"]),
                     event["message"],
                     self.generation,
+                    batch,
                 )
                 for event in events
             )
+        return batch
+
+    def _lose_this_answer(self, batch: int) -> bool:
+        with self._lock:
+            if self.lose_put_responses <= 0:
+                return False
+            self.lose_put_responses -= 1
+            self.lost_batches.append(batch)
+            return True
 
     def stop(self) -> None:
         """Close the listener: new connections are refused until start() rebinds the port."""

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.platform import Instance, backend_settings, running_instance
-from tests.support.servers import MotoServer
 
 
 @pytest.fixture
@@ -115,58 +114,6 @@ def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.2)
     return True
-
-
-def test_cloudwatch_fault_needs_shipping_on(faulty: Instance) -> None:
-    api = faulty
-    body = {"cloudwatch_unreachable": True}
-    assert api.client.put("/api/v1/ops/faults", json=body, headers=api.user).status_code == 403
-    refused = api.client.put("/api/v1/ops/faults", json=body, headers=api.admin)
-    assert refused.status_code == 409
-    assert "CloudWatch shipping is off" in refused.json()["error"]["message"]
-    # Nothing half-applied: the request changed no fault, other faults still go in.
-    both = {"cloudwatch_unreachable": True, "db_latency_ms": 5}
-    assert api.client.put("/api/v1/ops/faults", json=both, headers=api.admin).status_code == 409
-    state = api.client.get("/api/v1/ops/faults", headers=api.admin).json()
-    assert state["cloudwatch_unreachable"] is False
-    assert state["db_latency_ms"] == 0
-    off = api.client.put(
-        "/api/v1/ops/faults", json={"cloudwatch_unreachable": False}, headers=api.admin
-    )
-    assert off.status_code == 200
-
-
-def test_cloudwatch_unreachable_holds_lines_back_until_cleared(
-    tmp_path: Path, moto: MotoServer
-) -> None:
-    moto.reset()
-    base = backend_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", False, "x:")
-    settings = base.model_copy(
-        update={"fault_injection": True, "cloudwatch_enabled": True, "aws_endpoint_url": moto.url}
-    )
-    with running_instance(settings) as api:
-        shipper = api.client.app.state.observability.shipper  # type: ignore[attr-defined]
-        api.client.get("/api/v1/experiments", headers=api.admin)
-        assert shipper.flush(30)  # shipping works before the fault
-        on = api.client.put(
-            "/api/v1/ops/faults", json={"cloudwatch_unreachable": True}, headers=api.admin
-        )
-        assert on.status_code == 200
-        assert on.json()["cloudwatch_unreachable"] is True
-        shipped = shipper.stats().shipped
-        for _ in range(5):
-            api.client.get("/api/v1/experiments", headers=api.admin)
-        # The lines wait in the journal and the exported lag (what log_shipping_lag reads)
-        # grows; the backlog cannot drain while the fault is on.
-        assert _wait_for(lambda: _gauge(api, "cloudwatch_shipping_lag_seconds") >= 2.0)
-        assert not shipper.flush(1.0)
-        assert shipper.stats().spooled_bytes > 0
-        off = api.client.delete("/api/v1/ops/faults", headers=api.admin)
-        assert off.json()["cloudwatch_unreachable"] is False
-        # Cleared: the backlog is shipped and the lag falls back.
-        assert shipper.flush(30)
-        assert shipper.stats().shipped > shipped
-        assert _wait_for(lambda: _gauge(api, "cloudwatch_shipping_lag_seconds") < 2.0)
 
 
 def test_memory_pressure_shows_in_the_process_memory_gauge(tmp_path: Path) -> None:

@@ -68,9 +68,6 @@ class FaultChanges(BaseModel):
     cache_unavailable: bool | None = None
     assignment_error_rate: float | None = Field(default=None, ge=0, le=1)
     memory_pressure_mb: int | None = Field(default=None, ge=0, le=4096)
-    cloudwatch_unreachable: bool | None = Field(
-        default=None, description="only while CloudWatch shipping is on (else 409)"
-    )
 
 
 def _faults(platform: Platform) -> Faults:

@@ -1,19 +1,19 @@
-"""`ep gameday SCENARIO|all [--start | --base-url URL --admin-key KEY]`: inject faults, measure
-detection, notification, evidence and resolve (see docs/gameday.md)."""
+"""`ep gameday SCENARIO|all [--start | --base-url URL --admin-key KEY] [--json]`: inject faults,
+measure detection, notification, evidence against a baseline, and resolve; a control scenario
+must stay quiet (see docs/gameday.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 
 from experimentation_platform.gameday import (
     SCENARIOS,
     GameDayConfig,
+    json_lines,
     render_report,
-    results_json,
     run_gameday,
     scenarios_named,
 )
@@ -48,14 +48,20 @@ def run(
     rate: Annotated[float, typer.Option(min=1, max=200, help="requests per second")] = 20,
     detect_timeout: Annotated[float, typer.Option(min=5, max=1800)] = 120,
     resolve_timeout: Annotated[float, typer.Option(min=5, max=1800)] = 90,
+    control_watch: Annotated[
+        float, typer.Option(min=5, max=1800, help="seconds the control must stay quiet")
+    ] = 60,
     work_dir: Annotated[
         Path | None, typer.Option(help="keep instances' data and logs here (default: temp)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="results as JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object per scenario, one per line")
+    ] = False,
     show_evidence: Annotated[bool, typer.Option("--evidence/--no-evidence")] = True,
 ) -> None:
-    """Run game day scenarios and print the report (exit 1 if a fault went unnoticed or did
-    not resolve)."""
+    """Run game day scenarios and print the report. Exit 1 unless every scenario passed: each
+    fault detected, notified, its cause named by evidence against the baseline, resolved; the
+    control quiet (no alert, no evidence); every scenario actually run."""
     if base_url and start:
         raise typer.BadParameter("use either --start or --base-url", param_hint="--start")
     if base_url and not admin_key:
@@ -70,6 +76,7 @@ def run(
         rate_per_second=rate,
         detect_timeout_s=detect_timeout,
         resolve_timeout_s=resolve_timeout,
+        control_watch_s=control_watch,
         base_url=base_url.rstrip("/") if base_url else None,
         admin_key=admin_key,
         work_dir=work_dir,
@@ -77,9 +84,8 @@ def run(
     )
     results = run_gameday(chosen, config)
     if as_json:
-        typer.echo(orjson.dumps(results_json(results)).decode())
+        typer.echo(json_lines(results), nl=False)
     else:
         typer.echo(render_report(results, evidence=show_evidence), nl=False)
-    failed = [r for r in results if not r.detected or not r.resolved]
-    if failed:
+    if not all(r.passed for r in results):
         raise typer.Exit(1)

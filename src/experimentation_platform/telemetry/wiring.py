@@ -186,8 +186,6 @@ def attach(observability: Observability, platform: Platform) -> PlatformTelemetr
     if platform.faults.enabled:
         # After query timing: injected latency shows in db_query_duration_seconds.
         platform.faults.instrument_engine(platform.db.engine)
-        if observability.shipper is not None:
-            platform.faults.cloudwatch_outage = observability.shipper.simulate_outage
     state = PlatformStateCollector(lambda: _state_snapshot(platform))
     observability.registry.register(state)
     return PlatformTelemetry(

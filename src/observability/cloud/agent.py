@@ -17,7 +17,6 @@ CPU is saturated the journal (durable, capped) absorbs the backlog and the agent
 
 Files in the journal directory besides the journal's own:
     agent-stats.json   the agent's counters, rewritten every half second (agent -> application)
-    simulate-outage    present while a game day simulates CloudWatch being unreachable
     close-deadline     the application asks the agent to stop: ship until this time, then exit
     agent.log          the agent's stderr (a crash's traceback)
 
@@ -57,7 +56,6 @@ __all__ = ["AgentPriority", "ShippingAgent", "main"]
 AgentPriority = Literal["adaptive", "idle", "low", "normal"]
 """See `_Scheduling`: adaptive (default) idles while keeping up, nice 19 when it falls behind."""
 STATS_FILE = "agent-stats.json"
-OUTAGE_FILE = "simulate-outage"
 DEADLINE_FILE = "close-deadline"
 LOG_FILE = "agent.log"
 _REPORT_SECONDS = 0.5
@@ -76,8 +74,11 @@ class ShippingAgent(JournalProducer):
         *,
         priority: AgentPriority = "adaptive",
         orphan_drain_seconds: float = 60.0,
+        stall_seconds: float = 20.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`stall_seconds`: how long events wait without progress before an adaptive agent
+        leaves the idle class for nice 19 (see `_Scheduling`)."""
         config.validate()
         stream = config.stream_name or default_stream_name(config.instance_id)
         # The stream is named after this process (the worker), not the agent's pid.
@@ -94,6 +95,7 @@ class ShippingAgent(JournalProducer):
         self._dir = Path(config.journal_dir)
         self._priority = priority
         self._orphan_drain_seconds = orphan_drain_seconds
+        self._stall_seconds = stall_seconds
         self._clock = clock
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -134,6 +136,8 @@ class ShippingAgent(JournalProducer):
                 self._priority,
                 "--orphan-drain",
                 repr(self._orphan_drain_seconds),
+                "--stall-seconds",
+                repr(self._stall_seconds),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -203,15 +207,6 @@ class ShippingAgent(JournalProducer):
         if self._watcher.is_alive():
             self._watcher.join(2.0)
         return self._drained
-
-    def simulate_outage(self, on: bool) -> None:
-        """Game days: the agent fails every CloudWatch call like an unreachable endpoint."""
-        path = self._dir / OUTAGE_FILE
-        if on:
-            path.touch()
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
 
     # -- statistics ------------------------------------------------------------------------
 
@@ -287,11 +282,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _report(shipper: CloudWatchShipper, directory: Path) -> None:
+def _report(shipper: CloudWatchShipper, directory: Path, scheduling: _Scheduling) -> None:
     stats = asdict(shipper.stats())
     stats["dropped"] = dict(stats["dropped"])
     stats["written_at"] = time.time()
     stats["pid"] = os.getpid()
+    stats["scheduling"] = scheduling.report()
     _write_atomic(directory / STATS_FILE, json.dumps(stats).encode())
 
 
@@ -299,22 +295,31 @@ class _Scheduling:
     """The agent's CPU priority (every thread of it).
 
     adaptive (default): the kernel's idle class (SCHED_IDLE: only CPU time nothing else wants)
-    while the agent keeps up; once events have waited `STALL_SECONDS` without progress, nice 19
+    while the agent keeps up; once events have waited `stall_seconds` without progress, nice 19
     (a small guaranteed share of a busy CPU), and back to idle when the journal is drained. A
-    process can only leave the idle class with root, CAP_SYS_NICE or RLIMIT_NICE >= 1; without
-    them adaptive is plain nice 19, never a trap. idle: always SCHED_IDLE (can starve on a
-    machine busy for minutes). low: always nice 19. normal: like the application.
+    process can only leave the idle class with CAP_SYS_NICE or an RLIMIT_NICE that allows its
+    nice value (20 - nice <= limit, so at nice 19 a limit of 1 is enough: nice is raised to 19
+    *before* leaving the class); without either, adaptive is plain nice 19, never a trap.
+    idle: always SCHED_IDLE (can starve on a machine busy for minutes). low: always nice 19.
+    normal: like the application.
+
+    A switch the kernel refuses is counted (`errors`), named in `last_error` (agent-stats.json)
+    and written to the agent's stderr (agent.log) the first time for each level.
     """
 
     STALL_SECONDS = 20.0
 
-    def __init__(self, priority: str) -> None:
+    def __init__(self, priority: str, stall_seconds: float = STALL_SECONDS) -> None:
         self.mode = priority
+        self.stall_seconds = stall_seconds
         if priority in ("adaptive", "idle") and not hasattr(os, "SCHED_IDLE"):
             self.mode = "low"
         if priority == "adaptive" and not _can_leave_idle():
             self.mode = "low"
         self.current = "normal"
+        self.errors = 0
+        self.last_error: str | None = None
+        self._reported: set[str] = set()
         self._waiting_since: float | None = None
         self.apply("idle" if self.mode in ("adaptive", "idle") else self.mode)
 
@@ -323,13 +328,14 @@ class _Scheduling:
             return
         try:
             for tid in _threads():
-                if level == "idle":
-                    os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-                else:
-                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                    os.setpriority(os.PRIO_PROCESS, tid, 19 if level == "low" else 0)
-        except OSError:
-            return  # not allowed here: keep what we have
+                _set_level(tid, level)
+        except OSError as exc:
+            self.errors += 1
+            self.last_error = f"cannot switch to {level}: {exc.strerror or exc}"
+            if level not in self._reported:
+                self._reported.add(level)
+                print(f"agent scheduling: {self.last_error}", file=sys.stderr, flush=True)
+            return
         self.current = level
 
     def update(self, waiting: bool, progress_at: float) -> None:
@@ -343,14 +349,43 @@ class _Scheduling:
             return
         if self._waiting_since is None:
             self._waiting_since = now
-        if now - max(self._waiting_since, progress_at) >= self.STALL_SECONDS:
+        if now - max(self._waiting_since, progress_at) >= self.stall_seconds:
             self.apply("low")
+
+    def report(self) -> dict[str, Any]:
+        return {"class": self.current, "errors": self.errors, "last_error": self.last_error}
+
+
+def _set_level(tid: int, level: str) -> None:
+    if level == "idle":
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    elif level == "low":
+        # Nice first: the kernel lets a thread leave SCHED_IDLE only if RLIMIT_NICE would let
+        # it set the nice value it has (20 - nice <= limit). At nice 0 that takes a limit of
+        # 20; at nice 19, a limit of 1.
+        os.setpriority(os.PRIO_PROCESS, tid, 19)
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+    else:
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, 0)
 
 
 def _can_leave_idle() -> bool:
+    """CAP_SYS_NICE (not merely uid 0: a container's root often lacks it) or RLIMIT_NICE >= 1."""
     import resource
 
-    return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 1
+    return _has_cap_sys_nice() or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 1
+
+
+def _has_cap_sys_nice() -> bool:
+    cap_sys_nice = 23  # linux/capability.h
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> cap_sys_nice & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _threads() -> list[int]:
@@ -361,11 +396,10 @@ def _threads() -> list[int]:
 
 
 def _open_reader(config: ShipperConfig, parent: int) -> CloudWatchShipper | None:
-    outage = Path(config.journal_dir) / OUTAGE_FILE
     # A previous agent of this journal may still be draining after its application died.
     while True:
         try:
-            return CloudWatchShipper(config, journal_role="reader", outage_probe=outage.exists)
+            return CloudWatchShipper(config, journal_role="reader")
         except JournalLockedError:
             if os.getppid() != parent:
                 return None
@@ -380,12 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--priority", choices=("adaptive", "idle", "low", "normal"), default="adaptive"
     )
     parser.add_argument("--orphan-drain", type=float, default=60.0)
+    parser.add_argument("--stall-seconds", type=float, default=_Scheduling.STALL_SECONDS)
     args = parser.parse_args(argv)
     raw = json.loads(args.config)
     raw["journal_dir"] = Path(raw["journal_dir"])
     config = ShipperConfig(**raw)
     directory = Path(config.journal_dir)
-    scheduling = _Scheduling(args.priority)
+    scheduling = _Scheduling(args.priority, args.stall_seconds)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C reaches the whole process group; the application stops us with a deadline.
@@ -399,23 +434,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     next_report = 0.0
     while not stop.wait(_POLL_SECONDS) and not deadline_file.exists():
         if time.monotonic() >= next_report:
-            _report(shipper, directory)
             scheduling.update(*shipper.backlog())
+            _report(shipper, directory, scheduling)
             next_report = time.monotonic() + _REPORT_SECONDS
         if os.getppid() != args.parent:
             orphaned = True
             break
     if orphaned:
         timeout = args.orphan_drain
-        with contextlib.suppress(FileNotFoundError):
-            (directory / OUTAGE_FILE).unlink()  # nobody is left to end a game day's outage
     else:
         try:
             timeout = float(deadline_file.read_text()) - time.time()
         except (OSError, ValueError):
             timeout = 10.0
     shipper.close(max(0.0, timeout))
-    _report(shipper, directory)
+    _report(shipper, directory, scheduling)
     return 0
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from observability.cloud.journal import Journal, JournalClosedError, JournalRecord, Position
 
@@ -267,7 +267,6 @@ class LogShipper(Protocol):
     def flush(self, timeout: float) -> bool: ...
     def close(self, timeout: float = 10.0) -> bool: ...
     def stats(self) -> ShipperStats: ...
-    def simulate_outage(self, on: bool) -> None: ...
 
 
 class JournalProducer:
@@ -362,11 +361,9 @@ class CloudWatchShipper(JournalProducer):
         on_rejected: RejectedCallback | None = None,
         clock: Callable[[], float] = time.time,
         journal_role: Literal["both", "reader"] = "both",
-        outage_probe: Callable[[], bool] | None = None,
     ) -> None:
         """`journal_role="reader"`: the journal is written by another process (the agent's
-        parent, see `observability.cloud.agent`); this object only ships. `outage_probe`, asked
-        before every call to CloudWatch, simulates an outage while it returns True."""
+        parent, see `observability.cloud.agent`); this object only ships."""
         config.validate()
         journal = Journal(
             config.journal_dir,
@@ -401,8 +398,6 @@ class CloudWatchShipper(JournalProducer):
         self._closing = False
         self._closed = False
         self._deadline = float("inf")
-        self._outage = False
-        self._outage_probe = outage_probe
         self._progress_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="cloudwatch-shipper", daemon=True)
 
@@ -436,13 +431,6 @@ class CloudWatchShipper(JournalProducer):
 
     def _appended(self) -> None:
         self._wake.set()
-
-    def simulate_outage(self, on: bool) -> None:
-        """Game days: while on, every call to CloudWatch fails like an unreachable endpoint
-        (retried with backoff, events kept in the journal) - the real failure path."""
-        if on != self._outage:
-            self._outage = on
-            self._wake.set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -694,8 +682,6 @@ class CloudWatchShipper(JournalProducer):
                 return False
             stage = "setup"
             try:
-                if self._outage or (self._outage_probe is not None and self._outage_probe()):
-                    raise EndpointConnectionError(endpoint_url=self.config.endpoint_url or "aws")
                 self._ensure_destination(batch.group)
                 stage = "put"
                 response = self._client.put_log_events(

@@ -92,6 +92,7 @@ class LiveSource:
         self._gauge_interval_s = gauge_interval_s
         self._memory_s = memory_s
         self._refreshed_at = -math.inf
+        self._step_started: float | None = None  # when the latest reading's step began
         self._lock = threading.Lock()
         self._views: dict[tuple[int, int, int], tuple[float, RangeView]] = {}
 
@@ -223,11 +224,15 @@ class LiveSource:
 
     def _remember(self, t: float, values: Mapping[str, float]) -> None:
         with self._lock:
-            last = self.readings.last
-            if last is not None and 0 <= t - last < self._gauge_interval_s:
-                self.readings.replace_last(t, values)  # keep the freshest, at most one per step
+            # At most one reading per step, the freshest. The step starts when its reading was
+            # added: measured from the last (replaced) reading instead, reads closer together
+            # than a step (a dashboard refreshing every 2 s) would replace one reading forever.
+            start = self._step_started
+            if start is not None and 0 <= t - start < self._gauge_interval_s:
+                self.readings.replace_last(t, values)
             else:
                 self.readings.add(t, values)
+                self._step_started = t
             self.readings.prune(t - self._memory_s)
 
     def _with_instance(self, values: dict[str, float]) -> dict[str, float]:

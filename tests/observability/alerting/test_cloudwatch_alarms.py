@@ -18,7 +18,7 @@ from experimentation_platform.telemetry import alerts
 from observability.alerting.cloudwatch_alarms import render_cloudwatch_alarms
 from observability.alerting.rules import ThresholdRule
 from observability.query.model import ErrorRatio, LatencyQuantile, Unsupported
-from tests.support.servers import AWS_TEST_ENV, MotoServer
+from tests.support.servers import AWS_TEST_ENV, MotoServer, in_ci
 
 SEVERITIES = ("Critical", "High", "Medium", "Low")
 
@@ -35,6 +35,8 @@ def _template(alarms: list[dict[str, Any]]) -> dict[str, Any]:
 def test_platform_alarms_pass_cfn_lint(tmp_path: Path) -> None:
     lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent))
     if lint is None:
+        if in_ci():  # a dev dependency: CI never passes by skipping it
+            pytest.fail("cfn-lint is not installed (make install)")
         pytest.skip("cfn-lint is not installed")
     path = tmp_path / "alarms.json"
     path.write_text(json.dumps(_template(alerts.cloudwatch_alarms())), encoding="utf-8")

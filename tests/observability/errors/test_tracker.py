@@ -25,6 +25,7 @@ from observability.errors import (
 )
 from observability.errors.fingerprint import Fingerprinter, hash_parts
 from observability.errors.store import METADATA, ErrorStore, GroupBatch, GroupChange, GroupStatus
+from observability.masking import Masker
 from tests.observability.errors import (
     CANARIES,
     canary_mask,
@@ -463,8 +464,7 @@ def test_a_group_the_store_refuses_does_not_block_the_others(
 
 
 def test_the_platform_masking_policy_plugs_in(store: ErrorStore, recorder: Recorder) -> None:
-    masking = pytest.importorskip("observability.masking")
-    tracker = make_tracker(store, recorder, mask=masking.Masker().mask)
+    tracker = make_tracker(store, recorder, mask=Masker().mask)
     try:
         raise PermissionError("login failed for alice@example.com with password=hunter2-Secret")
     except PermissionError as exc:

@@ -148,7 +148,9 @@ def test_unconfigured_receivers_are_reported_not_raised() -> None:
     assert email is not None
     assert not email.delivered
     assert email.error == "receiver not configured"
-    assert result.outcome("slack") is not None
+    slack = result.outcome("slack")
+    assert slack is not None
+    assert slack.delivered
     assert result.delivered
 
 

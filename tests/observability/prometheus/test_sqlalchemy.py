@@ -125,7 +125,9 @@ def test_sqlite_slow_queries_are_reported_without_literals(sqlite_engine: Engine
     (report,) = reports
     assert report.statement == "SELECT ? AS email, ? AS card, ? AS bound"
     assert report.operation == "select"
-    assert report.duration_s >= 0
+    # The duration reported is the one the histogram recorded for that statement.
+    timed = registry.get_sample_value("db_query_duration_seconds_sum", {"operation": "select"})
+    assert report.duration_s == pytest.approx(timed)
     assert "alice" not in repr(report)
     assert "4111" not in repr(report)
     assert "bound-secret" not in repr(report)
@@ -154,12 +156,16 @@ def test_pool_gauges_from_the_collector(sqlite_engine: Engine) -> None:
     registry = CollectorRegistry()
     instrument_engine(sqlite_engine, registry, name="main", multiprocess=False)
     value = registry.get_sample_value
-    conn = sqlite_engine.connect()
-    conn.execute(text("SELECT 1"))
-    assert value("db_pool_connections_in_use", {"pool": "main"}) == 1
-    assert value("db_pool_overflow", {"pool": "main"}) is not None
-    conn.close()
+    size = sqlite_engine.pool.size()  # type: ignore[attr-defined]
+    conns = [sqlite_engine.connect() for _ in range(size + 2)]
+    for conn in conns:
+        conn.execute(text("SELECT 1"))
+    assert value("db_pool_connections_in_use", {"pool": "main"}) == size + 2
+    assert value("db_pool_overflow", {"pool": "main"}) == 2  # beyond the pool's size
+    for conn in conns:
+        conn.close()
     assert value("db_pool_connections_in_use", {"pool": "main"}) == 0
+    assert value("db_pool_overflow", {"pool": "main"}) == 0
 
 
 def test_pool_gauges_from_pool_events_in_multiprocess_mode(sqlite_engine: Engine) -> None:

@@ -81,6 +81,25 @@ def test_gauges_are_read_live_remembered_and_labelled_with_the_instance() -> Non
     assert instant(GaugeValue("cpu"), source, clock.t - 10) == [({"instance": "api-1"}, 0.5)]
 
 
+def test_readings_closer_than_a_step_still_keep_one_per_step() -> None:
+    """A dashboard refreshing every 2 s reads the gauges more often than the 5 s step: each
+    step keeps its freshest reading, and the steps go on (rates of cumulative values need
+    two of them)."""
+    clock = Clock(T0)
+    sent = {"v": 0.0}
+    source = LiveSource(
+        RollingWindows(clock=clock),
+        gauges=lambda: {'network_bytes_total{direction="sent"}': sent["v"]},
+    )
+    for step in range(31):  # every 2 s for a minute, 100 bytes a second
+        clock.t = T0 + 2 * step
+        sent["v"] = 200.0 * step
+        source.read_gauges()
+    assert len(source.readings) >= 10
+    rate = CounterRate("network_bytes_total", by=("direction",), window_s=30)
+    assert instant(rate, source, clock.t) == [({"direction": "sent"}, pytest.approx(100.0))]
+
+
 def test_a_view_of_the_last_hour_holds_this_process_minutes() -> None:
     clock = Clock(T0)
     windows = RollingWindows(clock=clock)
