@@ -47,7 +47,8 @@ def _log_pipeline(shipping: str = "") -> None:
         import os
 
         from observability.cloud.agent import ShippingAgent
-        from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+        from observability.cloud.events import ShipperConfig
+        from observability.cloud.shipper import CloudWatchShipper
         from observability.cloud.sink import cloudwatch_sink
 
         config = ShipperConfig(

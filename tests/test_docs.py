@@ -42,7 +42,8 @@ from observability.alerting.notifiers import Notification
 from observability.alerting.rules import AlertDefinition, Condition, definitions
 from observability.alerting.silences import SilenceStore
 from observability.alerting.state import StateStore
-from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+from observability.cloud.events import ShipperConfig
+from observability.cloud.shipper import CloudWatchShipper
 from observability.errors import ErrorStore
 from observability.metrics.sketch import QuantileSketch
 from observability.metrics.telemetry import TelemetryCollector

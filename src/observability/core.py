@@ -23,7 +23,7 @@ from observability.alerting.notifiers.factory import build_dispatcher
 from observability.alerting.scaling import scale_grouping, scale_rules
 from observability.alerting.state import find_alert
 from observability.asgi import RequestObserver, RequestRecord
-from observability.cloud.shipper import LogShipper, ShipperConfig
+from observability.cloud.events import LogShipper, ShipperConfig
 from observability.cloud.sink import cloudwatch_sink
 from observability.cloud.slots import open_shipper
 from observability.config import ObservabilityConfig

@@ -41,7 +41,7 @@ APPLICATION = """
 import json, sys, time
 from pathlib import Path
 from observability.cloud.agent import ShippingAgent
-from observability.cloud.shipper import ShipperConfig
+from observability.cloud.events import ShipperConfig
 
 journal, endpoint, stall = sys.argv[1:4]
 config = ShipperConfig(

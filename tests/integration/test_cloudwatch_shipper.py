@@ -25,16 +25,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from observability.cloud.agent import ShippingAgent
-from observability.cloud.journal import Journal, Position
-from observability.cloud.shipper import (
+from observability.cloud.events import (
     DEFAULT_RETENTION_DAYS,
     EVENT_OVERHEAD_BYTES,
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
-    CloudWatchShipper,
     LogShipper,
     ShipperConfig,
 )
+from observability.cloud.journal import Journal, Position
+from observability.cloud.shipper import CloudWatchShipper
 from tests.integration.faulty_proxy import FaultyProxy
 from tests.support.servers import AWS_TEST_ENV, MotoServer, free_port
 
@@ -530,7 +530,8 @@ CHILD = """
 import dataclasses, json, sys, time
 from pathlib import Path
 from observability.cloud.agent import ShippingAgent
-from observability.cloud.shipper import CloudWatchShipper, ShipperConfig
+from observability.cloud.events import ShipperConfig
+from observability.cloud.shipper import CloudWatchShipper
 
 journal, endpoint, prefix, stream, mode, kind = sys.argv[1:7]
 config = ShipperConfig(
@@ -769,7 +770,7 @@ CRASHING_APP = """
 import sys, time
 from pathlib import Path
 from observability.cloud.agent import ShippingAgent
-from observability.cloud.shipper import ShipperConfig
+from observability.cloud.events import ShipperConfig
 
 journal, endpoint, prefix = sys.argv[1:4]
 agent = ShippingAgent(ShipperConfig(journal_dir=Path(journal), endpoint_url=endpoint,
@@ -907,8 +908,8 @@ def test_a_batch_of_lines_cut_across_put_log_events_calls_is_not_checkpointed_ea
             rendered(n, "observability.request", "info", stamp) + "\n" for n in range(25)
         )
         shipper.submit_lines(data.encode(), 25)
-        records, _end = shipper._journal.read(max_records=100, max_bytes=1 << 20)
-        batches = shipper._build_batches(records)
+        records, _end = shipper.shipper.journal.read(max_records=100, max_bytes=1 << 20)
+        batches = shipper.shipper.sender.build_batches(records)
         assert [len(b.events) for b in batches] == [10, 10, 5]
         start = records[0].position
         assert [b.last_position for b in batches] == [start, start, records[0].next_position]

@@ -11,7 +11,7 @@ alone starved it for over a minute on a machine busy for minutes), see `_Schedul
 CPU is saturated the journal (durable, capped) absorbs the backlog and the agent catches up.
 
     application process                      agent process (python -m observability.cloud.agent)
-    ShippingAgent.submit_many()              CloudWatchShipper(journal_role="reader")
+    ShippingAgent.submit_many()              JournalShipper(journal_role="reader")
       -> Journal(role="writer").append()       reads the same journal directory, ships in order,
                                                checkpoints, reports to agent-stats.json
 
@@ -42,14 +42,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from observability.cloud.events import ShipperConfig, ShipperStats, default_stream_name
 from observability.cloud.journal import Journal, JournalLockedError
-from observability.cloud.shipper import (
-    CloudWatchShipper,
-    JournalProducer,
-    ShipperConfig,
-    ShipperStats,
-    default_stream_name,
-)
+from observability.cloud.producer import JournalProducer
+from observability.cloud.shipper import JournalShipper
 
 __all__ = ["AgentPriority", "ShippingAgent", "main"]
 
@@ -282,7 +278,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _report(shipper: CloudWatchShipper, directory: Path, scheduling: _Scheduling) -> None:
+def _report(shipper: JournalShipper, directory: Path, scheduling: _Scheduling) -> None:
     stats = asdict(shipper.stats())
     stats["dropped"] = dict(stats["dropped"])
     stats["written_at"] = time.time()
@@ -395,11 +391,11 @@ def _threads() -> list[int]:
         return [0]
 
 
-def _open_reader(config: ShipperConfig, parent: int) -> CloudWatchShipper | None:
+def _open_reader(config: ShipperConfig, parent: int) -> JournalShipper | None:
     # A previous agent of this journal may still be draining after its application died.
     while True:
         try:
-            return CloudWatchShipper(config, journal_role="reader")
+            return JournalShipper(config, journal_role="reader")
         except JournalLockedError:
             if os.getppid() != parent:
                 return None

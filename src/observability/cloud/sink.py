@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from observability.cloud.shipper import LogShipper
+from observability.cloud.events import LogShipper
 from observability.logging import CallbackSink, Sink
 from observability.logging.sinks import LogRecordOut
 

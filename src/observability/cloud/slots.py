@@ -11,8 +11,9 @@ import dataclasses
 from pathlib import Path
 
 from observability.cloud.agent import ShippingAgent
+from observability.cloud.events import LogShipper, ShipperConfig
 from observability.cloud.journal import JournalLockedError
-from observability.cloud.shipper import CloudWatchShipper, LogShipper, ShipperConfig
+from observability.cloud.shipper import CloudWatchShipper
 
 __all__ = ["MAX_SLOTS", "open_shipper"]
 
