@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from observability import defaults
+from observability.alerting.alertmanager_client import AlertmanagerClient
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.feed import CounterFeed
 from observability.alerting.notifiers.error_triggers import ErrorNotifier
 from observability.alerting.notifiers.factory import build_dispatcher
 from observability.alerting.scaling import scale_grouping, scale_rules
-from observability.alerting.state import find_alert
+from observability.alerting.state import AlertInstance, find_alert
 from observability.asgi import RequestObserver, RequestRecord
 from observability.cloud.events import LogShipper, ShipperConfig
 from observability.cloud.sink import cloudwatch_sink
@@ -200,10 +201,13 @@ class Observability:
         feed = CounterFeed(
             self.windows, [self._errors_by_severity, self._log_drops, self._audit_findings]
         )
+        # Alertmanager mode: alerts go there (it notifies); else the dispatcher notifies.
+        self.alertmanager = self._alertmanager_client(base) if cfg.alerts.alertmanager_url else None
         self.evaluator = Evaluator(
             scale_rules(tuple(rules), scale),
             LiveSource(self.windows, history=self.store.history, gauges=self.gauges),
-            dispatcher=self.dispatcher,
+            dispatcher=self.dispatcher if self.alertmanager is None else None,
+            publish=self.alertmanager.publish if self.alertmanager is not None else None,
             config=EvaluatorConfig(
                 interval_s=cfg.alerts.interval_seconds,
                 flap_window_s=max(1.0, 3600 * scale),
@@ -282,6 +286,8 @@ class Observability:
         self._closers.clear()
         self.errors.close()
         self.dispatcher.close()
+        if self.alertmanager is not None:
+            self.alertmanager.close()
         self.store.dispose()  # after the dispatcher: its notification log lives there
         log.info(names.SERVICE_STOPPED, service=self.config.service)
         self.run_marker.stop()  # a clean shutdown: the next start of this slot reports nothing
@@ -378,6 +384,24 @@ class Observability:
         return result
 
     # -- parts ---------------------------------------------------------------------------------
+    def _alertmanager_client(self, base: str) -> AlertmanagerClient:
+        cfg = self.config
+
+        def annotations(alert: AlertInstance) -> dict[str, str]:
+            definition = next((d for d in self.evaluator.definitions if d.name == alert.name), None)
+            runbook, dashboard = self.evaluator.config.links(definition)
+            return {"runbook_url": runbook or "", "dashboard_url": dashboard or ""}
+
+        # As Prometheus: a firing alert ends by itself 4 rounds (or lease times) after the last
+        # post, long enough for a new leader to take over and post it again.
+        hold = 4 * max(cfg.alerts.interval_seconds, cfg.leader_lease_seconds)
+        return AlertmanagerClient(
+            cfg.alerts.alertmanager_url,
+            hold_s=hold,
+            annotations=annotations,
+            generator_url=lambda alert: f"{base}/incidents/{alert.name}",
+        )
+
     def _open_shipper(self) -> LogShipper:
         cw = self.config.cloudwatch
         base = ShipperConfig(
