@@ -57,33 +57,40 @@ class FleetRound:
     def _short(self, window_s: int) -> bool:
         return window_s <= self.max_window_s
 
+    def _fine_window(self, window_s: int) -> int:
+        # A window shorter than a bucket (rules at a small EP_ALERT_WINDOW_SCALE) reads the
+        # last complete bucket: a narrower cut of it does not exist.
+        return max(window_s, self.fine.resolution_s)
+
     def request_counts(self, window_s: int, now: float, where: Where) -> RequestCounts:
         if self._short(window_s):
-            return self.fine.request_counts(window_s, now, where)
+            return self.fine.request_counts(self._fine_window(window_s), now, where)
         return self.live.request_counts(window_s, now, where)
 
     def latency_above(
         self, threshold_s: float, window_s: int, now: float, where: Where, distribution: str | None
     ) -> tuple[float, float]:
         if self._short(window_s):
-            return self.fine.latency_above(threshold_s, window_s, now, where, distribution)
+            return self.fine.latency_above(
+                threshold_s, self._fine_window(window_s), now, where, distribution
+            )
         return self.live.latency_above(threshold_s, window_s, now, where, distribution)
 
     def latency_sketch(
         self, window_s: int, now: float, where: Where, distribution: str | None
     ) -> QuantileSketch:
         if self._short(window_s):
-            return self.fine.latency_sketch(window_s, now, where, distribution)
+            return self.fine.latency_sketch(self._fine_window(window_s), now, where, distribution)
         return self.live.latency_sketch(window_s, now, where, distribution)
 
     def counter_totals(self, name: str, window_s: int, now: float) -> CounterTotals:
         if self._short(window_s):
-            return self.fine.counter_totals(name, window_s, now)
+            return self.fine.counter_totals(name, self._fine_window(window_s), now)
         return self.live.counter_totals(name, window_s, now)
 
     def route_totals(self, window_s: int, now: float) -> Mapping[str, RouteTotals]:
         if self._short(window_s):
-            return self.fine.route_totals(window_s, now)
+            return self.fine.route_totals(self._fine_window(window_s), now)
         return self.live.route_totals(window_s, now)
 
     def gauge_values(self, name: str, now: float) -> Mapping[str, float]:

@@ -169,3 +169,20 @@ def test_the_leader_fires_on_the_fleets_errors_that_no_instance_sees_alone(
     firing = fleet.active_alerts()
     assert [(x["alertname"], x["state"]) for x in firing] == [("fleet_errors", "firing")]
     assert firing[0]["summary"] == "25% of the fleet's requests fail"
+
+
+def test_a_window_shorter_than_a_bucket_reads_the_last_complete_bucket(
+    store: ObservabilityStore,
+) -> None:
+    clock = Clock(T0 + 1)
+    a = Member(store, "a", clock)
+    a.traffic(ok=2, failed=8, latency_s=0.01, assigned=0)
+    clock.t = T0 + 17  # 7 s into the next bucket: a 3 s window would cover no bucket start
+    a.publisher.publish_once()
+    rule = ThresholdRule(
+        "short", expr=ErrorRatio(window_s=3), comparison=">", threshold=0.5, severity="high",
+        summary="{value:.0%}",
+    )  # fmt: skip
+    fleet = Evaluator([rule], FleetSource(a.rollups, LiveSource(a.windows, clock=clock)))
+    fleet.evaluate_once(clock.t)
+    assert [x["summary"] for x in fleet.active_alerts()] == ["80%"]
