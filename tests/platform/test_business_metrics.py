@@ -3,6 +3,7 @@ what /metrics, the results endpoint and the business dashboard's API say about t
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -113,3 +114,28 @@ def test_the_business_dashboard_names_each_variant(sqlite_api: Instance) -> None
     }.items():
         assert {s["label"] for s in panels[slug]["series"]} == names, slug
     assert panels["conversion-events"]["stats"][0]["value"] == sum(converted.values()) + 1
+
+
+def test_open_error_groups_are_a_metric_by_severity(sqlite_api: Instance) -> None:
+    """`error_groups_open{severity}` (Grafana's and CloudWatch's "Open vs resolved") follows
+    the error store: the self-test error opens a medium group, resolving it closes it."""
+    before = samples(sqlite_api, "error_groups_open")
+    assert before[(("severity", "medium"),)] == 0.0
+    failed = sqlite_api.client.post("/api/v1/ops/selftest/error", headers=sqlite_api.admin)
+    assert failed.status_code == 500
+    observability = sqlite_api.client.app.state.observability  # type: ignore[attr-defined]
+    observability.open_groups.max_age_s = 0  # read the store now, not in up to 15 s
+    deadline = time.monotonic() + 10  # the tracker writes to the store in the background
+    groups: list[dict[str, Any]] = []
+    while not groups and time.monotonic() < deadline:
+        time.sleep(0.1)
+        groups = sqlite_api.client.get("/api/v1/ops/errors", headers=sqlite_api.admin).json()[
+            "items"
+        ]
+    [group] = groups
+    assert samples(sqlite_api, "error_groups_open")[(("severity", "medium"),)] == 1.0
+    resolved = sqlite_api.client.post(
+        f"/api/v1/ops/errors/{group['fingerprint']}/resolve", headers=sqlite_api.admin
+    )
+    assert resolved.status_code == 200
+    assert samples(sqlite_api, "error_groups_open")[(("severity", "medium"),)] == 0.0

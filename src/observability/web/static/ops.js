@@ -175,7 +175,19 @@
       height: 200,
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        // One point (a fresh instance, a sparse series): uPlot would stretch the time axis
+        // over years; show the step around it instead.
+        x: { time: true, range: function (u, min, max) { return min === max ? [min - 300, max + 300] : [min, max]; } },
+        // From zero (rates, bytes, ratios are not negative): nearby values never collapse
+        // into identical tick labels, and a single value sits below the top, not on it.
+        y: { range: function (u, min, max) {
+          if (min === null || max === null) { return [0, 1]; }
+          var low = Math.min(0, min);
+          var high = max === low ? low + 1 : max;
+          return uPlot.rangeNum(low, high, 0.1, true);
+        } }
+      },
       axes: [
         { stroke: "#5b6472", grid: { stroke: "#eef0f3" }, space: 90 },
         { stroke: "#5b6472", grid: { stroke: "#eef0f3" }, size: 84,
