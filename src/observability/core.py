@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from observability import defaults
+from observability.alerting.alertmanager_client import AlertmanagerClient
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.feed import CounterFeed
 from observability.alerting.notifiers.error_triggers import ErrorNotifier
 from observability.alerting.notifiers.factory import build_dispatcher
 from observability.alerting.scaling import scale_grouping, scale_rules
-from observability.alerting.state import find_alert
+from observability.alerting.state import AlertInstance, find_alert
 from observability.asgi import RequestObserver, RequestRecord
 from observability.cloud.events import LogShipper, ShipperConfig
 from observability.cloud.sink import cloudwatch_sink
@@ -40,6 +41,7 @@ from observability.errors.sentry import capture_to_sentry, init_sentry, shutdown
 from observability.fleet.leadership import Leadership
 from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
+from observability.fleet.rollups import FleetPublisher, FleetRollups
 from observability.incident import gather_evidence
 from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
@@ -66,6 +68,7 @@ from observability.metrics.sqlalchemy import SlowQuery, instrument_engine
 from observability.metrics.system import RuntimeMetrics
 from observability.metrics.telemetry import TelemetryCollector
 from observability.metrics.windows import RollingWindows
+from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 from observability.store import ObservabilityStore
@@ -200,10 +203,27 @@ class Observability:
         feed = CounterFeed(
             self.windows, [self._errors_by_severity, self._log_drops, self._audit_findings]
         )
+        # Several processes share a server store (PostgreSQL): each publishes its recent
+        # buckets, and rules and panels read the fleet's. SQLite: one process, its windows.
+        self.fleet_rollups: FleetRollups | None = None
+        self.fleet_publisher: FleetPublisher | None = None
+        live = LiveSource(self.windows, history=self.store.history, gauges=self.gauges)
+        source: LiveSource | FleetSource = live
+        if self.store.engine.dialect.name != "sqlite":
+            self.fleet_rollups = FleetRollups(
+                self.store.engine, service=cfg.service, instance=cfg.instance_id
+            )
+            self.fleet_publisher = FleetPublisher(
+                self.windows, self.fleet_rollups, before_publish=feed.sync
+            )
+            source = FleetSource(self.fleet_rollups, live)
+        # Alertmanager mode: alerts go there (it notifies); else the dispatcher notifies.
+        self.alertmanager = self._alertmanager_client(base) if cfg.alerts.alertmanager_url else None
         self.evaluator = Evaluator(
             scale_rules(tuple(rules), scale),
-            LiveSource(self.windows, history=self.store.history, gauges=self.gauges),
-            dispatcher=self.dispatcher,
+            source,
+            dispatcher=self.dispatcher if self.alertmanager is None else None,
+            publish=self.alertmanager.publish if self.alertmanager is not None else None,
             config=EvaluatorConfig(
                 interval_s=cfg.alerts.interval_seconds,
                 flap_window_s=max(1.0, 3600 * scale),
@@ -217,7 +237,8 @@ class Observability:
             ),
             state_store=self.store.alerts,
             silences=self.store.silences,
-            before_round=feed.sync,
+            # With a fleet the publisher copies the counters (one thread does it).
+            before_round=feed.sync if self.fleet_publisher is None else None,
         )
         # One instance of the fleet evaluates and notifies; the others read its state.
         self.leadership = Leadership(
@@ -239,6 +260,7 @@ class Observability:
             errors=self.store.errors,
             instance=cfg.instance_id,
             gauges=self.gauges,
+            fleet=self.fleet_rollups,
         )
         self.log_search = LogSearch(cfg.log_directory, cfg.log_file_stem)
         # One marker per worker slot under data_dir/run: left behind only by a process that
@@ -257,6 +279,8 @@ class Observability:
         await self.runtime.start()
         self.recorder.start()
         self.fleet.start()
+        if self.fleet_publisher is not None:
+            self.fleet_publisher.start()
         if self.config.alerts.enabled:
             self.leadership.start()
         if self.auditor is not None:
@@ -272,6 +296,8 @@ class Observability:
             self.leadership.stop()
         await self.runtime.stop()
         self.recorder.stop()
+        if self.fleet_publisher is not None:
+            self.fleet_publisher.stop()  # the last partial bucket reaches the fleet
         self.fleet.stop()
         mark_worker_dead()  # multi-process mode: this worker's live gauges leave the sum
 
@@ -282,6 +308,8 @@ class Observability:
         self._closers.clear()
         self.errors.close()
         self.dispatcher.close()
+        if self.alertmanager is not None:
+            self.alertmanager.close()
         self.store.dispose()  # after the dispatcher: its notification log lives there
         log.info(names.SERVICE_STOPPED, service=self.config.service)
         self.run_marker.stop()  # a clean shutdown: the next start of this slot reports nothing
@@ -378,6 +406,24 @@ class Observability:
         return result
 
     # -- parts ---------------------------------------------------------------------------------
+    def _alertmanager_client(self, base: str) -> AlertmanagerClient:
+        cfg = self.config
+
+        def annotations(alert: AlertInstance) -> dict[str, str]:
+            definition = next((d for d in self.evaluator.definitions if d.name == alert.name), None)
+            runbook, dashboard = self.evaluator.config.links(definition)
+            return {"runbook_url": runbook or "", "dashboard_url": dashboard or ""}
+
+        # As Prometheus: a firing alert ends by itself 4 rounds (or lease times) after the last
+        # post, long enough for a new leader to take over and post it again.
+        hold = 4 * max(cfg.alerts.interval_seconds, cfg.leader_lease_seconds)
+        return AlertmanagerClient(
+            cfg.alerts.alertmanager_url,
+            hold_s=hold,
+            annotations=annotations,
+            generator_url=lambda alert: f"{base}/incidents/{alert.name}",
+        )
+
     def _open_shipper(self) -> LogShipper:
         cw = self.config.cloudwatch
         base = ShipperConfig(

@@ -145,6 +145,7 @@ def observability_config(
             rules=alerts.BASE_RULES,
             grouping=alerts.BASE_GROUPING,
             inhibit_rules=alerts.INHIBIT_RULES,
+            alertmanager_url=settings.alertmanager_url,
         ),
     )
 

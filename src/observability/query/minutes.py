@@ -143,7 +143,8 @@ def _latency_keys(term: object) -> Iterable[_LatencyKey]:
 
 class MinuteStore:
     """Buckets of `resolution_s` seconds (a minute by default) fed with complete minutes in
-    order; implements `MetricSource`. Buckets start at `anchor + k * resolution_s`."""
+    order; implements `MetricSource`. Buckets start at `anchor + k * resolution_s`. A store
+    of sub-minute buckets is fed with rollups of that width (`minute_start` = their start)."""
 
     def __init__(
         self,
@@ -153,8 +154,9 @@ class MinuteStore:
         resolution_s: int = _MINUTE,
         anchor: int = 0,
     ) -> None:
-        if resolution_s < _MINUTE or resolution_s % _MINUTE:
-            raise ValueError("resolution_s must be a positive multiple of 60")
+        # Sub-minute buckets (a divisor of 60) hold the fleet's recent rollups (10 s).
+        if resolution_s <= 0 or (resolution_s % _MINUTE and _MINUTE % resolution_s):
+            raise ValueError("resolution_s must be a divisor or a multiple of 60")
         self.retention_s = retention_s
         self.raw_retention_s = raw_retention_s
         self.resolution_s = resolution_s

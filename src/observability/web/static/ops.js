@@ -19,6 +19,8 @@
   var range = params.get("range") || sessionStorage.getItem(RANGE_KEY) || "1h";
   if (RANGES.indexOf(range) < 0) { range = "1h"; }
   var autoRefresh = sessionStorage.getItem(AUTO_KEY) !== "off";
+  // Dashboards show the whole fleet unless one instance is picked (?instance=...).
+  var instance = params.get("instance") || "";
   var timer = null;
   var fetches = 0;
   var charts = new Map();
@@ -305,8 +307,27 @@
   }
 
   // -- pages -----------------------------------------------------------------------------------
+  function instanceQuery() {
+    return instance ? "&instance=" + encodeURIComponent(instance) : "";
+  }
+
+  // The selector offers what the server says it can show, and marks what it shows.
+  function showScope(data) {
+    var select = document.getElementById("instance");
+    if (!select) { return; }
+    var options = [el("option", { value: "", text: "all (the fleet)" })];
+    (data.instances || []).forEach(function (id) { options.push(el("option", { value: id, text: id })); });
+    if (instance && (data.instances || []).indexOf(instance) < 0) {
+      options.push(el("option", { value: instance, text: instance }));
+    }
+    select.replaceChildren.apply(select, options);
+    select.value = data.instance === "all" ? "" : data.instance;
+    select.parentNode.hidden = false;
+  }
+
   function loadDashboard() {
-    return api("/dashboards/" + encodeURIComponent(NAME) + "?range=" + range).then(function (data) {
+    return api("/dashboards/" + encodeURIComponent(NAME) + "?range=" + range + instanceQuery()).then(function (data) {
+      showScope(data);
       (data.panels || []).forEach(function (panel) { renderPanel(panel, panel.slug); });
       banner(data.notes && data.notes.length ? data.notes.join("; ") : "", "info");
     });
@@ -315,7 +336,8 @@
   function loadRoute() {
     var route = params.get("route") || "";
     document.getElementById("page-title").textContent = "Route: " + route;
-    return api("/routes?route=" + encodeURIComponent(route) + "&range=" + range).then(function (data) {
+    return api("/routes?route=" + encodeURIComponent(route) + "&range=" + range + instanceQuery()).then(function (data) {
+      showScope(data);
       renderPanel({ kind: "timeseries", title: "Latency p50 / p95 / p99", width: 12, unit: "s", thresholds: [],
         description: "How long this route takes. A p99 far above p50 means a few requests wait much longer: look for slow queries or lock contention.",
         time: data.latency.time, series: data.latency.series }, "route-latency");
@@ -746,6 +768,15 @@
         refresh();
       });
     });
+    var picker = document.getElementById("instance");
+    if (picker) {
+      picker.addEventListener("change", function () {
+        instance = picker.value;
+        if (instance) { params.set("instance", instance); } else { params.delete("instance"); }
+        history.replaceState(null, "", location.pathname + "?" + params.toString());
+        refresh();
+      });
+    }
     var box = document.getElementById("auto-refresh");
     box.checked = autoRefresh;
     document.getElementById("refresh-every").textContent = "(" + refreshSeconds + " s)";
