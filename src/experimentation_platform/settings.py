@@ -73,6 +73,8 @@ class Settings(BaseSettings):
 
     # /health/ready re-checks its dependencies at most this often (load balancers poll it).
     readiness_cache_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
+    # A readiness check slower than this reports its dependency degraded (HTTP 200 still).
+    readiness_degraded_seconds: float = Field(default=0.25, gt=0.0, le=60.0)
 
     # Logging
     log_level: LogLevel = "INFO"

@@ -70,6 +70,7 @@ from observability.metrics.telemetry import OpenGroupsCollector, TelemetryCollec
 from observability.metrics.windows import RollingWindows
 from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
+from observability.readiness import Readiness
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 from observability.store import ObservabilityStore
 
@@ -86,6 +87,8 @@ TOOLKIT_GAUGES: Final = (
     names.EVENT_LOOP_LAG,
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
+    names.SERVICE_DEGRADED,
+    names.READINESS_CHECK_DURATION,
     names.DB_POOL_IN_USE,
     names.DB_POOL_OVERFLOW,
     names.CLOUDWATCH_LAG,
@@ -152,7 +155,13 @@ class Observability:
             name=names.ERROR_GROUPS_OPEN,
         )
         self.registry.register(self.open_groups)
-        self.readiness = ReadinessCollector(cfg.readiness)
+        probes = cfg.readiness
+        self.readiness_checks = (
+            probes
+            if isinstance(probes, Readiness)
+            else Readiness(probes, degraded_seconds=cfg.readiness_degraded_seconds)
+        )
+        self.readiness = ReadinessCollector(self.readiness_checks)
         self.registry.register(self.readiness)
         self.fleet = InstanceRegistry(
             self.store.engine,
