@@ -167,6 +167,7 @@
     var columns = [times].concat(series.map(function (s) { return s.values; }));
     if (old && old.signature === signature && old.container === container) {
       old.chart.setData(columns);
+      fitOnePoint(old.chart, times);
       return;
     }
     if (old) { old.chart.destroy(); }
@@ -178,9 +179,7 @@
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        // One point (a fresh instance, a sparse series): uPlot would stretch the time axis
-        // over years; show the step around it instead.
-        x: { time: true, range: function (u, min, max) { return min === max ? [min - 300, max + 300] : [min, max]; } },
+        x: { time: true },
         // From zero (rates, bytes, ratios are not negative): nearby values never collapse
         // into identical tick labels, and a single value sits below the top, not on it.
         y: { range: function (u, min, max) {
@@ -206,10 +205,21 @@
           value: function (u, v) { return fmt(v, unit); }
         };
       })),
-      plugins: [thresholdPlugin(thresholds)]
+      plugins: [thresholdPlugin(thresholds)],
+      // The time span shown, for tests and for anyone inspecting a chart that looks wrong.
+      hooks: { setScale: [function (u, scaleKey) {
+        if (scaleKey === "x") { container.dataset.xspan = String(u.scales.x.max - u.scales.x.min); }
+      }] }
     };
     var chart = new uPlot(opts, columns, container);
+    fitOnePoint(chart, times);
     charts.set(key, { chart: chart, signature: signature, container: container });
+  }
+
+  // One point (a fresh instance, a sparse series): uPlot spans a single time over a thousand
+  // days (its range function is not consulted then), so show five minutes around it.
+  function fitOnePoint(chart, times) {
+    if (times.length === 1) { chart.setScale("x", { min: times[0] - 300, max: times[0] + 300 }); }
   }
 
   window.addEventListener("resize", function () {
