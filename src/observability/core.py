@@ -537,6 +537,7 @@ def logging_config(config: ObservabilityConfig) -> LoggingConfig:
         directory=config.log_directory if settings.to_file else None,
         file_stem=config.log_file_stem,
         stdout=settings.stdout,
+        console=settings.console,
         max_file_bytes=settings.max_file_bytes,
         rotate_seconds=settings.rotate_seconds,
         retention_days=settings.retention_days,
