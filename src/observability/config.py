@@ -23,6 +23,7 @@ from observability.alerting.grouping import Grouping, InhibitRule
 from observability.alerting.rules import Rule
 from observability.dashboards.model import Dashboard
 from observability.errors.classify import ClassificationRule
+from observability.incident.changes import DependencySignal
 from observability.settings import (
     AccessCheck,
     CloudWatchSettings,
@@ -108,6 +109,9 @@ class ObservabilityConfig:
     dashboard_gauges: tuple[str, ...] = ()
     # Incident evidence: log events that change behaviour ("recent configuration changes").
     change_events: tuple[str, ...] = ()
+    # Incident evidence: dependency signals compared before/during an incident; None: the
+    # toolkit's (`observability.incident.signals.default_signals` over the readiness probes).
+    dependency_signals: Sequence[DependencySignal] | None = None
     # Readiness: dependency name -> probe (raises when the dependency does not answer).
     readiness: Mapping[str, Callable[[], object]] = field(default_factory=dict)
     log: LogSettings = field(default_factory=LogSettings)

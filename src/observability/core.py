@@ -41,6 +41,7 @@ from observability.fleet.leadership import Leadership
 from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
 from observability.incident import gather_evidence
+from observability.incident.signals import default_signals
 from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
     LoggingConfig,
@@ -241,6 +242,11 @@ class Observability:
             gauges=self.gauges,
         )
         self.log_search = LogSearch(cfg.log_directory, cfg.log_file_stem)
+        self.dependency_signals = (
+            tuple(cfg.dependency_signals)
+            if cfg.dependency_signals is not None
+            else default_signals(cfg.readiness)
+        )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
         self.run_marker = RunMarker(cfg.data_dir / "run", instance=cfg.instance_id)
@@ -360,12 +366,16 @@ class Observability:
         found = find_alert(self.evaluator.alert_instances(), alert)
         if found is None:
             return None
-        self.logs.flush(1.0)  # the failing requests just happened: lines may be queued
+        self.logs.flush(0.5)  # the failing requests just happened: lines may be queued
         evidence = gather_evidence(
             found,
             definitions=self.evaluator.definitions,
             windows=self.windows,
             history=self.store.history,
+            # The evaluator's source: its remembered gauge readings answer without pinging
+            # the dependencies again (which may be what is slow).
+            source=self.evaluator.source,
+            dependency_signals=self.dependency_signals,
             errors=self.store.errors,
             logs=self.log_search,
             config_events=self.config.change_events,

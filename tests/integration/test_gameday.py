@@ -188,7 +188,12 @@ def test_the_instances_incident_evidence_and_no_secret(
     db = results["db-unavailable"]
     assert db.detected_labels.get("dependency") == "database"
     doc = db.incident or {}
-    assert doc["dependencies"] == ["database"]
+    # Named from the database's own readiness signal (1 before, 0 during), not the labels.
+    ready = [
+        d for d in doc["dependencies"] if (d["subject"], d["measure"]) == ("database", "readiness")
+    ]
+    assert ready, doc["dependencies"]
+    assert (ready[0]["before"], ready[0]["after"], ready[0]["changed"]) == (1.0, 0.0, True)
     assert any("OperationalError" in g["type"] for g in doc["error_groups"])
     evidence = results["assignment-errors"].incident or {}
     assert evidence["failing_routes"][0]["route"] == "POST /api/v1/assignments"
@@ -229,13 +234,15 @@ def test_incident_cli_reads_the_instance_database(
     runner = CliRunner()
     shown = runner.invoke(app, ["incident", "show", "dependency_not_ready"], env=env)
     assert shown.exit_code == 0, shown.output
-    assert "dependency: database" in shown.output
+    assert "dependency=database" in shown.output
+    assert shown.output.startswith("WHAT CHANGED MOST")
     assert "TOP ERROR GROUPS" in shown.output
     as_json = runner.invoke(app, ["incident", "show", "dependency_not_ready", "--json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.output)
     assert data["alert"]["alertname"] == "dependency_not_ready"
-    assert data["dependencies"] == ["database"]
+    assert data["alert"]["labels"]["dependency"] == "database"
+    assert "database" in {d["subject"] for d in data["dependencies"]}
     missing = runner.invoke(app, ["incident", "show", "no_such_alert"], env=env)
     assert missing.exit_code == 1
     bad = runner.invoke(app, ["gameday", "no-such-scenario"])
