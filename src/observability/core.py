@@ -372,11 +372,12 @@ class Observability:
             definitions=self.evaluator.definitions,
             windows=self.windows,
             history=self.store.history,
-            # The evaluator's source: its remembered gauge readings answer without pinging
-            # the dependencies again (which may be what is slow).
-            source=self.evaluator.source,
+            # The evaluator's remembered gauge readings answer without pinging the
+            # dependencies again (which may be what is slow).
+            gauges=self.evaluator.source if isinstance(self.evaluator.source, LiveSource) else None,
             dependency_signals=self.dependency_signals,
             errors=self.store.errors,
+            recent_errors=self.errors.recent,
             logs=self.log_search,
             config_events=self.config.change_events,
             mask=self.masker.mask,

@@ -6,7 +6,6 @@ from observability.incident.changes import Change, DependencySignal
 from observability.incident.evidence import (
     ConfigChange,
     CurvePoint,
-    ErrorGroupEvidence,
     FailingRequest,
     IncidentEvidence,
     MetricEvidence,
@@ -16,6 +15,7 @@ from observability.incident.evidence import (
     describe_query,
     gather_evidence,
 )
+from observability.incident.groups import ErrorGroupEvidence
 
 __all__ = [
     "Change",

@@ -22,19 +22,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from observability.metrics.sketch import QuantileSketch
 from observability.query.evaluate import instant
+from observability.query.live import LiveSource
 from observability.query.model import (
     ErrorRatio,
     GaugeValue,
     LatencyAbove,
     LatencyQuantile,
     MetricTerm,
+    Where,
 )
-from observability.query.source import MetricSource
+from observability.query.source import CounterTotals, MetricSource, RequestCounts, RouteTotals
 
 __all__ = [
     "Change",
     "DependencySignal",
+    "MemoryFirst",
     "Windows",
     "compare_dependencies",
     "compare_routes",
@@ -109,6 +113,43 @@ class Windows:
     @property
     def incident_s(self) -> int:
         return max(1, round(self.incident_end - self.incident_start))
+
+
+class MemoryFirst:
+    """A `MetricSource` for evidence: requests, latencies and counters from `source`, gauges
+    from the remembered readings of `gauges` (the evaluator's: never a fresh read, which may
+    ping the slow dependency, nor a wait behind its store); without `gauges`, `source`'s."""
+
+    def __init__(self, source: LiveSource, gauges: LiveSource | None = None) -> None:
+        self.source = source
+        self.gauges = gauges
+
+    def request_counts(self, window_s: int, now: float, where: Where) -> RequestCounts:
+        return self.source.request_counts(window_s, now, where)
+
+    def latency_above(
+        self, threshold_s: float, window_s: int, now: float, where: Where, distribution: str | None
+    ) -> tuple[float, float]:
+        return self.source.latency_above(threshold_s, window_s, now, where, distribution)
+
+    def latency_sketch(
+        self, window_s: int, now: float, where: Where, distribution: str | None
+    ) -> QuantileSketch:
+        return self.source.latency_sketch(window_s, now, where, distribution)
+
+    def counter_totals(self, name: str, window_s: int, now: float) -> CounterTotals:
+        return self.source.counter_totals(name, window_s, now)
+
+    def gauge_values(self, name: str, now: float) -> Mapping[str, float]:
+        if self.gauges is None:
+            return self.source.gauge_values(name, now)
+        return self.gauges.remembered(name, now)
+
+    def reading_rates(self, name: str, window_s: int, now: float) -> Mapping[str, float]:
+        return {} if self.gauges is not None else self.source.reading_rates(name, window_s, now)
+
+    def route_totals(self, window_s: int, now: float) -> Mapping[str, RouteTotals]:
+        return self.source.route_totals(window_s, now)
 
 
 def comparison_windows(since: float, now: float, *, live: bool) -> Windows:

@@ -42,17 +42,26 @@ from typing import Any
 
 from observability.alerting.rules import AlertDefinition
 from observability.alerting.state import AlertInstance
-from observability.errors.store import ErrorGroup, ErrorStore
+from observability.errors.recent import RecentGroups
+from observability.errors.store import ErrorStore
 from observability.incident.bounded import run_bounded
 from observability.incident.changes import (
     Change,
     DependencySignal,
+    MemoryFirst,
     Windows,
     compare_dependencies,
     compare_routes,
     comparison_windows,
     onset,
     route_term,
+)
+from observability.incident.groups import (
+    ErrorGroupEvidence,
+    rank_groups,
+    recent_groups,
+    stored_groups,
+    with_routes,
 )
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.metrics.history import MetricHistory
@@ -128,24 +137,6 @@ class RouteEvidence:
     error_rate: float
     p95_ms: float | None
     p99_ms: float | None
-
-
-@dataclass(frozen=True)
-class ErrorGroupEvidence:
-    fingerprint: str
-    type: str
-    message: str
-    severity: str
-    rule: str
-    count: int
-    first_seen: float
-    last_seen: float
-    new: bool  # first seen once the incident began (its onset)
-    routes: dict[str, int]
-    first_request_id: str | None
-    during: int | None = None  # occurrences since the onset (minute counts), None: unknown
-    before: int | None = None  # occurrences in the baseline window
-    spiking: bool = False  # older than the incident, but far more frequent since it began
 
 
 @dataclass(frozen=True)
@@ -325,10 +316,11 @@ def gather_evidence(
     definitions: Sequence[AlertDefinition] = (),
     windows: RollingWindows | None = None,
     history: MetricHistory | None = None,
-    source: MetricSource | None = None,
+    gauges: LiveSource | None = None,
     dependency_signals: Sequence[DependencySignal] = (),
     route_stats: Mapping[str, Mapping[str, Any]] | None = None,
     errors: ErrorStore | None = None,
+    recent_errors: RecentGroups | None = None,
     logs: LogSearch | None = None,
     config_events: Sequence[str] = (),
     slow_query_event: str | None = SLOW_QUERY,
@@ -337,17 +329,19 @@ def gather_evidence(
     lookback_s: float = 300.0,
     top: int = 5,
     sample_requests: int = 3,
-    deadline_s: float = 2.0,
+    deadline_s: float = 1.5,
     clock: Callable[[], float] | None = None,
 ) -> IncidentEvidence:
     """Evidence for `alert` (an evaluator `AlertInstance`, see `alert_from_view`).
 
     The window opens at the alert's start less the rule's window (or `lookback_s` for gauges),
-    at most an hour back; the baseline is the window before it (see `changes`). `source` (the
-    evaluator's, whose remembered gauge readings answer without a fresh read) defaults to one
-    over `windows` and `history`. `route_stats` ({"METHOD /route": {"requests", "errors_5xx",
-    "p95_ms", ...}}, e.g. a `/windows` snapshot of a remote instance) stands in for
-    `windows`. Each section runs against `deadline_s`; those that miss it are listed in
+    at most an hour back; the baseline is the window before it (see `changes`). Memory first:
+    with `windows`, requests and latencies come from them alone, gauges from the remembered
+    readings of `gauges` (the evaluator's source: never a fresh read, which may ping the slow
+    dependency), error groups from `recent_errors` before the `errors` store; without
+    windows (a CLI), from `history`. `route_stats` ({"METHOD /route": {"requests",
+    "errors_5xx", "p95_ms", ...}}, e.g. a `/windows` snapshot of a remote instance) stands in
+    for `windows`. Each section runs against `deadline_s`; those that miss it are listed in
     `timed_out`. `mask` is applied to log lines and messages once more (they are masked at
     the source already).
     """
@@ -368,9 +362,13 @@ def gather_evidence(
         "incident_start": compared.incident_start,
         "incident_end": compared.incident_end,
     }
-    if source is None and (windows is not None or history is not None):
+    source: MetricSource | None = None
+    if windows is not None or history is not None:
         store = MinuteStore(retention_s=now - compared.baseline_start + 4 * _MINUTE)
-        source = LiveSource(windows, history=history, store=store, clock=lambda: now)
+        past = None if windows is not None else history  # memory first
+        source = MemoryFirst(
+            LiveSource(windows, history=past, store=store, clock=lambda: now), gauges
+        )
 
     memory: list[tuple[str, Callable[[IncidentEvidence], None]]] = []
     if definition is None:
@@ -385,11 +383,13 @@ def gather_evidence(
     _run_sections(evidence, memory, deadline_s * _MEMORY_SHARE)
     _headline_and_onset(evidence)
 
+    onset_at = evidence.onset if evidence.onset is not None else since
+    recent = recent_groups(recent_errors, compared, onset_at) if recent_errors else []
     stores: list[tuple[str, Callable[[IncidentEvidence], None]]] = []
     if errors is None:
         evidence.notes.append("error groups: no error store")
     else:
-        stores.append(("error groups", lambda ev: _error_groups(ev, errors, compared, top)))
+        stores.append(("error groups", lambda ev: _error_groups(ev, errors, compared, top, recent)))
     if logs is None:
         evidence.notes.append("logs: no log directory")
     else:
@@ -398,6 +398,12 @@ def gather_evidence(
         if slow_query_event is not None and _wants_slow_queries(evidence, expr):
             stores.append(("slow queries", lambda ev: _slow(ev, logs, slow_query_event, top)))
     _run_sections(evidence, stores, max(0.1, deadline_s - (time.monotonic() - began)))
+    if recent and (errors is None or "error groups" in evidence.timed_out):
+        evidence.error_groups, evidence.earlier_error_groups = rank_groups(recent, top)
+        evidence.notes.append(
+            "error groups: from this instance's memory (the store did not answer in time): "
+            "'new' means first seen by this instance"
+        )
     _headline_errors(evidence)
     if mask is not None:
         _mask_evidence(evidence, mask)
@@ -582,7 +588,7 @@ def _metric(
         # Steps of a few seconds while the span is short: the windows hold 5 s slots.
         span = now - start
         resolution = max(5, math.ceil(span / _MAX_POINTS / 5) * 5)
-        live = LiveSource(windows, history=history, store=store, clock=lambda: now)
+        live = LiveSource(windows, store=store, clock=lambda: now)  # memory only
         curve = _evaluated_curve(live, expr, alert.labels, start, now, resolution)
     else:
         source = LiveSource(history=history, store=store, clock=lambda: now)
@@ -679,79 +685,20 @@ def _routes(
 
 
 # -- error groups ---------------------------------------------------------------------------
-_SPIKE_FACTOR = 3.0
-_SPIKE_MIN = 5
-_GROUPS_READ = 50  # active groups read (one statement); the top few get their routes
-
-
 def _error_groups(
-    evidence: IncidentEvidence, errors: ErrorStore, compared: Windows, top: int
+    evidence: IncidentEvidence,
+    errors: ErrorStore,
+    compared: Windows,
+    top: int,
+    memory: Sequence[ErrorGroupEvidence],
 ) -> None:
-    """New groups (first seen since the onset) and older ones that spike (minute counts since
-    the onset >= 3x their baseline rate), ranked by what happened since the onset; older
-    groups that merely go on are listed apart. Three statements in all: the store may be the
-    slow database."""
     onset_at = evidence.onset if evidence.onset is not None else evidence.since
-    groups = errors.list_groups(
-        since=datetime.fromtimestamp(compared.baseline_start, UTC),
-        sort="last_seen",
-        limit=_GROUPS_READ,
-    )
-    if not groups:
-        return
-    fingerprints = [g.fingerprint for g in groups]
-    counts = errors.minute_counts(fingerprints, compared.baseline_start, evidence.gathered_at)
-    # The store counts per minute: only whole minutes from the onset on are "during" (the
-    # minute the onset falls in holds what came before it too). A new group needs no count:
-    # its first occurrence is exact.
-    onset_minute = math.ceil(onset_at / _MINUTE)
-    base_lo, base_hi = (
-        int(compared.baseline_start // _MINUTE),
-        int(compared.baseline_end // _MINUTE),
-    )
-    base_minutes = max(1, base_hi - base_lo)
-    span_minutes = max(1.0, evidence.gathered_at / _MINUTE - onset_minute)
-    rows: list[tuple[ErrorGroup, bool, bool, int, int]] = []
-    for g in groups:
-        minutes = counts.get(g.fingerprint, {})
-        new = g.first_seen.timestamp() >= onset_at
-        during = g.count if new else sum(n for m, n in minutes.items() if m >= onset_minute)
-        before = sum(n for m, n in minutes.items() if base_lo <= m < base_hi)
-        spiking = (
-            not new
-            and during >= _SPIKE_MIN
-            and during / span_minutes >= _SPIKE_FACTOR * before / base_minutes
-        )
-        rows.append((g, new, spiking, during, before))
-    ranked = sorted((r for r in rows if r[1] or r[2]), key=lambda r: (-r[3], -r[0].count))[:top]
-    earlier = sorted(
-        (r for r in rows if not (r[1] or r[2])), key=lambda r: -r[0].last_seen.timestamp()
-    )[:top]
-    routes = errors.group_routes([r[0].fingerprint for r in ranked])
-    evidence.error_groups = [_group_evidence(r, routes) for r in ranked]
-    evidence.earlier_error_groups = [_group_evidence(r, {}) for r in earlier]
-
-
-def _group_evidence(
-    row: tuple[ErrorGroup, bool, bool, int, int], routes: Mapping[str, Mapping[str, int]]
-) -> ErrorGroupEvidence:
-    g, new, spiking, during, before = row
-    return ErrorGroupEvidence(
-        fingerprint=g.fingerprint,
-        type=g.type,
-        message=g.message,
-        severity=str(g.severity),
-        rule=g.rule_name,
-        count=g.count,
-        first_seen=g.first_seen.timestamp(),
-        last_seen=g.last_seen.timestamp(),
-        new=new,
-        routes=dict(routes.get(g.fingerprint, {})),
-        first_request_id=g.first_request_id,
-        during=during,
-        before=before,
-        spiking=spiking,
-    )
+    rows = stored_groups(errors, compared, onset_at, memory)
+    ranked, earlier = rank_groups(rows, top)
+    missing = [r.fingerprint for r in ranked if not r.routes]
+    routes = errors.group_routes(missing) if missing else {}
+    evidence.error_groups = with_routes(ranked, routes)
+    evidence.earlier_error_groups = earlier
 
 
 def _slow(evidence: IncidentEvidence, logs: LogSearch, event: str, top: int) -> None:
