@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     sns_topic_arn: str = ""
     notify_fallback: str = ""  # receiver used when every receiver of a route failed
+    # Set: the alerting leader posts alerts to this Alertmanager instead of the receivers above
+    alertmanager_url: str = ""
 
     # AWS / CloudWatch
     aws_region: str = "us-east-1"

@@ -59,9 +59,17 @@ class AlertSettings:
     rules: Sequence[Rule] | None = None
     grouping: Grouping | None = None
     inhibit_rules: Sequence[InhibitRule] | None = None
+    # Set: the leader posts alerts to this Alertmanager (v2 API) instead of notifying itself;
+    # Alertmanager's grouping, silences, inhibition and receivers apply (docs/alerting.md).
+    alertmanager_url: str = ""
 
     def __post_init__(self) -> None:
         check(0.0 < self.window_scale <= 1.0, "alerts.window_scale", "must be in (0, 1]")
+        check(
+            not self.alertmanager_url or self.alertmanager_url.startswith(("http://", "https://")),
+            "alerts.alertmanager_url",
+            "must be an http:// or https:// URL",
+        )
         check(self.interval_seconds >= 0.05, "alerts.interval_seconds", "must be >= 0.05")
 
 

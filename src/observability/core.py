@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from observability import defaults
+from observability.alerting.alertmanager_client import AlertmanagerClient
 from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.feed import CounterFeed
 from observability.alerting.notifiers.error_triggers import ErrorNotifier
 from observability.alerting.notifiers.factory import build_dispatcher
 from observability.alerting.scaling import scale_grouping, scale_rules
-from observability.alerting.state import find_alert
+from observability.alerting.state import AlertInstance, find_alert
 from observability.asgi import RequestObserver, RequestRecord
 from observability.cloud.events import LogShipper, ShipperConfig
 from observability.cloud.sink import cloudwatch_sink
@@ -40,6 +41,7 @@ from observability.errors.sentry import capture_to_sentry, init_sentry, shutdown
 from observability.fleet.leadership import Leadership
 from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
+from observability.fleet.rollups import FleetPublisher, FleetRollups
 from observability.incident import gather_evidence
 from observability.incident.signals import default_signals
 from observability.logaudit import AuditFinding, LogAuditor
@@ -54,9 +56,9 @@ from observability.logging import (
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.masking import Masker, default_masker
 from observability.metrics import names
+from observability.metrics.cache import CacheMetrics
 from observability.metrics.emf import EmfPublisher
 from observability.metrics.prometheus import (
-    CacheMetrics,
     HttpMetrics,
     build_registry,
     mark_worker_dead,
@@ -65,8 +67,9 @@ from observability.metrics.readiness import ReadinessCollector
 from observability.metrics.recorder import MinuteRecorder
 from observability.metrics.sqlalchemy import SlowQuery, instrument_engine
 from observability.metrics.system import RuntimeMetrics
-from observability.metrics.telemetry import TelemetryCollector
+from observability.metrics.telemetry import OpenGroupsCollector, TelemetryCollector
 from observability.metrics.windows import RollingWindows
+from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 from observability.store import ObservabilityStore
@@ -84,10 +87,13 @@ TOOLKIT_GAUGES: Final = (
     names.EVENT_LOOP_LAG,
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
+    names.DB_POOL_IN_USE,
+    names.DB_POOL_OVERFLOW,
     names.CLOUDWATCH_LAG,
     names.INSTANCES_UP,
     names.INSTANCES_LOST,
     names.INSTANCE_UP,
+    names.ERROR_GROUPS_OPEN,
 )
 
 log = get_logger("observability")
@@ -128,7 +134,7 @@ class Observability:
         self.registry: CollectorRegistry = build_registry()
         self.windows = RollingWindows()
         self.http = HttpMetrics(self.registry)
-        self.cache = CacheMetrics(self.registry)
+        self.cache = CacheMetrics(self.registry, self.windows)
         self.runtime = RuntimeMetrics(
             self.registry,
             disk_paths=[str(cfg.data_dir)],
@@ -142,6 +148,11 @@ class Observability:
                 shipper=self.shipper,
             )
         )
+        self.open_groups = OpenGroupsCollector(
+            lambda: self.store.errors.stats(minutes=1).open_by_severity,
+            name=names.ERROR_GROUPS_OPEN,
+        )
+        self.registry.register(self.open_groups)
         self.readiness = ReadinessCollector(cfg.readiness)
         self.registry.register(self.readiness)
         self.fleet = InstanceRegistry(
@@ -201,10 +212,28 @@ class Observability:
         feed = CounterFeed(
             self.windows, [self._errors_by_severity, self._log_drops, self._audit_findings]
         )
+        # Several processes share a server store (PostgreSQL): each publishes its recent
+        # buckets, and rules and panels read the fleet's. SQLite: one process, its windows.
+        self.fleet_rollups: FleetRollups | None = None
+        self.fleet_publisher: FleetPublisher | None = None
+        live = LiveSource(self.windows, history=self.store.history, gauges=self.gauges)
+        self.live_source = live  # this process's view (its remembered gauge readings too)
+        source: LiveSource | FleetSource = live
+        if self.store.engine.dialect.name != "sqlite":
+            self.fleet_rollups = FleetRollups(
+                self.store.engine, service=cfg.service, instance=cfg.instance_id
+            )
+            self.fleet_publisher = FleetPublisher(
+                self.windows, self.fleet_rollups, before_publish=feed.sync
+            )
+            source = FleetSource(self.fleet_rollups, live)
+        # Alertmanager mode: alerts go there (it notifies); else the dispatcher notifies.
+        self.alertmanager = self._alertmanager_client(base) if cfg.alerts.alertmanager_url else None
         self.evaluator = Evaluator(
             scale_rules(tuple(rules), scale),
-            LiveSource(self.windows, history=self.store.history, gauges=self.gauges),
-            dispatcher=self.dispatcher,
+            source,
+            dispatcher=self.dispatcher if self.alertmanager is None else None,
+            publish=self.alertmanager.publish if self.alertmanager is not None else None,
             config=EvaluatorConfig(
                 interval_s=cfg.alerts.interval_seconds,
                 flap_window_s=max(1.0, 3600 * scale),
@@ -218,7 +247,8 @@ class Observability:
             ),
             state_store=self.store.alerts,
             silences=self.store.silences,
-            before_round=feed.sync,
+            # With a fleet the publisher copies the counters (one thread does it).
+            before_round=feed.sync if self.fleet_publisher is None else None,
         )
         # One instance of the fleet evaluates and notifies; the others read its state.
         self.leadership = Leadership(
@@ -240,6 +270,7 @@ class Observability:
             errors=self.store.errors,
             instance=cfg.instance_id,
             gauges=self.gauges,
+            fleet=self.fleet_rollups,
         )
         self.log_search = LogSearch(cfg.log_directory, cfg.log_file_stem)
         self.dependency_signals = (
@@ -263,6 +294,8 @@ class Observability:
         await self.runtime.start()
         self.recorder.start()
         self.fleet.start()
+        if self.fleet_publisher is not None:
+            self.fleet_publisher.start()
         if self.config.alerts.enabled:
             self.leadership.start()
         if self.auditor is not None:
@@ -278,6 +311,8 @@ class Observability:
             self.leadership.stop()
         await self.runtime.stop()
         self.recorder.stop()
+        if self.fleet_publisher is not None:
+            self.fleet_publisher.stop()  # the last partial bucket reaches the fleet
         self.fleet.stop()
         mark_worker_dead()  # multi-process mode: this worker's live gauges leave the sum
 
@@ -288,6 +323,8 @@ class Observability:
         self._closers.clear()
         self.errors.close()
         self.dispatcher.close()
+        if self.alertmanager is not None:
+            self.alertmanager.close()
         self.store.dispose()  # after the dispatcher: its notification log lives there
         log.info(names.SERVICE_STOPPED, service=self.config.service)
         self.run_marker.stop()  # a clean shutdown: the next start of this slot reports nothing
@@ -314,6 +351,7 @@ class Observability:
             self.registry,
             slow_query_seconds=self.config.slow_query_seconds,
             on_slow_query=slow,
+            windows=self.windows,
         )
 
     def gauges(self) -> dict[str, float]:
@@ -374,7 +412,7 @@ class Observability:
             history=self.store.history,
             # The evaluator's remembered gauge readings answer without pinging the
             # dependencies again (which may be what is slow).
-            gauges=self.evaluator.source if isinstance(self.evaluator.source, LiveSource) else None,
+            gauges=self.live_source,
             dependency_signals=self.dependency_signals,
             errors=self.store.errors,
             recent_errors=self.errors.recent,
@@ -389,6 +427,24 @@ class Observability:
         return result
 
     # -- parts ---------------------------------------------------------------------------------
+    def _alertmanager_client(self, base: str) -> AlertmanagerClient:
+        cfg = self.config
+
+        def annotations(alert: AlertInstance) -> dict[str, str]:
+            definition = next((d for d in self.evaluator.definitions if d.name == alert.name), None)
+            runbook, dashboard = self.evaluator.config.links(definition)
+            return {"runbook_url": runbook or "", "dashboard_url": dashboard or ""}
+
+        # As Prometheus: a firing alert ends by itself 4 rounds (or lease times) after the last
+        # post, long enough for a new leader to take over and post it again.
+        hold = 4 * max(cfg.alerts.interval_seconds, cfg.leader_lease_seconds)
+        return AlertmanagerClient(
+            cfg.alerts.alertmanager_url,
+            hold_s=hold,
+            annotations=annotations,
+            generator_url=lambda alert: f"{base}/incidents/{alert.name}",
+        )
+
     def _open_shipper(self) -> LogShipper:
         cw = self.config.cloudwatch
         base = ShipperConfig(

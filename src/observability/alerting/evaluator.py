@@ -15,7 +15,8 @@ One `evaluate_once(now)` does, in order:
    message after `group_wait`, changes at most every `group_interval`, an unchanged firing
    group again after `repeat_interval`, one resolved message when every alert it announced
    has resolved;
-5. persist alert and group state (when a `StateStore` is given) so a restart resumes.
+5. persist alert and group state (when a `StateStore` is given) so a restart resumes;
+6. hand every tracked alert to `publish` (Alertmanager mode: posted there, as Prometheus does).
 
 `start()` runs it on a daemon thread every `interval_s`; the loop never raises into the host.
 The same code path runs live and in backtests (`backtest.run_backtest`), only the source and
@@ -116,10 +117,13 @@ class Evaluator:
         silences: SilenceStore | None = None,
         clock: Callable[[], float] = time.time,
         before_round: Callable[[], object] | None = None,
+        publish: Callable[[Sequence[AlertInstance], float], object] | None = None,
     ) -> None:
         """`before_round` runs on the evaluator's thread before each round of `start()`
-        (e.g. copying counters kept elsewhere into the windows the rules read)."""
+        (e.g. copying counters kept elsewhere into the windows the rules read). `publish`
+        gets every tracked alert after each round (Alertmanager mode posts them there)."""
         self.before_round = before_round
+        self.publish = publish
         self.definitions: list[AlertDefinition] = definitions(rules)
         self._defs = {d.name: d for d in self.definitions}
         self.source = source
@@ -256,6 +260,12 @@ class Evaluator:
                     _logger.warning("alert_state_save_failed", error_type=type(exc).__name__)
         for notification in result.notifications:
             self._send(notification)
+        if self.publish is not None:
+            try:
+                self.publish(list(self._alerts.values()), now)
+            except Exception as exc:  # a custom hook must not stop the evaluator
+                self.notify_failures += 1
+                _logger.warning("alert_publish_failed", error_type=type(exc).__name__)
         return result
 
     def _round_source(self) -> MetricSource:

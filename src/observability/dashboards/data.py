@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,9 +33,11 @@ from typing import Any, TypeAlias
 
 from observability.dashboards.model import Dashboard, Panel
 from observability.errors.store import ErrorStore
+from observability.fleet.rollups import FleetRollups
 from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
 from observability.query.evaluate import instant, series, top_routes
+from observability.query.fleet import FleetRound, fleet_view
 from observability.query.live import LiveRound, LiveSource, RangeView
 from observability.query.model import (
     CounterIncrease,
@@ -112,7 +115,7 @@ class _Read:
     step: int
     now: float
     view: RangeView | Exception  # the exception when the history could not be read
-    live: LiveRound
+    live: LiveRound | FleetRound
 
     @property
     def steps(self) -> RangeView:
@@ -127,8 +130,8 @@ class _Read:
         return self.view.notes
 
     def over_range(self) -> tuple[MetricSource, float, int]:
-        """Where a number over the whole range comes from: the live windows (up to an hour,
-        this process), else the range's history."""
+        """Where a number over the whole range comes from: the live windows (up to an hour;
+        the fleet's buckets when there is a fleet), else the range's history."""
         view = self.steps
         if view.live_edge:
             return self.live, self.now, min(self.range_s, _WINDOWS_MAX_S)
@@ -150,8 +153,12 @@ class DashboardData:
         instance: str = "local",
         clock: Callable[[], float] = time.time,
         gauge_interval_s: float = 5.0,
+        fleet: FleetRollups | None = None,
     ) -> None:
+        """`fleet`: the instances' shared recent buckets; panels then show the fleet (or the
+        instance asked for) at every range; without it, this process up to an hour."""
         self.dashboards = {d.name: d for d in dashboards}
+        self.fleet = fleet
         self.windows = windows
         self.history = history
         self.errors = errors
@@ -177,18 +184,34 @@ class DashboardData:
         """Read `gauges()` once, remember the reading, return it ({} when it fails)."""
         return self.live.sample_gauges()
 
-    def _read(self, range_key: str) -> _Read:
+    def _read(self, range_key: str, instance: str | None = None) -> _Read:
         if range_key not in RANGES:
             raise ValueError(f"range must be one of {', '.join(RANGES)}")
         range_s, step = RANGES[range_key], STEPS[range_key]
         live = self.live.begin_round(read_now=True)  # one gauges read per dashboard read
         now = self.clock()  # after the reading: a rate at "now" includes it
         view: RangeView | Exception
+        source: LiveRound | FleetRound = live
         try:
-            view = self.live.view(range_s, step, now)
+            if self.fleet is None or (instance is None and range_s > _WINDOWS_MAX_S):
+                view = self.live.view(range_s, step, now)  # the history is fleet-wide
+            else:
+                view, fine = fleet_view(self.fleet, self.history, range_s, step, now, instance)
+                source = FleetRound(fine, live)
         except Exception as exc:  # a broken history store costs its panels, not the page
             view = exc
-        return _Read(range_key, range_s, step, now, view, live)
+        return _Read(range_key, range_s, step, now, view, source)
+
+    def instances(self, now: float | None = None) -> list[str]:
+        """The instances a dashboard can be narrowed to (those that published in the last
+        hour); without a fleet, this process."""
+        if self.fleet is None:
+            return [self.instance]
+        now = self.clock() if now is None else now
+        try:
+            return self.fleet.instances(now - _WINDOWS_MAX_S)
+        except Exception:  # the selector then offers the fleet only
+            return []
 
     # -- dashboards -----------------------------------------------------------------------------
     def dashboard_list(self) -> list[dict[str, str]]:
@@ -197,15 +220,20 @@ class DashboardData:
             for d in self.dashboards.values()
         ]
 
-    def dashboard(self, name: str, range_key: str = "1h") -> dict[str, Any]:
-        """JSON-ready data of every panel of one dashboard. KeyError for an unknown name."""
+    def dashboard(
+        self, name: str, range_key: str = "1h", instance: str | None = None
+    ) -> dict[str, Any]:
+        """JSON-ready data of every panel of one dashboard, for the fleet (`instance` None) or
+        one instance. KeyError for an unknown name."""
         board = self.dashboards[name]
-        read = self._read(range_key)
+        instance = instance if self.fleet is not None else None  # one process: all of it
+        read = self._read(range_key, instance)
         return {
             "name": board.name,
             "title": board.title,
             "description": board.description,
             "range": range_key,
+            **self._scope(instance, read.now),
             "start": read.now - read.range_s,
             "end": read.now,
             "step": read.step,
@@ -231,8 +259,13 @@ class DashboardData:
                 out.update(self._timeseries(panel.queries, read))
             elif panel.kind == "stat":
                 out["stats"] = [s for q in panel.queries for s in self._stats(q, read)]
+            elif len(panel.queries) > 1:
+                out["table"] = self._joined(panel, read)
             else:
                 out["table"] = self._table(panel.queries[0], read)
+            if panel.link and "table" in out:
+                rows = out["table"].get("labels", [])
+                out["table"]["hrefs"] = [_href(panel.link, labels) for labels in rows]
         except Exception as exc:  # one broken panel must not take the dashboard down
             self.panel_errors += 1
             out["error"] = f"could not compute this panel ({type(exc).__name__})"
@@ -317,14 +350,15 @@ class DashboardData:
         if isinstance(term, TopRoutes):
             return self._top_routes(term, read)
         if isinstance(term, GaugeValue):
+            samples = self._now(term, read)
             rows = [
                 [*(labels.get(b, "-") for b in term.by), num(v)]
                 if term.by
                 else [_display(term, labels), num(v)]
-                for labels, v in self._now(term, read)
+                for labels, v in samples
             ]
             columns = [*term.by, term.label] if term.by else ["series", term.label]
-            return {"columns": columns, "rows": rows}
+            return {"columns": columns, "rows": rows, "labels": [s[0] for s in samples]}
         if isinstance(term, Ratio):
             return self._ratio(term, read)
         if isinstance(term, ErrorGroups):
@@ -338,6 +372,25 @@ class DashboardData:
                 "rows": [[*_display(term, k).split(" "), v] for k, v in totals],
             }
         raise Unsupported(f"{type(term).__name__} cannot be shown as a table")
+
+    def _joined(self, panel: Panel, read: _Read) -> dict[str, Any]:
+        """Several terms split by the same labels, one column each, one row per label set."""
+        by: tuple[str, ...] = getattr(panel.queries[0], "by", ())
+        values: dict[tuple[str, ...], list[float | None]] = {}
+        for column, term in enumerate(panel.queries):
+            if not isinstance(term, GaugeValue | CounterIncrease | Ratio):
+                raise Unsupported(f"{type(term).__name__} cannot be a column of a joined table")
+            for labels, value in self._now(term, read):
+                key = tuple(labels.get(b, "") for b in by)
+                values.setdefault(key, [None] * len(panel.queries))[column] = num(value)
+        keys = sorted(values)
+        units = list(panel.column_units) or [panel.unit] * len(panel.queries)
+        return {
+            "columns": [*by, *(q.label for q in panel.queries)],
+            "rows": [[*key, *values[key]] for key in keys],
+            "units": [*(["none"] * len(by)), *units],
+            "labels": [dict(zip(by, key, strict=True)) for key in keys],
+        }
 
     def _ratio(self, term: Ratio, read: _Read) -> dict[str, Any]:
         top_term, below_term = term.parts()
@@ -411,9 +464,17 @@ class DashboardData:
         return {"columns": columns, "rows": rows}
 
     # -- drill-down -----------------------------------------------------------------------------
-    def route_detail(self, route: str, range_key: str = "1h") -> dict[str, Any]:
+    def _scope(self, instance: str | None, now: float) -> dict[str, Any]:
+        """What the numbers cover: "instance" is "all" (the fleet; on one process, itself) or
+        the one asked for; "instances" what the selector offers."""
+        return {"instance": instance or "all", "instances": self.instances(now)}
+
+    def route_detail(
+        self, route: str, range_key: str = "1h", instance: str | None = None
+    ) -> dict[str, Any]:
         """Latency quantiles and request rate of one `"METHOD /template"` route over time."""
-        read = self._read(range_key)
+        instance = instance if self.fleet is not None else None  # one process: all of it
+        read = self._read(range_key, instance)
         where = route_filter(route)
         latency = self._timeseries(
             [
@@ -427,6 +488,7 @@ class DashboardData:
         return {
             "route": route,
             "range": range_key,
+            **self._scope(instance, read.now),
             "notes": read.notes,
             "latency": latency,
             "traffic": traffic,
@@ -456,6 +518,14 @@ class DashboardData:
         if detail is None:
             return None
         return detail.to_dict()
+
+
+def _href(template: str, labels: Mapping[str, str]) -> str | None:
+    """The template filled from a row's labels (URL-quoted); None when one is missing."""
+    try:
+        return template.format_map({k: urllib.parse.quote(v, safe="") for k, v in labels.items()})
+    except (KeyError, IndexError, ValueError):
+        return None
 
 
 def _dt(ts: float) -> datetime:

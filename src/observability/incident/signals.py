@@ -11,18 +11,21 @@ from collections.abc import Iterable
 
 from observability.incident.changes import DependencySignal
 from observability.metrics import names
-from observability.query.model import GaugeValue, LatencyQuantile
+from observability.query.model import GaugeValue, LatencyQuantile, Ratio
 
 __all__ = ["default_signals"]
 
 # Smaller moves are noise on a shared machine: a few ms of statement time, seconds of lag.
 _DB_LATENCY_MIN_MS = 20.0
 _LAG_MIN_S = 30.0
+_CACHE_LATENCY_MIN_MS = 10.0
+_CACHE_ERRORS_MIN = 0.05
 
 
 def default_signals(readiness: Iterable[str] = ()) -> tuple[DependencySignal, ...]:
-    """The database's statement latency (every statement, from the engine's own timing), the
-    CloudWatch shipping lag, and one readiness signal per probe (1 ready, 0 not)."""
+    """The database's statement latency (every statement, from the engine's own timing) and
+    pool wait, the cache's operation latency and failure ratio, the CloudWatch shipping lag,
+    and one readiness signal per probe (1 ready, 0 not)."""
     signals = [
         DependencySignal(
             "database",
@@ -35,6 +38,25 @@ def default_signals(readiness: Iterable[str] = ()) -> tuple[DependencySignal, ..
             "statement p50",
             LatencyQuantile(0.5, distribution=names.DB_QUERY_DURATION),
             min_change=_DB_LATENCY_MIN_MS,
+        ),
+        DependencySignal(
+            "database",
+            "pool wait p95",
+            LatencyQuantile(0.95, distribution=names.DB_POOL_WAIT),
+            min_change=_DB_LATENCY_MIN_MS,
+        ),
+        DependencySignal(
+            "cache",
+            "operation p95",
+            LatencyQuantile(0.95, distribution=names.CACHE_DURATION),
+            min_change=_CACHE_LATENCY_MIN_MS,
+        ),
+        DependencySignal(
+            "cache",
+            "failed operations",
+            Ratio(names.CACHE_ERRORS, names.CACHE_OPERATIONS),
+            unit="ratio",
+            min_change=_CACHE_ERRORS_MIN,
         ),
         DependencySignal(
             "cloudwatch",

@@ -414,9 +414,11 @@ class MetricHistory:
         return routes[: max(limit, 0)]
 
     # -- reading: whole minutes (the alert evaluator's long windows) -------------------------
-    def rollups(self, start: float, end: float) -> list[MinuteRollup]:
-        """Complete minutes in [start, end), merged across instances, oldest first."""
+    def rollups(self, start: float, end: float, instance: str | None = None) -> list[MinuteRollup]:
+        """Complete minutes in [start, end), merged across instances (or of one `instance`),
+        oldest first."""
         parts: dict[int, dict[str, Any]] = {}
+        only = instance[:128] if instance is not None else None
 
         def slot(minute: int) -> dict[str, Any]:
             return parts.setdefault(minute, {"routes": {}, "dists": {}, "counters": {}, "n": 0})
@@ -427,6 +429,8 @@ class MetricHistory:
                     _requests.c.minute_start >= int(start), _requests.c.minute_start < end
                 )
             ):
+                if only is not None and row.instance != only:
+                    continue
                 s = slot(row.minute_start)
                 rollup = RouteRollup(
                     row.requests,
@@ -439,6 +443,8 @@ class MetricHistory:
                     _counters.c.minute_start >= int(start), _counters.c.minute_start < end
                 )
             ):
+                if only is not None and row.instance != only:
+                    continue
                 s = slot(row.minute_start)
                 s["counters"].setdefault(row.instance, {})[row.name] = float(row.total)
             for row in conn.execute(
@@ -447,6 +453,8 @@ class MetricHistory:
                     _distributions.c.minute_start < end,
                 )
             ):
+                if only is not None and row.instance != only:
+                    continue
                 s = slot(row.minute_start)
                 s["dists"].setdefault(row.instance, {})[row.name] = orjson.loads(row.sketch)
         out = []

@@ -534,6 +534,31 @@ class RollingWindows:
             "internal_errors": self.internal_errors,
         }
 
+    def buckets(self, bucket_s: int, since: float, now: float | None = None) -> list[MinuteRollup]:
+        """The last six minutes (at most) in rollups of `bucket_s` seconds (a multiple of the
+        slot width dividing a minute) starting at or after `since`, oldest first; the last one
+        is the live, partial bucket. `minute_start` is then the bucket's start. What each
+        instance publishes for the fleet-wide view (`observability.fleet.rollups`)."""
+        if bucket_s % self._slot_s or _MINUTE % bucket_s:
+            raise ValueError("bucket_s must be a multiple of the slot width dividing 60")
+        with self._lock:
+            now = self._clock() if now is None else now
+            now_sid = int(now // self._slot_s)
+            groups: dict[int, list[_Agg]] = {}
+            for slot in self._slots:
+                start = slot.sid * self._slot_s // bucket_s * bucket_s
+                if start >= since and slot.sid <= now_sid:
+                    groups.setdefault(start, []).append(
+                        slot.copy() if slot is self._current else slot
+                    )
+        out = []
+        for start in sorted(groups):
+            agg = _Agg(self._alpha)
+            for part in groups[start]:
+                agg.merge(part)
+            out.append(_rollup_from_agg(start, agg))
+        return out
+
     def completed_minutes(self, since: float, now: float | None = None) -> list[MinuteRollup]:
         """Rollups of complete minutes starting at or after ``since``, oldest first."""
         with self._lock:

@@ -22,7 +22,7 @@ from typing import Any
 from observability.metrics.history import slow_count
 from observability.metrics.sketch import QuantileSketch
 from observability.metrics.windows import MinuteRollup
-from observability.query.model import BurnRate, LatencyAbove, Where
+from observability.query.model import BurnRate, LatencyAbove, Where, latency_series
 from observability.query.source import (
     CounterTotals,
     GaugeTimeline,
@@ -138,12 +138,14 @@ def _latency_keys(term: object) -> Iterable[_LatencyKey]:
     if isinstance(term, BurnRate):
         term = term.sli
     if isinstance(term, LatencyAbove):
-        yield (term.threshold_s, _where_key(term.where), term.distribution)
+        where, distribution = latency_series(term)
+        yield (term.threshold_s, _where_key(where), distribution)
 
 
 class MinuteStore:
     """Buckets of `resolution_s` seconds (a minute by default) fed with complete minutes in
-    order; implements `MetricSource`. Buckets start at `anchor + k * resolution_s`."""
+    order; implements `MetricSource`. Buckets start at `anchor + k * resolution_s`. A store
+    of sub-minute buckets is fed with rollups of that width (`minute_start` = their start)."""
 
     def __init__(
         self,
@@ -153,8 +155,9 @@ class MinuteStore:
         resolution_s: int = _MINUTE,
         anchor: int = 0,
     ) -> None:
-        if resolution_s < _MINUTE or resolution_s % _MINUTE:
-            raise ValueError("resolution_s must be a positive multiple of 60")
+        # Sub-minute buckets (a divisor of 60) hold the fleet's recent rollups (10 s).
+        if resolution_s <= 0 or (resolution_s % _MINUTE and _MINUTE % resolution_s):
+            raise ValueError("resolution_s must be a divisor or a multiple of 60")
         self.retention_s = retention_s
         self.raw_retention_s = raw_retention_s
         self.resolution_s = resolution_s

@@ -39,6 +39,8 @@ _PAGE = """<!doctype html>
   <nav class="nav">{nav}</nav>
   <div class="controls" id="controls" hidden>
     <div class="ranges" role="group" aria-label="Time range">{ranges}</div>
+    <label class="instance-pick" hidden>Instances
+      <select id="instance"><option value="">all (the fleet)</option></select></label>
     <label class="auto"><input type="checkbox" id="auto-refresh" checked>
       Auto-refresh <span id="refresh-every"></span></label>
     <span class="updated" id="updated" aria-live="polite"></span>

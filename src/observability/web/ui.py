@@ -53,6 +53,8 @@ _SECURITY_HEADERS = {
 }
 _MAX_LOG_LINES = 500
 Range = Annotated[str, Query(pattern="^(" + "|".join(RANGES) + ")$")]
+# One instance of the fleet (absent: the whole fleet); an id as the registry lists it.
+Instance = Annotated[str | None, Query(min_length=1, max_length=160)]
 ErrorAction = Annotated[str, FastApiPath(pattern="^(resolve|ignore|reopen)$")]
 # An alert's name, or its key (name and label values, which may contain "/").
 AlertRef = Annotated[str, FastApiPath(min_length=1, max_length=300)]
@@ -268,17 +270,18 @@ def build_ops_ui(
         return _json(data.dashboard_list())
 
     @router.get("/api/dashboards/{name}", dependencies=protected)
-    def dashboard(name: str, range: Range = "1h") -> Response:
+    def dashboard(name: str, range: Range = "1h", instance: Instance = None) -> Response:
         if name not in data.dashboards:
             raise HTTPException(404, "no such dashboard")
-        return _json(data.dashboard(name, range))
+        return _json(data.dashboard(name, range, instance))
 
     @router.get("/api/routes", dependencies=protected)
     def route(
         route: Annotated[str, Query(min_length=1, max_length=300)],
         range: Range = "1h",
+        instance: Instance = None,
     ) -> Response:
-        return _json(data.route_detail(route, range))
+        return _json(data.route_detail(route, range, instance))
 
     @router.get("/api/errors", dependencies=protected)
     def errors(

@@ -117,6 +117,13 @@ def test_dashboard_json_and_range_validation(client: TestClient) -> None:
     bad = client.get("/ops/api/dashboards/api-performance?range=2d", headers=AUTH)
     assert bad.status_code == 422
     assert client.get("/ops/api/dashboards/nope", headers=AUTH).status_code == 404
+    # One process (SQLite): the page covers all of it and says so, whichever instance is asked.
+    assert board["instance"] == "all"
+    assert len(board["instances"]) == 1  # this process
+    one = client.get("/ops/api/dashboards/api-performance?instance=other", headers=AUTH).json()
+    assert one["instance"] == "all"
+    too_long = client.get(f"/ops/api/dashboards/api-performance?instance={'x' * 161}", headers=AUTH)
+    assert too_long.status_code == 422
 
 
 def test_drill_down_from_error_group_to_the_requests_log_lines(client: TestClient) -> None:

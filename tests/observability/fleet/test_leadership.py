@@ -5,6 +5,7 @@ takes over within the lease time and picks up the state it left."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from observability.alerting.rules import ThresholdRule
 from observability.query.model import GaugeValue
 from observability.severity import Severity
 from tests.support.platform import postgres_database
+from tests.support.servers import RecordingHTTPServer
 
 ALWAYS = ThresholdRule(
     name="always_firing",
@@ -28,7 +30,7 @@ ALWAYS = ThresholdRule(
 )
 
 
-def _instance(tmp_path: Path, name: str, url: str) -> Observability:
+def _instance(tmp_path: Path, name: str, url: str, alertmanager_url: str = "") -> Observability:
     config = ObservabilityConfig(
         service="fleet-test",
         instance=name,
@@ -39,7 +41,9 @@ def _instance(tmp_path: Path, name: str, url: str) -> Observability:
         leader_lease_seconds=1.0,
         readiness={"probe": lambda: None},
         log=LogSettings(stdout=False, to_file=False),
-        alerts=AlertSettings(interval_seconds=0.2, rules=(ALWAYS,)),
+        alerts=AlertSettings(
+            interval_seconds=0.2, rules=(ALWAYS,), alertmanager_url=alertmanager_url
+        ),
     )
     observability = Observability(config)
     Gauge("probe_value", "a value above zero", registry=observability.registry).set(1)
@@ -93,3 +97,32 @@ def test_one_leads_the_other_follows_and_takes_over(tmp_path: Path, store_url: s
             loop.run_until_complete(member.stop())
             member.close()
         loop.close()
+
+
+def test_in_alertmanager_mode_only_the_leader_posts_and_nothing_is_notified_directly(
+    tmp_path: Path, store_url: str
+) -> None:
+    with RecordingHTTPServer() as alertmanager:
+        a = _instance(tmp_path, "a", store_url, alertmanager_url=alertmanager.url)
+        b = _instance(tmp_path, "b", store_url, alertmanager_url=alertmanager.url)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(a.start())
+            loop.run_until_complete(b.start())
+            posts = alertmanager.wait_for(3, timeout=15)
+            leader = a if a.leadership.leading else b
+            follower = b if leader is a else a
+            assert {p.path for p in posts} == {"/api/v2/alerts"}
+            sent = json.loads(posts[-1].body)
+            assert [x["labels"]["alertname"] for x in sent] == ["always_firing"]
+            assert sent[0]["annotations"]["summary"] == "the probe is 1.0"
+            assert sent[0]["generatorURL"].endswith("/ops/incidents/always_firing")
+            assert not follower.evaluator.running
+            assert follower.alertmanager is not None
+            assert follower.alertmanager.posted == 0  # followers never post
+            assert leader.store.notifications.recent(10) == []  # Alertmanager notifies
+        finally:
+            for member in (a, b):
+                loop.run_until_complete(member.stop())
+                member.close()
+            loop.close()
