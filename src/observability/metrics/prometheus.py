@@ -24,19 +24,25 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hmac
+import math
 import os
 import threading
+import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
 
 from observability.asgi import UNMATCHED_ROUTE, RequestRecord
 from observability.metrics.cardinality import LabelGuard
@@ -59,6 +65,7 @@ __all__ = [
     "SIZE_BUCKETS",
     "HttpMetrics",
     "InFlightMiddleware",
+    "LiveGauge",
     "MetricsEndpoint",
     "MetricsServer",
     "MultiProcessRegistry",
@@ -185,13 +192,151 @@ def mark_worker_dead(pid: int | None = None) -> None:
 # --- HTTP RED metrics ----------------------------------------------------------------------
 
 
+class _Histogram:
+    """One labelled histogram in plain Python: per-bucket counts (not cumulative), the sum and,
+    optionally, the last exemplar of each bucket. Cumulated only at scrape time."""
+
+    __slots__ = ("bounds", "counts", "created", "exemplars", "sum")
+
+    def __init__(self, bounds: tuple[float, ...], exemplars: bool = False) -> None:
+        self.bounds = bounds  # ends with +Inf, like prometheus_client's
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+        self.exemplars: list[tuple[str, float, float] | None] | None = (
+            [None] * len(bounds) if exemplars else None
+        )
+
+    def observe(self, value: float) -> int:
+        # The first bound >= value, as prometheus_client's `amount <= bound` scan finds it.
+        i = bisect_left(self.bounds, value)
+        self.counts[i] += 1
+        self.sum += value
+        return i
+
+    def add_to(self, metric: Metric, labels: dict[str, str]) -> None:
+        """Append this histogram's samples exactly as prometheus_client's Histogram does."""
+        name = metric.name
+        acc = 0.0
+        for i, bound in enumerate(self.bounds):
+            acc += self.counts[i]
+            exemplar = None
+            if self.exemplars is not None and (seen := self.exemplars[i]) is not None:
+                exemplar = Exemplar({"trace_id": seen[0]}, seen[1], seen[2])
+            metric.add_sample(
+                name + "_bucket",
+                {**labels, "le": floatToGoString(bound)},  # type: ignore[no-untyped-call]
+                acc,
+                None,
+                exemplar,
+            )
+        metric.add_sample(name + "_count", labels, acc)
+        metric.add_sample(name + "_sum", labels, self.sum)
+        if prometheus_metrics._use_created:  # the PROMETHEUS_DISABLE_CREATED_SERIES switch
+            metric.add_sample(name + "_created", labels, self.created)
+
+
+class _Series:
+    """What one (method, route, status class) updates: its counter and its route's histograms."""
+
+    __slots__ = ("count", "created", "duration", "size_in", "size_out")
+
+    def __init__(self, duration: _Histogram, size_in: _Histogram, size_out: _Histogram) -> None:
+        self.count = 0
+        self.created = time.time()
+        self.duration = duration
+        self.size_in = size_in
+        self.size_out = size_out
+
+
+class LiveGauge:
+    """An in-process gauge for the middleware's in-flight count: inc/dec on a plain int.
+
+    Only the event loop touches it (the middleware runs there), so it needs no lock; a scrape
+    reads one int."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
+
+    def dec(self) -> None:
+        self.value -= 1
+
+
+class _HttpCollector(Collector):
+    """Exposes HttpMetrics' plain per-worker values at scrape time, in the same families,
+    sample names and labels prometheus_client's Counter/Histogram/Gauge would produce."""
+
+    def __init__(self, http: HttpMetrics) -> None:
+        self.http = http
+
+    def _families(self) -> tuple[Metric, Metric, Metric, Metric, Metric]:
+        requests = Metric(HTTP_REQUESTS.removesuffix("_total"), _REQUESTS_HELP, "counter")
+        duration = Metric(HTTP_DURATION, _DURATION_HELP, "histogram")
+        size_in = Metric(HTTP_REQUEST_SIZE, _REQUEST_SIZE_HELP, "histogram")
+        size_out = Metric(HTTP_RESPONSE_SIZE, _RESPONSE_SIZE_HELP, "histogram")
+        in_flight = Metric(HTTP_IN_FLIGHT, _IN_FLIGHT_HELP, "gauge")
+        return requests, duration, size_in, size_out, in_flight
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()  # names only: lets the registry catch a clash
+
+    def collect(self) -> Iterator[Metric]:
+        http = self.http
+        requests, duration, size_in, size_out, in_flight = self._families()
+        with http._lock:  # a consistent copy; the formatting happens outside the lock
+            series = [(labels, s.count, s.created) for labels, s in http._series.items()]
+            routes = [
+                (labels, _copy(d), _copy(i), _copy(o)) for labels, (d, i, o) in http._routes.items()
+            ]
+        created = prometheus_metrics._use_created
+        for (method, route, status_class), count, since in series:
+            labels = {"method": method, "route": route, "status_class": status_class}
+            requests.add_sample(HTTP_REQUESTS, labels, count)
+            if created:
+                requests.add_sample(requests.name + "_created", labels, since)
+        for (method, route), d, i, o in routes:
+            labels = {"method": method, "route": route}
+            d.add_to(duration, labels)
+            i.add_to(size_in, labels)
+            o.add_to(size_out, labels)
+        in_flight.add_sample(HTTP_IN_FLIGHT, {}, float(http.live_in_flight.value))
+        yield from (requests, duration, size_in, size_out, in_flight)
+
+
+def _copy(histogram: _Histogram) -> _Histogram:
+    clone = _Histogram.__new__(_Histogram)
+    clone.bounds = histogram.bounds
+    clone.counts = list(histogram.counts)
+    clone.sum = histogram.sum
+    clone.created = histogram.created
+    clone.exemplars = None if histogram.exemplars is None else list(histogram.exemplars)
+    return clone
+
+
+_REQUESTS_HELP = "HTTP requests by method, route template and status class"
+_DURATION_HELP = "Time to the last response byte (background tasks excluded)"
+_REQUEST_SIZE_HELP = "HTTP request body size"
+_RESPONSE_SIZE_HELP = "HTTP response body size"
+_IN_FLIGHT_HELP = "HTTP requests being served"
+
+
 class HttpMetrics:
     """RED metrics from each `RequestRecord` (an ObservabilityMiddleware observer).
 
     `http_requests_total{method,route,status_class}`, `http_request_duration_seconds{method,
     route}` (with a trace_id exemplar), request/response size histograms `{method,route}` and
-    `http_requests_in_flight` (fed by `in_flight_middleware`). Labelled children are cached per
-    (method, route, status class): `.labels()` costs more than the observation itself.
+    `http_requests_in_flight` (fed by the middleware's `in_flight=`, or `in_flight_middleware`).
+
+    One process: the values are plain per-worker counters and bucket arrays, updated under one
+    lock per request and exposed by a collector at scrape time (prometheus_client's
+    instruments cost a label lookup and a lock per value, ~3x more). Multi-process: the values
+    must reach the other workers' scrapes, so they go through prometheus_client's instruments
+    (mmap files); labelled children are cached per (method, route, status class).
     """
 
     def __init__(
@@ -208,47 +353,68 @@ class HttpMetrics:
         self.route_guard = route_guard
         # prometheus_client keeps no exemplars in multi-process mode: skip the work.
         self.exemplars = exemplars and multiprocess_dir() is None
+        self.shared = multiprocess_dir() is not None
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._routes: dict[tuple[str, str], tuple[_Histogram, _Histogram, _Histogram]] = {}
+        self._children: dict[tuple[str, str, int], Any] = {}
+        self._buckets = _bounds(buckets)
+        self._size_buckets = _bounds(size_buckets)
+        self.in_flight: Gauge | LiveGauge
+        self.live_in_flight = LiveGauge()
+        if not self.shared:
+            self.in_flight = self.live_in_flight
+            registry.register(_HttpCollector(self))
+            return
         self.requests = Counter(
-            HTTP_REQUESTS,
-            "HTTP requests by method, route template and status class",
-            ["method", "route", "status_class"],
-            registry=registry,
+            HTTP_REQUESTS, _REQUESTS_HELP, ["method", "route", "status_class"], registry=registry
         )
         self.duration = Histogram(
             HTTP_DURATION,
-            "Time to the last response byte (background tasks excluded)",
+            _DURATION_HELP,
             ["method", "route"],
-            buckets=tuple(buckets),
+            buckets=self._buckets,
             registry=registry,
         )
         self.request_size = Histogram(
             HTTP_REQUEST_SIZE,
-            "HTTP request body size",
+            _REQUEST_SIZE_HELP,
             ["method", "route"],
-            buckets=tuple(size_buckets),
+            buckets=self._size_buckets,
             registry=registry,
         )
         self.response_size = Histogram(
             HTTP_RESPONSE_SIZE,
-            "HTTP response body size",
+            _RESPONSE_SIZE_HELP,
             ["method", "route"],
-            buckets=tuple(size_buckets),
+            buckets=self._size_buckets,
             registry=registry,
         )
         self.in_flight = Gauge(
-            HTTP_IN_FLIGHT,
-            "HTTP requests being served",
-            registry=registry,
-            multiprocess_mode="livesum",
+            HTTP_IN_FLIGHT, _IN_FLIGHT_HELP, registry=registry, multiprocess_mode="livesum"
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
 
-    def _labelled(self, method: str, route: str, klass: int) -> tuple[Any, Any, Any, Any]:
+    def _labels(self, method: str, route: str, klass: int) -> tuple[str, str, str]:
         if method not in _METHODS:
             method = "OTHER"
         if self.route_guard is not None and route != UNMATCHED_ROUTE:
             route = self.route_guard(route)
-        status_class = _STATUS_CLASSES.get(klass, "other")
+        return method, route, _STATUS_CLASSES.get(klass, "other")
+
+    def _plain(self, method: str, route: str, status_class: str) -> _Series:
+        series = self._series.get((method, route, status_class))
+        if series is None:
+            histograms = self._routes.get((method, route))
+            if histograms is None:
+                histograms = self._routes[(method, route)] = (
+                    _Histogram(self._buckets, self.exemplars),
+                    _Histogram(self._size_buckets),
+                    _Histogram(self._size_buckets),
+                )
+            series = self._series[(method, route, status_class)] = _Series(*histograms)
+        return series
+
+    def _instruments(self, method: str, route: str, status_class: str) -> tuple[Any, ...]:
         return (
             self.requests.labels(method, route, status_class),
             self.duration.labels(method, route),
@@ -261,23 +427,45 @@ class HttpMetrics:
         if route in self.excluded or record.path in self.excluded:
             return
         key = (record.method, route, record.status // 100)
-        children = self._children.get(key)
-        if children is None:
-            children = self._labelled(*key)
+        cached: Any = self._children.get(key)
+        if cached is None:
+            labels = self._labels(*key)
+            with self._lock:
+                cached = self._instruments(*labels) if self.shared else self._plain(*labels)
             if len(self._children) < 10_000:  # the cache itself stays bounded, whatever comes
-                self._children[key] = children
+                self._children[key] = cached
+        if self.shared:
+            self._record_shared(cached, record)
+            return
+        duration = record.duration_s
+        with self._lock:
+            cached.count += 1
+            i = cached.duration.observe(duration)
+            cached.size_in.observe(record.bytes_in)
+            cached.size_out.observe(record.bytes_out)
+            exemplars = cached.duration.exemplars
+            if exemplars is not None and (trace_id := record.context.trace_id):
+                exemplars[i] = (trace_id, duration, record.started_at + duration)
+
+    def _record_shared(self, children: tuple[Any, ...], record: RequestRecord) -> None:
         count, duration, size_in, size_out = children
         count.inc()
-        trace_id = record.context.trace_id
-        if self.exemplars and trace_id:
-            duration.observe(record.duration_s, {"trace_id": trace_id})
-        else:
-            duration.observe(record.duration_s)
+        duration.observe(record.duration_s)
         size_in.observe(record.bytes_in)
         size_out.observe(record.bytes_out)
 
     def in_flight_middleware(self, app: ASGIApp) -> InFlightMiddleware:
         return InFlightMiddleware(app, self.in_flight, exclude_paths=self.excluded)
+
+
+def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
+    """Sorted bounds ending with +Inf, as prometheus_client's Histogram keeps them."""
+    bounds = [float(b) for b in buckets]
+    if bounds != sorted(bounds):
+        raise ValueError("buckets not in sorted order")
+    if not bounds or bounds[-1] != math.inf:
+        bounds.append(math.inf)
+    return tuple(bounds)
 
 
 class InFlightMiddleware:
@@ -287,7 +475,9 @@ class InFlightMiddleware:
     (not route templates: no route is known yet) in `exclude_paths` are not counted.
     """
 
-    def __init__(self, app: ASGIApp, gauge: Gauge, *, exclude_paths: Iterable[str] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, gauge: Gauge | LiveGauge, *, exclude_paths: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.gauge = gauge
         self.exclude = frozenset(exclude_paths)

@@ -7,12 +7,16 @@ import re
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
-from observability.asgi import UNMATCHED_ROUTE, ObservabilityMiddleware
+from observability.asgi import UNMATCHED_ROUTE, ObservabilityMiddleware, RequestRecord
+from observability.context import RequestContext
 from observability.metrics.cache import CacheMetrics
 from observability.metrics.cardinality import LabelGuard
 from observability.metrics.prometheus import (
+    DURATION_BUCKETS,
+    SIZE_BUCKETS,
     HttpMetrics,
     InFlightMiddleware,
     metrics_endpoint,
@@ -246,3 +250,63 @@ def test_the_platform_cache_reports_through_cache_metrics(registry: CollectorReg
         registry.get_sample_value("cache_requests_total", {"backend": "memory", "outcome": "miss"})
         == 1
     )
+
+
+def _record(method: str, route: str, status: int, duration: float, size: int) -> RequestRecord:
+    ctx = RequestContext(trace_id=f"{status:032x}")
+    return RequestRecord(
+        method, route, route, status, duration, size, size * 3, 1_700_000_000.0, ctx, {}
+    )
+
+
+def _normalized(text: bytes) -> str:
+    # Creation and exemplar times are clock readings: everything else must match to the byte.
+    text = re.sub(rb"(?m)^(\w+_created\{.*\}) \S+$", rb"\1 T", text)
+    return re.sub(rb"(?m)( # \{trace_id=\"\w+\"\} \S+) \S+$", rb"\1 T", text).decode()
+
+
+def test_exposition_is_what_prometheus_client_instruments_would_produce() -> None:
+    """The plain per-worker values and their collector replace prometheus_client's Counter and
+    Histograms on the request path: a scrape must not be able to tell (text and OpenMetrics,
+    bucket edges, label order, _created, exemplars)."""
+    registry, reference = CollectorRegistry(), CollectorRegistry()
+    http = HttpMetrics(registry)
+    requests = Counter(
+        "http_requests_total",
+        "HTTP requests by method, route template and status class",
+        ["method", "route", "status_class"],
+        registry=reference,
+    )
+    duration = Histogram(
+        "http_request_duration_seconds",
+        "Time to the last response byte (background tasks excluded)",
+        ["method", "route"],
+        buckets=DURATION_BUCKETS,
+        registry=reference,
+    )
+    sizes = [
+        Histogram(name, doc, ["method", "route"], buckets=SIZE_BUCKETS, registry=reference)
+        for name, doc in (
+            ("http_request_size_bytes", "HTTP request body size"),
+            ("http_response_size_bytes", "HTTP response body size"),
+        )
+    ]
+    Gauge("http_requests_in_flight", "HTTP requests being served", registry=reference)
+    traffic = [
+        ("GET", "/a", 200, 0.0005, 0),
+        ("GET", "/a", 200, 0.001, 100),  # exactly on a bound: that bucket, as le means
+        ("GET", "/a", 404, 0.3, 1_000_000),
+        ("POST", "/b/{id}", 201, 12.0, 20_000_000),  # past the last bound: +Inf only
+        ("PUT", "/a", 503, 0.0301, 999),
+    ]
+    for method, route, status, seconds, size in traffic:
+        http(_record(method, route, status, seconds, size))
+        requests.labels(method, route, f"{status // 100}xx").inc()
+        duration.labels(method, route).observe(seconds, {"trace_id": f"{status:032x}"})
+        sizes[0].labels(method, route).observe(size)
+        sizes[1].labels(method, route).observe(size * 3)
+
+    assert _normalized(generate_latest(registry)) == _normalized(generate_latest(reference))
+    ours, theirs = (openmetrics.generate_latest(r) for r in (registry, reference))
+    assert _normalized(ours) == _normalized(theirs)
+    assert b'# {trace_id="' in ours
