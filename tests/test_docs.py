@@ -52,6 +52,7 @@ from observability.query.model import (
     CounterRate,
     GaugeValue,
     MetricTerm,
+    Ratio,
     Stalled,
     series_key,
 )
@@ -252,7 +253,11 @@ class AlwaysFiring:
             self.gauges.setdefault(expr.name, {})[series_key(expr.name, labels)] = self._value(
                 condition
             )
-        # ratios and burn rates: every request fails and is slow (request_counts below)
+        elif isinstance(expr, Ratio):
+            # Every counted event is bad: the ratio is 1 (thresholds on ratios are below 1).
+            for name in (expr.numerator, expr.denominator):
+                self.counters[series_key(name, expr.where)] = 1000.0
+        # error ratios and burn rates: every request fails and is slow (request_counts below)
 
     def request_counts(self, window_s: int, now: float, where: Any) -> RequestCounts:
         if self.quiet:
@@ -617,7 +622,7 @@ def test_runbook_command_runs_against_a_real_platform_home(command: DocCommand, 
     assert result.exit_code == 0, f"{command.where}\n{result.output}"
     assert result.output.strip(), f"{command.where}: printed nothing"
     if path == ("logs",):
-        assert "no matching lines" not in result.output, (
+        assert "no lines matched" not in result.output, (
             f"{command.where}: found no lines; the fixture's game day should produce them"
         )
 

@@ -55,9 +55,9 @@ from observability.logging import (
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.masking import Masker, default_masker
 from observability.metrics import names
+from observability.metrics.cache import CacheMetrics
 from observability.metrics.emf import EmfPublisher
 from observability.metrics.prometheus import (
-    CacheMetrics,
     HttpMetrics,
     build_registry,
     mark_worker_dead,
@@ -86,6 +86,8 @@ TOOLKIT_GAUGES: Final = (
     names.EVENT_LOOP_LAG,
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
+    names.DB_POOL_IN_USE,
+    names.DB_POOL_OVERFLOW,
     names.CLOUDWATCH_LAG,
     names.INSTANCES_UP,
     names.INSTANCES_LOST,
@@ -131,7 +133,7 @@ class Observability:
         self.registry: CollectorRegistry = build_registry()
         self.windows = RollingWindows()
         self.http = HttpMetrics(self.registry)
-        self.cache = CacheMetrics(self.registry)
+        self.cache = CacheMetrics(self.registry, self.windows)
         self.runtime = RuntimeMetrics(
             self.registry,
             disk_paths=[str(cfg.data_dir)],
@@ -342,6 +344,7 @@ class Observability:
             self.registry,
             slow_query_seconds=self.config.slow_query_seconds,
             on_slow_query=slow,
+            windows=self.windows,
         )
 
     def gauges(self) -> dict[str, float]:

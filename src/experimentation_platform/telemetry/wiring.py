@@ -184,6 +184,7 @@ def attach(observability: Observability, platform: Platform) -> PlatformTelemetr
     the fault hooks, on the toolkit's registry and windows."""
     observability.instrument_engine(platform.db.engine)
     platform.cache.observer = observability.cache.observe
+    platform.cache.timer = observability.cache.timed
     if platform.faults.enabled:
         # After query timing: injected latency shows in db_query_duration_seconds.
         platform.faults.instrument_engine(platform.db.engine)

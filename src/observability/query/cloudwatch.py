@@ -38,6 +38,7 @@ from observability.query.model import (
     TopRoutes,
     Unsupported,
     Where,
+    latency_series,
     route_key,
     series_key,
 )
@@ -136,7 +137,9 @@ class _Render:
             label = QUANTILE_NAMES.get(term.q)
             if label is None:
                 raise Unsupported(f"LatencyQuantile.q: EMF publishes p50/p95/p99, not {term.q}")
-            name = f"{term.distribution or 'http_request_duration'}_{label}"
+            # EMF names a distribution's series by its windows key: `name{op="x"}_p95`.
+            _, series = latency_series(term)
+            name = f"{series or 'http_request_duration'}_{label}"
             dims = base if term.distribution else self.dims(term, term.where)
             stat = "Average" if term.q == 0.5 else "Maximum"  # tails: the worst instance
             return CwQuery((self.metric(name, stat, dims),), None, scale=1000.0)
