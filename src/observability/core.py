@@ -66,7 +66,7 @@ from observability.metrics.readiness import ReadinessCollector
 from observability.metrics.recorder import MinuteRecorder
 from observability.metrics.sqlalchemy import SlowQuery, instrument_engine
 from observability.metrics.system import RuntimeMetrics
-from observability.metrics.telemetry import TelemetryCollector
+from observability.metrics.telemetry import OpenGroupsCollector, TelemetryCollector
 from observability.metrics.windows import RollingWindows
 from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
@@ -95,6 +95,7 @@ TOOLKIT_GAUGES: Final = (
     names.INSTANCES_UP,
     names.INSTANCES_LOST,
     names.INSTANCE_UP,
+    names.ERROR_GROUPS_OPEN,
 )
 
 log = get_logger("observability")
@@ -149,6 +150,11 @@ class Observability:
                 shipper=self.shipper,
             )
         )
+        self.open_groups = OpenGroupsCollector(
+            lambda: self.store.errors.stats(minutes=1).open_by_severity,
+            name=names.ERROR_GROUPS_OPEN,
+        )
+        self.registry.register(self.open_groups)
         probes = cfg.readiness
         self.readiness_checks = (
             probes

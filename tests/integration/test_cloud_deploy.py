@@ -79,9 +79,21 @@ def test_deploy_verify_redeploy_and_drift(moto: MotoServer, sample_template: Pat
     assert verified.exit_code == 0, verified.output
     table = rows(verified.stdout)
     assert {lid for lid, (mark, _) in table.items() if mark != "✓"} == {
+        # moto 5.2.5 has no DescribeQueryDefinitions: "?", not a false ✓
         "QueryDefinition5xxByRoute",
         "QueryDefinitionErrorsByLogger",
-    }  # moto 5.2.5 has no DescribeQueryDefinitions: "?", not a false ✓
+        # its DescribeKey fails on a key its CloudFormation made (HTTP 500), and its
+        # CloudFormation drops a log group's KmsKeyId: unconfirmed, so "?"
+        "MonitoringKey",
+        "LogGroupApi",
+        "LogGroupServices",
+        "LogGroupErrors",
+    }
+    assert {table[lid][0] for lid in ("MonitoringKey", "LogGroupApi")} == {"?"}
+    assert "KMS key expected but not reported" in table["LogGroupApi"][1]
+    # The topics carry the stack's key, found through its alias.
+    assert table["AlertTopicCritical"][0] == "✓"
+    assert table["MonitoringKeyAlias"][0] == "✓"
     assert "retention 30 days" in table["LogGroupApi"][1]
     assert "retention 180 days" in table["LogGroupErrors"][1]
     assert "AlertSubscriptionEmailCritical" in table
@@ -105,6 +117,10 @@ def test_deploy_verify_redeploy_and_drift(moto: MotoServer, sample_template: Pat
     logs = client(moto, "logs")
     logs.delete_metric_filter(logGroupName=f"/{PREFIX}/api", filterName="slow-requests")
     logs.put_retention_policy(logGroupName=f"/{PREFIX}/services", retentionInDays=1)
+    # ... and a topic moved to another key.
+    sns = client(moto, "sns")
+    topic = f"arn:aws:sns:us-east-1:123456789012:{PREFIX}-alerts-low"
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="KmsMasterKeyId", AttributeValue="k2")
     drifted = run(moto, "verify", *template)
     assert drifted.exit_code == 1, drifted.output
     table = rows(drifted.stdout)
@@ -113,15 +129,17 @@ def test_deploy_verify_redeploy_and_drift(moto: MotoServer, sample_template: Pat
     assert table["MetricFilterSlowRequests"][0] == "✗"
     assert table["LogGroupServices"][0] == "✗"
     assert "retention is 1, expected 90" in table["LogGroupServices"][1]
-    assert table["LogGroupApi"][0] == "✓"
+    assert table["AlertTopicLow"][0] == "✗"
+    assert "KMS key is 'k2'" in table["AlertTopicLow"][1]
+    assert table["AlertTopicHigh"][0] == "✓"
     assert drifted.stdout.splitlines()[-1].startswith(
-        f"{len(table)} resources in us-east-1: 3 missing or wrong"
+        f"{len(table)} resources in us-east-1: 4 missing or wrong"
     )
 
 
 def test_the_platform_template_deploys_and_verifies(moto: MotoServer) -> None:
     """The template `ep cloud render` makes from today's definitions (no --template-file),
-    passed by S3 URL as it would be once it outgrows the 51,200-byte TemplateBody limit."""
+    passed by S3 URL: it outgrew the 51,200-byte TemplateBody limit."""
     moto.reset()
     client(moto, "s3").create_bucket(Bucket="ep-templates")
     deployed = run(moto, "deploy", "--poll", "0.1", "--template-bucket", "ep-templates")
@@ -131,7 +149,8 @@ def test_the_platform_template_deploys_and_verifies(moto: MotoServer) -> None:
     verified = run(moto, "verify")
     assert verified.exit_code == 0, verified.output
     table = rows(verified.stdout)
-    assert table["LogGroupApi"][0] == "✓"
+    assert table["LogGroupApi"][0] == "?"  # moto drops the group's KmsKeyId: unconfirmed
+    assert table["AlertTopicCritical"][0] == "✓"  # encrypted with the stack's key
     assert table["ApplicationPolicy"][0] == "✓"
     assert {mark for mark, _ in table.values()} <= {"✓", "?"}
     assert COMMITTED.exists()
@@ -139,12 +158,14 @@ def test_the_platform_template_deploys_and_verifies(moto: MotoServer) -> None:
 
 def test_deploy_reports_a_failure_and_an_unreachable_endpoint(moto: MotoServer) -> None:
     moto.reset()
-    bad = run(moto, "deploy", "-p", "NoSuchParameter=1")
+    client(moto, "s3").create_bucket(Bucket="ep-templates")  # past the TemplateBody limit
+    bucket = ["--template-bucket", "ep-templates"]
+    bad = run(moto, "deploy", "-p", "NoSuchParameter=1", *bucket)
     assert bad.exit_code == 1
     assert "unknown template parameters: NoSuchParameter" in bad.stderr
     # The shipper ran before the stack: the group exists, the create must fail visibly.
     client(moto, "logs").create_log_group(logGroupName=f"/{PREFIX}/api")
-    clash = run(moto, "deploy", "--poll", "0.1")
+    clash = run(moto, "deploy", "--poll", "0.1", *bucket)
     assert clash.exit_code == 1
     assert "already exists" in clash.stderr
     refused = CliRunner().invoke(
@@ -153,3 +174,21 @@ def test_deploy_reports_a_failure_and_an_unreachable_endpoint(moto: MotoServer) 
     )
     assert refused.exit_code == 2
     assert "error: EndpointConnectionError" in refused.stderr
+
+
+def test_the_development_profile_deploys_without_a_key(moto: MotoServer) -> None:
+    moto.reset()
+    profile = COMMITTED.parent / "profiles" / "development.json"
+    client(moto, "s3").create_bucket(Bucket="ep-templates")  # past the TemplateBody limit
+    deployed = run(
+        moto, "deploy", "--poll", "0.1", "--parameters-file", str(profile),
+        "--template-bucket", "ep-templates",
+    )  # fmt: skip
+    assert deployed.exit_code == 0, deployed.output
+    verified = run(moto, "verify", "--parameters-file", str(profile))
+    table = rows(verified.stdout)
+    assert "MonitoringKey" not in table
+    assert table["LogGroupApi"] == ("✓", table["LogGroupApi"][1])
+    assert "retention 7 days" in table["LogGroupApi"][1]
+    aliases = [a["AliasName"] for a in client(moto, "kms").list_aliases()["Aliases"]]
+    assert f"alias/{PREFIX}-monitoring" not in aliases

@@ -68,7 +68,8 @@ def test_table_shows_the_columns_an_operator_scans(written: Written) -> None:
     assert header.split()[:4] == ["time", "level", "event", "route"]
     assert len(rows) == len(_expected(written, "request_id", TARGET))
     completed = next(row for row in rows if "request_completed" in row)
-    assert TARGET[:8] in completed
+    # The whole id, as a token of its own: copied from the table, it finds the request.
+    assert TARGET in completed.split()
     assert "GET /api/v1/assignments" in completed or "POST" in completed
     assert "\x1b[" not in out  # no colour codes when the output is not a terminal
 
@@ -118,8 +119,8 @@ def test_errors_are_clear_with_exit_codes(tmp_path: Path, written: Written) -> N
     assert code == 2
     assert "bad level" in err
     code, out, err = ep_logs("--dir", str(written.directory), "--request-id", "nope")
-    assert (code, out) == (0, "")
-    assert "no matching lines" in err
+    assert (code, out) == (1, "")  # like grep: nothing matched is exit 1
+    assert "no lines matched" in err
 
 
 def test_follow_continues_after_the_search_without_gap_or_repeat_across_rotations(
@@ -173,6 +174,12 @@ def test_follow_stops_on_its_own_with_no_new_lines(written: Written) -> None:
     )  # fmt: skip
     assert code == 0
     assert len(out.splitlines()) == len(_expected(written, "request_id", TARGET))
+    code, out, err = ep_logs(
+        "--dir", str(written.directory), "--request-id", "nope", "--follow",
+        "--follow-seconds", "0.3",
+    )  # fmt: skip
+    assert (code, out) == (1, "")  # nothing before nor while following
+    assert "no lines matched" in err
 
 
 def test_registered_ep_logs_subprocess(written: Written, tmp_path: Path) -> None:
@@ -257,6 +264,12 @@ def test_platform_requests_are_found_and_saved_queries_read_real_fields(
     assert [(e["event"], e["status"]) for e in events] == [("request_completed", 404)]
     code, out, _ = ep_logs("--dir", str(directory), "--level", "warning", "--format", "json")
     assert request_id in out
+    # The table shows the whole generated id, and that id, copied from the table, finds it.
+    code, table, _ = ep_logs("--dir", str(directory), "--route", "/api/v1/experiments/{key}")
+    row = next(r for r in table.splitlines() if "404" in r.split())
+    copied = next(token for token in row.split() if token.startswith(request_id[:8]))
+    assert copied == request_id
+    assert ep_logs("--dir", str(directory), "--request-id", copied)[0] == 0
 
     known: set[str] = set()
     for raw in read_directory(directory) + _failing_service_lines(tmp_path / "bare"):

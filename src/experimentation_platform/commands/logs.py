@@ -49,6 +49,7 @@ _LEVEL_STYLE: dict[str, dict[str, Any]] = {
     "critical": {"fg": "red", "bold": True},
 }
 _OTHER_WIDTH = 240
+_REQUEST_WIDTH = 32  # a generated request id (uuid4 hex); longer client ids just push right
 
 
 class OutputFormat(StrEnum):
@@ -67,8 +68,9 @@ def _compact(value: Any) -> str:
 
 
 def format_line(line: LogLine) -> str:
-    """One table row: time, level, event, method route, status, duration, short request id,
-    then the remaining fields as key=value (long values cut)."""
+    """One table row: time, level, event, method route, status, duration, the whole request
+    id (a copied id must find the request), then the remaining fields as key=value (long
+    values cut)."""
     # Every piece of logged data goes through safe_text: a value holding an escape sequence or
     # a newline is shown escaped, on this one row, and never drives the terminal.
     fields = line.fields
@@ -81,7 +83,7 @@ def format_line(line: LogLine) -> str:
     status = safe_text(fields.get("status", "-"))
     duration = fields.get("duration_ms")
     took = f"{duration:.1f}ms" if isinstance(duration, int | float) else "-"
-    request_id = safe_text(fields.get("request_id") or "-")[:8]
+    request_id = safe_text(fields.get("request_id") or "-")
     others = safe_text(
         " ".join(
             f"{key}={_compact(value)}"
@@ -94,14 +96,14 @@ def format_line(line: LogLine) -> str:
     event = safe_text(fields.get("event", "-"))
     return (
         f"{when}  {styled_level} {event:<24} {route:<36} {status:>3} {took:>9}  "
-        f"{request_id:<8}  {others}"
+        f"{request_id:<{_REQUEST_WIDTH}}  {others}"
     ).rstrip()
 
 
 def _header() -> str:
     return (
         f"{'time':<23}  {'level':<8} {'event':<24} {'route':<36} {'st':>3} {'duration':>9}  "
-        f"{'request':<8}  fields"
+        f"{'request':<{_REQUEST_WIDTH}}  fields"
     )
 
 
@@ -191,7 +193,8 @@ def search(
         Path | None, typer.Option("--dir", help="log directory (default EP_LOG_DIR)")
     ] = None,
 ) -> None:
-    """Search the local log files (rotated and gzipped included); newest matches last."""
+    """Search the local log files (rotated and gzipped included); newest matches last.
+    Exit 0 when a line matched, 1 when none did (as grep does), 2 on bad usage."""
     try:
         query = _build_query(
             request_id=request_id,
@@ -223,19 +226,22 @@ def search(
         typer.echo(_header())
     for line in found:
         _emit(line, output_format)
-    if not found:
-        typer.echo(f"no matching lines in {log_dir}", err=True)
-    if follower is None:
-        return
-    try:
-        for line in follower.lines(
-            query, already_seen=[line.raw for line in found], seconds=follow_seconds
-        ):
-            _emit(line, output_format)
-    except KeyboardInterrupt:
-        return  # Ctrl+C is how following ends
-    finally:
-        follower.close()
+    matched = len(found)
+    if follower is not None:
+        try:
+            for line in follower.lines(
+                query, already_seen=[line.raw for line in found], seconds=follow_seconds
+            ):
+                _emit(line, output_format)
+                matched += 1
+        except KeyboardInterrupt:
+            pass  # Ctrl+C is how following ends
+        finally:
+            follower.close()
+    if not matched:
+        # Like grep: scripts can test `ep logs ... && ...`; the message says where it looked.
+        typer.echo(f"no lines matched in {log_dir}", err=True)
+        raise typer.Exit(1)
 
 
 # --- ep logs audit ------------------------------------------------------------------------

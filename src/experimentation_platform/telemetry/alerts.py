@@ -108,9 +108,10 @@ BASE_RULES: tuple[Rule, ...] = (
     ),
 )
 
-# critical pages someone; high goes to chat and mail; medium to chat; low stays on dashboards.
+# critical pages someone (and reaches the AWS critical topic, where the CloudWatch alarms
+# publish too); high goes to chat and mail; medium to chat; low stays on dashboards.
 ROUTE_TABLE: dict[Severity, list[str]] = {
-    Severity.CRITICAL: ["pagerduty"],
+    Severity.CRITICAL: ["pagerduty", "sns"],
     Severity.HIGH: ["slack", "email"],
     Severity.MEDIUM: ["slack"],
     Severity.LOW: [],
@@ -131,7 +132,11 @@ RECEIVERS: tuple[Receiver, ...] = (
         auth_username="alertmanager@example.com",
         auth_password_file="/etc/alertmanager/secrets/smtp_password",  # noqa: S106 - a path
     ),
-    SnsReceiver(topic_arn="arn:aws:sns:us-east-1:123456789012:ep-alerts", region="us-east-1"),
+    # The stack's AlertTopicCritical (deploy/cloudformation): one topic for every critical page.
+    SnsReceiver(
+        topic_arn="arn:aws:sns:us-east-1:123456789012:experimentation-platform-alerts-critical",
+        region="us-east-1",
+    ),
 )
 
 RUNBOOK_URL = "https://github.com/example/experimentation-platform/blob/main/docs/runbook.md"

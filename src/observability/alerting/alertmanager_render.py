@@ -147,6 +147,10 @@ def render_alertmanager_config(
     missing = {n for names in routes.values() for n in names} - set(by_name)
     if missing:
         raise ValueError(f"routes name receivers that are not configured: {sorted(missing)}")
+    # A receiver no route names is dead configuration that looks like coverage: refuse it.
+    unrouted = set(by_name) - {n for names in routes.values() for n in names}
+    if unrouted:
+        raise ValueError(f"receivers that no route uses: {sorted(unrouted)}")
     unknown = set(routes) - set(SEVERITIES)
     if unknown:
         raise ValueError(f"unknown severities in routes: {sorted(unknown)}")

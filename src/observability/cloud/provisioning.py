@@ -4,8 +4,11 @@ The template is *generated* so that it cannot drift from the definitions the cod
 (log groups, metric names, dashboards, alarms). Layout of what `build_template` emits::
 
     Parameters   LogGroupPrefix, ResourceNamePrefix, RetentionDays<Group>,
-                 AlertEmail<Severity>, AlertHttpsEndpoint<Severity>, ApplicationRoleName
-    Resources    LogGroup<Group>              AWS::Logs::LogGroup
+                 AlertEmail<Severity>, AlertHttpsEndpoint<Severity>, ApplicationRoleName,
+                 KmsEncryption (enabled|disabled)
+    Resources    MonitoringKey                AWS::KMS::Key (only if KmsEncryption is enabled)
+                 MonitoringKeyAlias           AWS::KMS::Alias alias/${ResourceNamePrefix}-monitoring
+                 LogGroup<Group>              AWS::Logs::LogGroup
                  MetricFilter<Name>           AWS::Logs::MetricFilter
                  QueryDefinition<Name>        AWS::Logs::QueryDefinition
                  Dashboard<Name>              AWS::CloudWatch::Dashboard
@@ -16,10 +19,10 @@ The template is *generated* so that it cannot drift from the definitions the cod
                  ApplicationPolicy            AWS::IAM::ManagedPolicy (least privilege)
     Outputs      AlertTopic<Severity>Arn, ApplicationPolicyArn, LogGroup<Group>Name
 
-Every name is explicit (derived from the two prefix parameters), so `verify` can find each
-resource through its own service API without asking CloudFormation. Intrinsics are limited to
-`Ref`, `Fn::Sub`, `Fn::If`, `Fn::Not`, `Fn::Equals`: small enough for `resolve()` below to
-evaluate them, which is how `verify` knows the value each property must have.
+Every name is explicit (derived from the two prefix parameters; the key through its alias), so
+`verify` can find each resource through its own service API without asking CloudFormation.
+Intrinsics are limited to `Ref`, `Fn::Sub`, `Fn::If`, `Fn::Not`, `Fn::Equals`: small enough
+for `resolve()` below to evaluate them, which is how `verify` knows what each property must be.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "KMS_ALIAS",
+    "KMS_CONDITION",
+    "KMS_KEY_ID",
     "SEVERITIES",
     "VALID_RETENTION_DAYS",
     "LogGroupSpec",
@@ -61,6 +67,12 @@ _LOG_ACTIONS = (
     "logs:PutLogEvents",
     "logs:PutRetentionPolicy",
 )
+# One customer managed key encrypts the log groups and the alert topics (checkov CKV_AWS_158,
+# CKV_AWS_26); a parameter, so a throwaway stack can skip the key's monthly cost.
+KMS_KEY_ID = "MonitoringKey"
+KMS_ALIAS = "MonitoringKeyAlias"
+KMS_CONDITION = "UseKmsEncryption"
+_KMS_ARN = "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/${" + KMS_KEY_ID + "}"
 _PROTOCOL_PARAMETER = {"email": "AlertEmail", "https": "AlertHttpsEndpoint"}
 _REF_ACTION_KEYS = ("AlarmActions", "OKActions", "InsufficientDataActions")
 _REGION_SENTINEL = "\x00aws-region\x00"  # replaced after json.dumps, cannot occur in input
@@ -141,6 +153,7 @@ class MonitoringDefinitions:
     severities: tuple[str, ...] = SEVERITIES
     subscription_protocols: tuple[str, ...] = ("email", "https")
     description: str = "Monitoring resources"
+    kms_encryption: bool = True  # the KmsEncryption parameter's default
 
     @staticmethod
     def queries_from_tuples(
@@ -213,7 +226,63 @@ def _parameters(defs: MonitoringDefinitions) -> dict[str, Any]:
         "Default": "",
         "Description": "IAM role of the application to attach the policy to (empty: none).",
     }
+    params["KmsEncryption"] = {
+        "Type": "String",
+        "Default": "enabled" if defs.kms_encryption else "disabled",
+        "AllowedValues": ["enabled", "disabled"],
+        "Description": "Encrypt the log groups and alert topics with a customer managed key.",
+    }
     return params
+
+
+def _if_kms(value: Any) -> dict[str, Any]:
+    return {"Fn::If": [KMS_CONDITION, value, {"Ref": "AWS::NoValue"}]}
+
+
+def _key_policy() -> dict[str, Any]:
+    account = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    log_groups = {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+        "${LogGroupPrefix}/*"
+    }
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # The account administers the key through IAM, as with any AWS default key
+                # policy; without it nobody could ever change or delete the key.
+                "Sid": "AccountAdministersTheKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": account},
+                "Action": "kms:*",
+                "Resource": "*",  # in a key policy "*" means this key
+            },
+            {
+                # CloudWatch Logs encrypts with the key, for our log groups only.
+                "Sid": "CloudWatchLogsUsesTheKey",
+                "Effect": "Allow",
+                "Principal": {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}},
+                "Action": [
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                "Resource": "*",
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            },
+            {
+                # Alarms publish to an encrypted topic only if CloudWatch may use its key.
+                "Sid": "AlarmsAndSnsUseTheKey",
+                "Effect": "Allow",
+                "Principal": {"Service": ["cloudwatch.amazonaws.com", "sns.amazonaws.com"]},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+            },
+        ],
+    }
 
 
 def _not_empty(parameter: str) -> dict[str, Any]:
@@ -269,31 +338,33 @@ def _policy_document(defs: MonitoringDefinitions) -> dict[str, Any]:
     log_resources = [
         {"Fn::Sub": arn + group.key + suffix} for group in defs.log_groups for suffix in ("", ":*")
     ]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "WriteOwnLogGroups",
+            "Effect": "Allow",
+            "Action": list(_LOG_ACTIONS),
+            "Resource": log_resources,
+        },
+        # No cloudwatch:PutMetricData: metrics travel as EMF inside log lines.
+        {
+            "Sid": "PublishOwnAlerts",
+            "Effect": "Allow",
+            "Action": ["sns:Publish"],
+            "Resource": [{"Ref": topic_logical_id(s)} for s in defs.severities],
+        },
+    ]
+    # Publishing to an encrypted topic needs the topic's key.
+    encrypt = {
+        "Sid": "EncryptOwnAlerts",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": [{"Fn::Sub": _KMS_ARN}],
+    }
+    # The If chooses between two whole lists: moto's CloudFormation keeps an AWS::NoValue
+    # item inside a list (a malformed policy), AWS drops it; two lists work on both.
     return {
         "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "WriteOwnLogGroups",
-                "Effect": "Allow",
-                "Action": list(_LOG_ACTIONS),
-                "Resource": log_resources,
-            },
-            {
-                # PutMetricData has no resource-level permissions: "*" is the only Resource
-                # it accepts, so the namespace condition key is what scopes it.
-                "Sid": "PutMetricDataInOwnNamespace",
-                "Effect": "Allow",
-                "Action": ["cloudwatch:PutMetricData"],
-                "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": defs.namespace}},
-            },
-            {
-                "Sid": "PublishOwnAlerts",
-                "Effect": "Allow",
-                "Action": ["sns:Publish"],
-                "Resource": [{"Ref": topic_logical_id(s)} for s in defs.severities],
-            },
-        ],
+        "Statement": {"Fn::If": [KMS_CONDITION, [*statements, encrypt], statements]},
     }
 
 
@@ -308,9 +379,32 @@ def build_template(defs: MonitoringDefinitions) -> dict[str, Any]:
     if not defs.log_groups:
         raise ValueError("at least one log group is required")
     resources: dict[str, Any] = {}
-    conditions: dict[str, Any] = {"HasApplicationRole": _not_empty("ApplicationRoleName")}
+    conditions: dict[str, Any] = {
+        "HasApplicationRole": _not_empty("ApplicationRoleName"),
+        KMS_CONDITION: {"Fn::Equals": [{"Ref": "KmsEncryption"}, "enabled"]},
+    }
     outputs: dict[str, Any] = {}
     group_keys = {g.key for g in defs.log_groups}
+
+    _add(resources, KMS_KEY_ID, {
+        "Type": "AWS::KMS::Key",
+        "Condition": KMS_CONDITION,
+        "DeletionPolicy": "Retain",  # logs encrypted with it stay readable after the stack
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "Description": "Encrypts the monitoring log groups and alert topics",
+            "EnableKeyRotation": True,
+            "KeyPolicy": _key_policy(),
+        },
+    })  # fmt: skip
+    _add(resources, KMS_ALIAS, {
+        "Type": "AWS::KMS::Alias",
+        "Condition": KMS_CONDITION,
+        "Properties": {
+            "AliasName": {"Fn::Sub": "alias/${ResourceNamePrefix}-monitoring"},
+            "TargetKeyId": {"Ref": KMS_KEY_ID},
+        },
+    })  # fmt: skip
 
     for group in defs.log_groups:
         lid = logical_id("LogGroup", group.key)
@@ -321,6 +415,7 @@ def build_template(defs: MonitoringDefinitions) -> dict[str, Any]:
             "Properties": {
                 "LogGroupName": _log_group_name(group.key),
                 "RetentionInDays": {"Ref": logical_id("RetentionDays", group.key)},
+                "KmsKeyId": _if_kms({"Fn::Sub": _KMS_ARN}),
             },
         })  # fmt: skip
         outputs[lid + "Name"] = {
@@ -389,6 +484,7 @@ def build_template(defs: MonitoringDefinitions) -> dict[str, Any]:
             "Properties": {
                 "TopicName": _prefixed_name(f"alerts-{severity}"),
                 "DisplayName": f"{severity} alerts",
+                "KmsMasterKeyId": _if_kms({"Ref": KMS_KEY_ID}),
             },
         })  # fmt: skip
         outputs[tid + "Arn"] = {"Description": f"{severity} alerts topic", "Value": {"Ref": tid}}
@@ -410,8 +506,8 @@ def build_template(defs: MonitoringDefinitions) -> dict[str, Any]:
         "Type": "AWS::IAM::ManagedPolicy",
         "Properties": {
             "ManagedPolicyName": _prefixed_name("application"),
-            "Description": "Least privilege for the application: its log groups, its metric "
-            "namespace, its alert topics.",
+            "Description": "Least privilege for the application: its log groups and its "
+            "alert topics.",
             "PolicyDocument": _policy_document(defs),
             "Roles": {
                 "Fn::If": [
@@ -425,6 +521,11 @@ def build_template(defs: MonitoringDefinitions) -> dict[str, Any]:
     outputs["ApplicationPolicyArn"] = {
         "Description": "Attach to the application's role",
         "Value": {"Ref": "ApplicationPolicy"},
+    }
+    outputs["MonitoringKeyArn"] = {
+        "Condition": KMS_CONDITION,
+        "Description": "The key of the log groups and alert topics",
+        "Value": {"Fn::Sub": _KMS_ARN},
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",

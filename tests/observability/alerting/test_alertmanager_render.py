@@ -60,6 +60,30 @@ def test_amtool_routes_like_the_embedded_dispatcher(severity: str) -> None:
     assert result.stdout.strip().split(",") == list(embedded)
 
 
+def test_amtool_reaches_every_configured_receiver() -> None:
+    """Each receiver in the committed file is where some severity goes (by the real amtool):
+    no receiver is configured and then never used."""
+    amtool = require_binary("amtool")
+    reached: set[str] = set()
+    for severity in ("critical", "high", "medium", "low"):
+        result = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={CONFIG_FILE}",
+             f"severity={severity}", "signal=availability"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        reached.update(result.stdout.strip().split(","))
+    config = yaml.safe_load(CONFIG_FILE.read_text())
+    assert reached == {r["name"] for r in config["receivers"]}
+    # critical pages PagerDuty and publishes to the stack's critical topic.
+    critical = resolve_receivers(
+        alerts.ROUTES,
+        Notification(key="k", status="firing", severity="critical", title="t", summary="s"),  # type: ignore[arg-type]
+    )
+    assert critical == ("pagerduty", "sns")
+    sns = next(r for r in config["receivers"] if r["name"] == "sns")["sns_configs"][0]
+    assert sns["topic_arn"].endswith(":experimentation-platform-alerts-critical")
+
+
 def test_grouping_and_inhibition_match_the_evaluator_settings() -> None:
     config = yaml.safe_load(CONFIG_FILE.read_text())
     route = config["route"]
@@ -97,8 +121,11 @@ def test_no_secret_is_written_literally() -> None:
 def test_routes_must_name_configured_receivers() -> None:
     with pytest.raises(ValueError, match="not configured"):
         render_alertmanager_config({"critical": ["pagerduty", "opsgenie"]}, [PagerDutyReceiver()])
+    with pytest.raises(ValueError, match=r"no route uses: \['pagerduty'\]"):
+        render_alertmanager_config({"high": ["slack"]}, [SlackReceiver(), PagerDutyReceiver()])
     config = render_alertmanager_config(
-        {"high": ["slack"]}, [SlackReceiver(), PagerDutyReceiver(url="http://127.0.0.1:1/pd")]
+        {"high": ["slack"], "critical": ["pagerduty"]},
+        [SlackReceiver(), PagerDutyReceiver(url="http://127.0.0.1:1/pd")],
     )
     receivers = {r["name"]: r for r in config["receivers"]}
     assert receivers["pagerduty"]["pagerduty_configs"][0]["url"] == "http://127.0.0.1:1/pd"

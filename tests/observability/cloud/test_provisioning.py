@@ -120,6 +120,7 @@ def default_env(template: dict[str, Any], **overrides: str) -> dict[str, str]:
     env["AWS::Partition"] = "aws"
     for name, expression in template["Conditions"].items():
         env[f"Condition::{name}"] = str(evaluate_condition(expression, env)).lower()
+    env["MonitoringKey"] = "1234abcd-12ab-34cd-56ef-1234567890ab"
     for lid, resource in template["Resources"].items():
         props = resource["Properties"]
         if resource["Type"] == "AWS::Logs::LogGroup":
@@ -149,6 +150,8 @@ def test_every_resource_type_is_generated(template: dict[str, Any]) -> None:
         "AWS::SNS::Topic",
         "AWS::SNS::Subscription",
         "AWS::IAM::ManagedPolicy",
+        "AWS::KMS::Key",
+        "AWS::KMS::Alias",
     }
     assert set(template["Outputs"]) >= {
         "AlertTopicCriticalArn",
@@ -222,13 +225,8 @@ def test_application_policy_is_least_privilege(template: dict[str, Any]) -> None
         base + group + suffix for group in ("api", "services", "errors") for suffix in ("", ":*")
     )
 
-    metrics = statements["PutMetricDataInOwnNamespace"]
-    assert metrics["Action"] == ["cloudwatch:PutMetricData"]
-    # PutMetricData has no resource-level permissions: "*" scoped by the namespace condition.
-    assert metrics["Resource"] == "*"
-    assert metrics["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": "ExperimentationPlatform"}
-    }
+    # Metrics travel as EMF inside log lines: nothing calls PutMetricData, so no grant.
+    assert not any(a.startswith("cloudwatch:") for a in actions), actions
 
     sns = statements["PublishOwnAlerts"]
     assert sns["Action"] == ["sns:Publish"]
@@ -236,8 +234,15 @@ def test_application_policy_is_least_privilege(template: dict[str, Any]) -> None
         f"arn:aws:sns:eu-west-1:111122223333:experimentation-platform-alerts-{s}"
         for s in ("critical", "high", "medium", "low")
     )
+    kms = statements["EncryptOwnAlerts"]  # publishing to an encrypted topic needs its key
+    assert sorted(kms["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert kms["Resource"] == ["arn:aws:kms:eu-west-1:111122223333:key/" + env["MonitoringKey"]]
     wildcard = [s["Sid"] for s in statements.values() if "*" in s["Resource"]]
-    assert wildcard == ["PutMetricDataInOwnNamespace"]
+    assert wildcard == []
+    plain = resolve(
+        policy["Properties"]["PolicyDocument"], default_env(template, KmsEncryption="disabled")
+    )
+    assert [s["Sid"] for s in plain["Statement"]] == ["WriteOwnLogGroups", "PublishOwnAlerts"]
     # Attached to the application's role only when one is named.
     roles = policy["Properties"]["Roles"]
     assert "Roles" not in resolve({"Roles": roles}, env)
@@ -268,6 +273,48 @@ def test_alert_topics_and_subscriptions_carry_no_endpoints(template: dict[str, A
     assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text), "an e-mail address in the template"
     assert "hooks." not in text
     assert "token" not in text.lower()
+
+
+def test_kms_key_encrypts_log_groups_and_topics_unless_disabled(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["KmsEncryption"]["Default"] == "enabled"
+    assert template["Parameters"]["KmsEncryption"]["AllowedValues"] == ["enabled", "disabled"]
+    key = template["Resources"]["MonitoringKey"]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain"  # logs encrypted with it must stay readable
+    env = default_env(template)
+    arn = "arn:aws:kms:eu-west-1:111122223333:key/" + env["MonitoringKey"]
+    for group in of_type(template, "AWS::Logs::LogGroup").values():
+        assert resolve(group["Properties"], env)["KmsKeyId"] == arn
+    for topic in of_type(template, "AWS::SNS::Topic").values():
+        assert resolve(topic["Properties"], env)["KmsMasterKeyId"] == env["MonitoringKey"]
+    # The key lets CloudWatch Logs use it for our groups only, and alarms/SNS for the topics.
+    policy = resolve(key["Properties"]["KeyPolicy"], env)
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    logs = statements["CloudWatchLogsUsesTheKey"]
+    assert logs["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
+    assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == (
+        "arn:aws:logs:eu-west-1:111122223333:log-group:/experimentation-platform/*"
+    )
+    alarms = statements["AlarmsAndSnsUseTheKey"]
+    assert alarms["Principal"]["Service"] == ["cloudwatch.amazonaws.com", "sns.amazonaws.com"]
+    alias = resolve(template["Resources"]["MonitoringKeyAlias"]["Properties"], env)
+    assert alias["AliasName"] == "alias/experimentation-platform-monitoring"
+    # Disabled: no key resources, no encryption properties.
+    env = default_env(template, KmsEncryption="disabled")
+    assert env["Condition::UseKmsEncryption"] == "false"
+    assert key["Condition"] == template["Resources"]["MonitoringKeyAlias"]["Condition"]
+    assert key["Condition"] == "UseKmsEncryption"
+    for group in of_type(template, "AWS::Logs::LogGroup").values():
+        assert "KmsKeyId" not in resolve(group["Properties"], env)
+    for topic in of_type(template, "AWS::SNS::Topic").values():
+        assert "KmsMasterKeyId" not in resolve(topic["Properties"], env)
+    # The production profile turns it on; development spares the key.
+    profiles = COMMITTED.parent / "profiles"
+    production = json.loads((profiles / "production.json").read_text(encoding="utf-8"))
+    development = json.loads((profiles / "development.json").read_text(encoding="utf-8"))
+    assert production["KmsEncryption"] == "enabled"
+    assert development["KmsEncryption"] == "disabled"
+    assert set(production) | set(development) <= set(template["Parameters"])
 
 
 def test_alarms_reference_topics_and_get_prefixed_names(template: dict[str, Any]) -> None:

@@ -43,7 +43,9 @@ def test_every_dashboard_renders_with_templated_datasource_and_filters() -> None
         rendered = render_grafana_dashboard(board)
         uids.add(rendered["uid"])
         names = [v["name"] for v in rendered["templating"]["list"]]
-        assert names == ["datasource", "instance", "route"]
+        # A dashboard whose rows link into the app also asks for the app's URL.
+        links = any(p.link for p in board.panels)
+        assert names == ["datasource", "instance", "route", *(["app_url"] if links else [])]
         assert len(rendered["panels"]) == len(board.panels)
         for panel in rendered["panels"]:
             grid = panel["gridPos"]
