@@ -250,7 +250,8 @@ class Observability:
                 resolved_retention_s=max(1.0, 900 * scale),
                 grouping=scale_grouping(cfg.alerts.grouping or defaults.GROUPING, scale),
                 inhibit_rules=tuple(cfg.alerts.inhibit_rules or defaults.INHIBIT_RULES),
-                runbook_base_url=cfg.alerts.runbook_base_url or "docs/runbook.md",
+                runbook_base_url=cfg.alerts.runbook_base_url
+                or (f"{base}/runbook" if cfg.runbook_path is not None else "docs/runbook.md"),
                 dashboard_base_url=f"{base}/dashboards",
                 evidence_url_template=f"{base}/incidents/{{alertname}}",
             ),
@@ -285,7 +286,9 @@ class Observability:
         self.dependency_signals = (
             tuple(cfg.dependency_signals)
             if cfg.dependency_signals is not None
-            else default_signals(cfg.readiness)
+            else default_signals(  # one signal per probe name
+                cfg.readiness.checks if isinstance(cfg.readiness, Readiness) else cfg.readiness
+            )
         )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
