@@ -23,6 +23,8 @@ from observability.alerting.grouping import Grouping, InhibitRule
 from observability.alerting.rules import Rule
 from observability.dashboards.model import Dashboard
 from observability.errors.classify import ClassificationRule
+from observability.incident.changes import DependencySignal
+from observability.readiness import Readiness
 from observability.settings import (
     AccessCheck,
     CloudWatchSettings,
@@ -116,8 +118,15 @@ class ObservabilityConfig:
     dashboard_gauges: tuple[str, ...] = ()
     # Incident evidence: log events that change behaviour ("recent configuration changes").
     change_events: tuple[str, ...] = ()
-    # Readiness: dependency name -> probe (raises when the dependency does not answer).
-    readiness: Mapping[str, Callable[[], object]] = field(default_factory=dict)
+    # Incident evidence: dependency signals compared before/during an incident; None: the
+    # toolkit's (`observability.incident.signals.default_signals` over the readiness probes).
+    dependency_signals: Sequence[DependencySignal] | None = None
+    # Readiness: dependency name -> probe (raises when the dependency does not answer), or a
+    # `Readiness` the app also serves (one cached report for /health/ready and the gauges).
+    readiness: Mapping[str, Callable[[], object]] | Readiness = field(default_factory=dict)
+    # A probe that answers slower than this marks its dependency degraded (probes given as a
+    # mapping; a `Readiness` brings its own threshold).
+    readiness_degraded_seconds: float = 0.25
     log: LogSettings = field(default_factory=LogSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     cloudwatch: CloudWatchSettings = field(default_factory=CloudWatchSettings)

@@ -8,7 +8,7 @@ them; nothing else in the platform configures logging, errors, metrics or alerti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from observability import (
 )
 from observability.errors import ClassificationRule
 from observability.metrics import names
+from observability.readiness import Readiness
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED
 from observability.settings import Role
 from observability.severity import Severity
@@ -66,7 +67,7 @@ CHANGE_EVENTS = (
 def observability_config(
     settings: Settings,
     *,
-    readiness: Mapping[str, Callable[[], object]] | None = None,
+    readiness: Readiness | None = None,
     access: Callable[[str], Role | None] | None = None,
 ) -> ObservabilityConfig:
     """The platform's EP_* settings as the toolkit's config (the platform's rules and
@@ -96,11 +97,12 @@ def observability_config(
         dashboards=DASHBOARDS,
         dashboard_gauges=(domain.EXPERIMENTS, *domain.STATE_GAUGES),
         change_events=CHANGE_EVENTS,
-        readiness=dict(readiness or {}),
+        readiness=readiness if readiness is not None else {},
         log=LogSettings(
             level=settings.log_level,
             levels=settings.log_levels,
             stdout=settings.log_to_stdout,
+            console=settings.log_console,
             to_file=settings.log_to_file,
             directory=settings.log_dir,
             file_stem=settings.log_file_stem,
