@@ -52,6 +52,7 @@ from observability.query.model import (
     CounterRate,
     GaugeValue,
     MetricTerm,
+    Ratio,
     Stalled,
     series_key,
 )
@@ -252,7 +253,11 @@ class AlwaysFiring:
             self.gauges.setdefault(expr.name, {})[series_key(expr.name, labels)] = self._value(
                 condition
             )
-        # ratios and burn rates: every request fails and is slow (request_counts below)
+        elif isinstance(expr, Ratio):
+            # Every counted event is bad: the ratio is 1 (thresholds on ratios are below 1).
+            for name in (expr.numerator, expr.denominator):
+                self.counters[series_key(name, expr.where)] = 1000.0
+        # error ratios and burn rates: every request fails and is slow (request_counts below)
 
     def request_counts(self, window_s: int, now: float, where: Any) -> RequestCounts:
         if self.quiet:

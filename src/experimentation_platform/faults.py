@@ -20,7 +20,7 @@ from redis import ConnectionError as RedisConnectionError
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from experimentation_platform.storage.cache import CacheObserver, ConfigCache
+from experimentation_platform.storage.cache import CacheObserver, CacheTimer, ConfigCache
 from observability.logging import get_logger
 
 __all__ = ["FaultInjectedError", "FaultState", "Faults", "FaultyCache"]
@@ -121,6 +121,14 @@ class FaultyCache:
     @observer.setter
     def observer(self, observer: CacheObserver) -> None:
         self.inner.observer = observer
+
+    @property
+    def timer(self) -> CacheTimer:
+        return self.inner.timer
+
+    @timer.setter
+    def timer(self, timer: CacheTimer) -> None:
+        self.inner.timer = timer
 
     def _down(self) -> bool:
         return self.faults.state.cache_unavailable

@@ -55,9 +55,9 @@ from observability.logging import (
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.masking import Masker, default_masker
 from observability.metrics import names
+from observability.metrics.cache import CacheMetrics
 from observability.metrics.emf import EmfPublisher
 from observability.metrics.prometheus import (
-    CacheMetrics,
     HttpMetrics,
     build_registry,
     mark_worker_dead,
@@ -66,7 +66,7 @@ from observability.metrics.readiness import ReadinessCollector
 from observability.metrics.recorder import MinuteRecorder
 from observability.metrics.sqlalchemy import SlowQuery, instrument_engine
 from observability.metrics.system import RuntimeMetrics
-from observability.metrics.telemetry import TelemetryCollector
+from observability.metrics.telemetry import OpenGroupsCollector, TelemetryCollector
 from observability.metrics.windows import RollingWindows
 from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
@@ -86,10 +86,13 @@ TOOLKIT_GAUGES: Final = (
     names.EVENT_LOOP_LAG,
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
+    names.DB_POOL_IN_USE,
+    names.DB_POOL_OVERFLOW,
     names.CLOUDWATCH_LAG,
     names.INSTANCES_UP,
     names.INSTANCES_LOST,
     names.INSTANCE_UP,
+    names.ERROR_GROUPS_OPEN,
 )
 
 log = get_logger("observability")
@@ -130,7 +133,7 @@ class Observability:
         self.registry: CollectorRegistry = build_registry()
         self.windows = RollingWindows()
         self.http = HttpMetrics(self.registry)
-        self.cache = CacheMetrics(self.registry)
+        self.cache = CacheMetrics(self.registry, self.windows)
         self.runtime = RuntimeMetrics(
             self.registry,
             disk_paths=[str(cfg.data_dir)],
@@ -144,6 +147,11 @@ class Observability:
                 shipper=self.shipper,
             )
         )
+        self.open_groups = OpenGroupsCollector(
+            lambda: self.store.errors.stats(minutes=1).open_by_severity,
+            name=names.ERROR_GROUPS_OPEN,
+        )
+        self.registry.register(self.open_groups)
         self.readiness = ReadinessCollector(cfg.readiness)
         self.registry.register(self.readiness)
         self.fleet = InstanceRegistry(
@@ -336,6 +344,7 @@ class Observability:
             self.registry,
             slow_query_seconds=self.config.slow_query_seconds,
             on_slow_query=slow,
+            windows=self.windows,
         )
 
     def gauges(self) -> dict[str, float]:

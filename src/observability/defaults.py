@@ -13,6 +13,12 @@ holds longer than a burst plus the window the burst keeps hot:
 - Errors: more than half of all requests failing for 2 minutes pages (bursts stay under
   half); more than 6% for 7 minutes pages; more than 5% for 4 minutes opens a ticket.
 - A dependency not ready pages after 6 minutes (a readiness probe blip lasts up to 5).
+- A slow dependency opens a ticket: database statements p95 above 250 ms for 1 minute (a
+  statement takes a few ms on a healthy database; 250 ms is where every request that runs a
+  handful of them misses the API's 300 ms objective); cache calls p95 above 100 ms for 2
+  minutes (a Redis round trip is well under a millisecond; its client gives up at 500 ms);
+  more than 5% of cache calls failing for 5 minutes (the database serves what the cache
+  would, slower). Each carries `dependency=` so evidence and receivers name the dependency.
 - API latency: 99% of requests complete in under 300 ms. A service's own median is a few ms;
   300 ms is where a client's page load visibly suffers and leaves room for a cold database.
 - Saturation: CPU or memory > 90% for 10 minutes, disk > 85% for 10 minutes; the process's own
@@ -38,6 +44,7 @@ from observability.query.model import (
     GaugeValue,
     LatencyAbove,
     LatencyQuantile,
+    Ratio,
     RequestRate,
     TopRoutes,
 )
@@ -46,6 +53,9 @@ from observability.severity import Severity
 __all__ = [
     "API_LATENCY_THRESHOLD_S",
     "API_PERFORMANCE",
+    "CACHE_ERROR_RATIO_THRESHOLD",
+    "CACHE_LATENCY_THRESHOLD_S",
+    "DATABASE_LATENCY_THRESHOLD_S",
     "ERROR_TRACKING",
     "GROUPING",
     "INHIBIT_RULES",
@@ -55,6 +65,10 @@ __all__ = [
 ]
 
 API_LATENCY_THRESHOLD_S: Final = 0.3
+DATABASE_LATENCY_THRESHOLD_S: Final = 0.25
+CACHE_LATENCY_THRESHOLD_S: Final = 0.1
+CACHE_ERROR_RATIO_THRESHOLD: Final = 0.05
+_OPERATIONS = ("select", "insert", "update", "delete")
 
 # -- dashboards --------------------------------------------------------------------------------
 SYSTEM_HEALTH = Dashboard(
@@ -108,6 +122,78 @@ SYSTEM_HEALTH = Dashboard(
             (GaugeValue(names.EVENT_LOOP_LAG, agg="max", label="loop lag"),),
             unit="s",
             thresholds=(Threshold(0.05, "warn"), Threshold(0.1, "bad")),
+            width=4,
+        ),
+        Panel(
+            "timeseries",
+            "Dependencies: database statement latency",
+            "How long the database takes per SQL statement (the round trip, without ORM "
+            "work), p50 / p95 / p99. Bad: p95 above 250 ms (a slow network, locks, a missing "
+            "index): every request waits for it. Next: the per-operation panel, then "
+            "`ep logs --where event=slow_query` for the statements.",
+            (
+                LatencyQuantile(0.5, distribution=names.DB_QUERY_DURATION, label="p50"),
+                LatencyQuantile(0.95, distribution=names.DB_QUERY_DURATION, label="p95"),
+                LatencyQuantile(0.99, distribution=names.DB_QUERY_DURATION, label="p99"),
+            ),
+            unit="s",
+            thresholds=(Threshold(0.1, "warn"), Threshold(DATABASE_LATENCY_THRESHOLD_S, "bad")),
+        ),
+        Panel(
+            "timeseries",
+            "Dependencies: database p95 by operation",
+            "Statement p95 per operation. Bad: one operation slow while the others are fast "
+            "(locks on writes, a scan on reads); all of them slow: the database or the network "
+            "to it. Next: slow_query log lines of that operation.",
+            tuple(
+                LatencyQuantile(
+                    0.95, {"operation": op}, distribution=names.DB_QUERY_DURATION, label=op
+                )
+                for op in _OPERATIONS
+            ),
+            unit="s",
+            thresholds=(Threshold(0.1, "warn"), Threshold(DATABASE_LATENCY_THRESHOLD_S, "bad")),
+        ),
+        Panel(
+            "timeseries",
+            "Dependencies: database pool in use",
+            "Connections checked out of the pool (and beyond its size). Bad: in use stuck at "
+            "the pool size: requests queue for a connection. Next: pool wait, then statement "
+            "latency (slow statements hold connections longer).",
+            (
+                GaugeValue(names.DB_POOL_IN_USE, agg="sum", label="in use"),
+                GaugeValue(names.DB_POOL_OVERFLOW, agg="sum", label="overflow"),
+            ),
+            unit="short",
+            width=4,
+        ),
+        Panel(
+            "timeseries",
+            "Dependencies: database pool wait",
+            "Time to check out a connection (waiting for a free one, connecting, the "
+            "pre-ping), p95 / p99. Bad: above 100 ms: the pool is exhausted or the database "
+            "slow to answer a ping. Next: pool in use, statement latency.",
+            (
+                LatencyQuantile(0.95, distribution=names.DB_POOL_WAIT, label="p95"),
+                LatencyQuantile(0.99, distribution=names.DB_POOL_WAIT, label="p99"),
+            ),
+            unit="s",
+            thresholds=(Threshold(0.05, "warn"), Threshold(0.1, "bad")),
+            width=4,
+        ),
+        Panel(
+            "timeseries",
+            "Dependencies: cache latency and errors",
+            "Cache call p95 (look-ups, stores, invalidations; in-process: microseconds, Redis: "
+            "about a millisecond) and the share of calls the backend failed. Bad: p95 above "
+            "100 ms, or errors above 5% (reads fall through to the database). Next: readiness "
+            "of the cache, then Redis itself.",
+            (
+                LatencyQuantile(0.95, distribution=names.CACHE_DURATION, label="p95"),
+                Ratio(names.CACHE_ERRORS, names.CACHE_OPERATIONS, label="error ratio"),
+            ),
+            unit="s",
+            thresholds=(Threshold(CACHE_LATENCY_THRESHOLD_S, "bad"),),
             width=4,
         ),
         Panel(
@@ -378,6 +464,45 @@ def rules(service: str = "api") -> tuple[Rule, ...]:
             description="The readiness probe of {dependency} fails; requests that need it fail.",
             dashboard="system-health",
             labels=_signal("dependencies", service),
+        ),
+        ThresholdRule(
+            name="database_latency_high",
+            expr=LatencyQuantile(0.95, window_s=120, distribution=names.DB_QUERY_DURATION),
+            comparison=">",
+            threshold=DATABASE_LATENCY_THRESHOLD_S,
+            for_seconds=60,
+            severity=Severity.HIGH,
+            summary="Database statements p95 {value:.3f}s (threshold {threshold:g}s)",
+            description="SQL statements are slow (network to the database, locks, load); "
+            "every request that queries the database waits for them.",
+            dashboard="system-health",
+            labels={**_signal("dependencies", service), "dependency": "database"},
+        ),
+        ThresholdRule(
+            name="cache_latency_high",
+            expr=LatencyQuantile(0.95, window_s=120, distribution=names.CACHE_DURATION),
+            comparison=">",
+            threshold=CACHE_LATENCY_THRESHOLD_S,
+            for_seconds=120,
+            severity=Severity.MEDIUM,
+            summary="Cache calls p95 {value:.3f}s (threshold {threshold:g}s)",
+            description="The configuration cache answers slowly; requests that read "
+            "experiments and flags wait for it.",
+            dashboard="system-health",
+            labels={**_signal("dependencies", service), "dependency": "cache"},
+        ),
+        ThresholdRule(
+            name="cache_errors_high",
+            expr=Ratio(names.CACHE_ERRORS, names.CACHE_OPERATIONS, window_s=300),
+            comparison=">",
+            threshold=CACHE_ERROR_RATIO_THRESHOLD,
+            for_seconds=300,
+            severity=Severity.MEDIUM,
+            summary="{value:.1%} of cache calls fail (threshold {threshold:.0%})",
+            description="The cache backend fails calls; reads fall through to the database "
+            "and invalidations fail the writes that need them.",
+            dashboard="system-health",
+            labels={**_signal("dependencies", service), "dependency": "cache"},
         ),
         ThresholdRule(
             name="log_shipping_lag",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, BackgroundTasks
@@ -63,8 +62,8 @@ def track_events(
     _check_timestamps(body, platform.settings)
     events = [event.model_dump() for event in body.events]
     accepted = platform.events.ingest(events)
-    by_experiment = Counter(e["experiment_key"] for e in events if e.get("experiment_key"))
-    metrics.events(accepted, dict(by_experiment))
-    conversions = sum(by_experiment.values())
+    by_variant = platform.events.conversions_by_variant(events)
+    metrics.events(accepted, by_variant)
+    conversions = sum(by_variant.values())
     background.add_task(_report_ingested, accepted, conversions)
     return EventsAccepted(accepted=accepted)

@@ -1,4 +1,5 @@
-"""Statistics for results: the sample-ratio-mismatch (SRM) chi-squared test.
+"""Statistics for results: the sample-ratio-mismatch (SRM) chi-squared test and the Wilson
+score interval of a conversion rate.
 
 The chi-squared survival function is computed here (regularised upper incomplete gamma,
 series and continued fraction as in Numerical Recipes) so the service does not depend on
@@ -11,9 +12,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["SrmResult", "chi2_sf", "sample_ratio_mismatch"]
+__all__ = ["Z_95", "SrmResult", "chi2_sf", "sample_ratio_mismatch", "wilson_interval"]
 
 SRM_ALPHA = 0.001  # the conventional threshold: a p-value below it flags a mismatch
+Z_95 = 1.959963984540054  # the standard normal quantile of 0.975: a two-sided 95% interval
 
 
 def _gamma_p_series(a: float, x: float) -> float:
@@ -81,3 +83,20 @@ def sample_ratio_mismatch(observed: Sequence[int], weights: Sequence[float]) -> 
             statistic += (count - expected) ** 2 / expected
     p_value = chi2_sf(statistic, len(observed) - 1)
     return SrmResult(statistic, p_value, p_value < SRM_ALPHA)
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default).
+
+    Why Wilson rather than the textbook normal ("Wald") interval: it stays inside [0, 1] and
+    keeps its coverage for small samples and rates near 0 or 1, which is exactly where a young
+    experiment's variants are. No trials: (0, 1), we know nothing."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be within 0..{trials}, got {successes}")
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))

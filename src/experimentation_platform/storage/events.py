@@ -8,13 +8,15 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select
 
-from experimentation_platform.domain.stats import sample_ratio_mismatch
+from experimentation_platform.domain.stats import sample_ratio_mismatch, wilson_interval
 from experimentation_platform.errors import InvalidInput
 from experimentation_platform.storage.db import Database
 from experimentation_platform.storage.experiments import ExperimentStore
 from experimentation_platform.storage.models import Event, Experiment, Exposure
 
-__all__ = ["EventStore"]
+__all__ = ["UNEXPOSED", "EventStore"]
+
+UNEXPOSED = "unexposed"  # the variant label of an event from a user never exposed
 
 
 class EventStore:
@@ -50,6 +52,33 @@ class EventStore:
             session.execute(insert(Event), rows)
         return len(rows)
 
+    def conversions_by_variant(
+        self, events: Sequence[dict[str, Any]]
+    ) -> dict[tuple[str, str], int]:
+        """Events attributed to an experiment, counted per (experiment, variant): the variant
+        the user was exposed to, `UNEXPOSED` for a user never exposed. One query per batch."""
+        attributed = [
+            (e["experiment_key"], e["user_id"]) for e in events if e.get("experiment_key")
+        ]
+        if not attributed:
+            return {}
+        keys = {key for key, _ in attributed}
+        users = {user for _, user in attributed}
+        with self.db.session() as session:
+            exposed = {
+                (key, user): variant
+                for key, user, variant in session.execute(
+                    select(Experiment.key, Exposure.user_id, Exposure.variant)
+                    .join(Exposure, Exposure.experiment_id == Experiment.id)
+                    .where(Experiment.key.in_(keys), Exposure.user_id.in_(users))
+                ).all()
+            }
+        counts: dict[tuple[str, str], int] = {}
+        for key, user in attributed:
+            group = (key, exposed.get((key, user), UNEXPOSED))
+            counts[group] = counts.get(group, 0) + 1
+        return counts
+
     def results(self, key: str, event_name: str | None) -> dict[str, Any]:
         experiment = self.experiments.get(key)
         conversion_filter = [
@@ -84,6 +113,7 @@ class EventStore:
         for variant in experiment.variants:
             exposed = int(exposures.get(variant["key"], 0))
             users, value = conversions.get(variant["key"], (0, 0.0))
+            low, high = wilson_interval(min(users, exposed), exposed)
             variants.append(
                 {
                     "key": variant["key"],
@@ -91,6 +121,8 @@ class EventStore:
                     "exposures": exposed,
                     "conversions": users,
                     "conversion_rate": users / exposed if exposed else 0.0,
+                    # Wilson score interval, 95%: honest for small samples and rates near 0.
+                    "conversion_rate_ci": {"low": low, "high": high, "confidence": 0.95},
                     "value_sum": value,
                 }
             )

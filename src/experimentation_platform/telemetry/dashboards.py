@@ -10,12 +10,7 @@ from __future__ import annotations
 from experimentation_platform.telemetry import names as domain
 from observability.dashboards.model import Dashboard, Panel, Threshold
 from observability.defaults import API_PERFORMANCE, ERROR_TRACKING, SYSTEM_HEALTH
-from observability.query.model import (
-    CounterIncrease,
-    CounterRate,
-    GaugeValue,
-    Ratio,
-)
+from observability.query.model import CounterIncrease, CounterRate, GaugeValue
 
 __all__ = [
     "API_PERFORMANCE",
@@ -25,6 +20,9 @@ __all__ = [
     "SYSTEM_HEALTH",
     "dashboard_by_name",
 ]
+
+# Each experiment's row links to its results (per variant, with the SRM check).
+RESULTS_LINK = "/api/v1/experiments/{experiment}/results"
 
 BUSINESS_METRICS = Dashboard(
     name="business-metrics",
@@ -73,19 +71,47 @@ BUSINESS_METRICS = Dashboard(
         ),
         Panel(
             "timeseries",
+            "Exposures per variant",
+            "Users exposed per second, per experiment and variant. Bad: a variant far below "
+            "its configured weight (see Sample-ratio status), or a fall to zero while "
+            "assignments go on. Next: the experiment's results link below.",
+            (CounterRate(domain.EXPOSURES, by=("experiment", "variant"), label="exposures"),),
+            unit="ops",
+        ),
+        Panel(
+            "timeseries",
             "Conversion events rate",
-            "Conversions per second per experiment. Bad: a sudden drop while assignments "
-            "continue (clients stopped sending events). Next: API performance > 4xx.",
-            (CounterRate(domain.CONVERSION_EVENTS, by=("experiment",), label="conversions"),),
+            "Conversion events per second, per experiment and the variant the user was exposed "
+            "to ('unexposed': never assigned). Bad: a sudden drop while exposures continue "
+            "(clients stopped sending events). Next: API performance > 4xx.",
+            (
+                CounterRate(
+                    domain.CONVERSION_EVENTS, by=("experiment", "variant"), label="conversions"
+                ),
+            ),
             unit="ops",
         ),
         Panel(
             "table",
             "Conversion rate per variant",
-            "Conversions divided by exposures per experiment and variant. Bad: a variant at "
-            "zero (its code path is broken). Next: the experiment's results endpoint.",
-            (Ratio(domain.CONVERSION_EVENTS, domain.EXPOSURES, by=("experiment", "variant")),),
+            "Per running experiment and variant: users exposed, users who converted after "
+            "exposure, their ratio and its 95% Wilson interval (from the database). Bad: a "
+            "variant at zero (its code path is broken) or intervals that never narrow. Next: "
+            "the experiment's results (the link).",
+            tuple(
+                GaugeValue(name, by=("experiment", "variant"), agg="max", label=label)
+                for name, label in (
+                    (domain.EXPOSED_USERS, "exposed"),
+                    (domain.CONVERTED_USERS, "converted"),
+                    (domain.CONVERSION_RATE, "rate"),
+                    (domain.CONVERSION_RATE_LOW, "95% low"),
+                    (domain.CONVERSION_RATE_HIGH, "95% high"),
+                )
+            ),
             unit="percentunit",
+            column_units=("short", "short", "percentunit", "percentunit", "percentunit"),
+            link=RESULTS_LINK,
+            width=12,
         ),
         Panel(
             "table",
@@ -99,6 +125,7 @@ BUSINESS_METRICS = Dashboard(
             ),
             unit="short",
             thresholds=(Threshold(1, "bad"),),
+            link=RESULTS_LINK,
         ),
     ),
 )

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from experimentation_platform.telemetry import names as domain
 from observability.metrics.cardinality import LabelOverflowCounter
 from observability.metrics.windows import RollingWindows
+from observability.query.model import series_key
 
 __all__ = ["PlatformMetrics", "PlatformStateCollector"]
 
@@ -33,6 +34,7 @@ class PlatformMetrics:
         overflow = LabelOverflowCounter(registry)
         self._experiment = overflow.guard(domain.ASSIGNMENTS, max_label_values)
         self._flag = overflow.guard(domain.FLAG_EVALUATIONS, max_label_values)
+        self._overflow_value = self._experiment.overflow_value
         self.assignments = Counter(
             domain.ASSIGNMENTS,
             "Assignment decisions by outcome",
@@ -68,11 +70,21 @@ class PlatformMetrics:
         )
         self.conversions = Counter(
             domain.CONVERSION_EVENTS,
-            "Events attributed to an experiment",
-            ["experiment"],
+            "Events attributed to an experiment, by the variant the user was exposed to",
+            ["experiment", "variant"],
             registry=registry,
         )
         self.events_ingested = Counter(domain.EVENTS_INGESTED, "Events stored", registry=registry)
+
+    def _count(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
+        # The windows hold the same labelled series as Prometheus (and no unlabelled total
+        # beside them: a sum over the series is the total, an extra one would count twice).
+        self.windows.count(series_key(name, labels), value)
+
+    def _variant(self, experiment: str, variant: str) -> str:
+        # A folded experiment folds its variants too: their names are unbounded across
+        # experiments (each experiment has at most 20, so the guard bounds the rest).
+        return self._overflow_value if experiment == self._overflow_value else variant
 
     def assignment(
         self, experiment: str, outcome: str, seconds: float, exposed_variant: str | None
@@ -80,36 +92,40 @@ class PlatformMetrics:
         key = self._experiment(experiment)
         self.assignments.labels(key, outcome).inc()
         self.assignment_seconds.observe(seconds)
-        self.windows.count(domain.ASSIGNMENTS)
-        self.windows.count(f'{domain.ASSIGNMENTS}{{outcome="{outcome}"}}')
+        self._count(domain.ASSIGNMENTS, {"experiment": key, "outcome": outcome})
         self.windows.observe(domain.ASSIGNMENT_DURATION, seconds)
         if exposed_variant is not None:
-            self.exposures.labels(key, exposed_variant).inc()
-            self.windows.count(domain.EXPOSURES)
+            variant = self._variant(key, exposed_variant)
+            self.exposures.labels(key, variant).inc()
+            self._count(domain.EXPOSURES, {"experiment": key, "variant": variant})
 
     def flag_evaluation(self, flag: str, enabled: bool, seconds: float) -> None:
         result = "on" if enabled else "off"
-        self.flag_evaluations.labels(self._flag(flag), result).inc()
+        key = self._flag(flag)
+        self.flag_evaluations.labels(key, result).inc()
         self.flag_seconds.observe(seconds)
-        self.windows.count(domain.FLAG_EVALUATIONS)
-        self.windows.count(f'{domain.FLAG_EVALUATIONS}{{result="{result}"}}')
+        self._count(domain.FLAG_EVALUATIONS, {"flag": key, "result": result})
         self.windows.observe(domain.FLAG_EVALUATION_DURATION, seconds)
 
     def experiment_created(self) -> None:
         self.experiments_created.inc()
         self.windows.count(domain.EXPERIMENTS_CREATED)
 
-    def events(self, stored: int, by_experiment: dict[str, int]) -> None:
+    def events(self, stored: int, by_variant: dict[tuple[str, str], int]) -> None:
+        """`by_variant`: events attributed to an experiment, per (experiment, variant)."""
         self.events_ingested.inc(stored)
         self.windows.count(domain.EVENTS_INGESTED, stored)
-        for experiment, count in by_experiment.items():
-            self.conversions.labels(self._experiment(experiment)).inc(count)
-            self.windows.count(domain.CONVERSION_EVENTS, count)
+        for (experiment, variant), count in by_variant.items():
+            key = self._experiment(experiment)
+            labels = {"experiment": key, "variant": self._variant(key, variant)}
+            self.conversions.labels(**labels).inc(count)
+            self._count(domain.CONVERSION_EVENTS, labels, count)
 
 
 class PlatformStateCollector(Collector):
     """Gauges read from the database, not counters that drift: experiments by status, the
-    sample-ratio check and conversion rate of running experiments.
+    sample-ratio check and, per variant of running experiments, exposed and converted users,
+    the conversion rate and its 95% Wilson interval.
 
     The database is read by a background thread every `interval` seconds; a scrape only
     copies the last snapshot (a slow database never slows a scrape)."""
@@ -159,17 +175,24 @@ class PlatformStateCollector(Collector):
             "1 when a running experiment fails the SRM check",
             labels=["experiment"],
         )
-        rate = GaugeMetricFamily(
-            domain.CONVERSION_RATE,
-            "Converting users / exposed users",
-            labels=["experiment", "variant"],
-        )
+        per_variant = [
+            ("exposed", domain.EXPOSED_USERS, "Users exposed to the variant"),
+            ("converted", domain.CONVERTED_USERS, "Exposed users who converted since exposure"),
+            ("rate", domain.CONVERSION_RATE, "Converting users / exposed users"),
+            ("low", domain.CONVERSION_RATE_LOW, "Conversion rate, 95% Wilson interval, low end"),
+            ("high", domain.CONVERSION_RATE_HIGH, "Conversion rate, 95% Wilson interval, high"),
+        ]
+        families = {
+            field: GaugeMetricFamily(name, text, labels=["experiment", "variant"])
+            for field, name, text in per_variant
+        }
         for experiment, result in state.get("results", {}).items():
             srm.add_metric([experiment], 1.0 if result["mismatch"] else 0.0)
-            for variant, value in result["rates"].items():
-                rate.add_metric([experiment, variant], value)
+            for variant, values in result["variants"].items():
+                for field, family in families.items():
+                    family.add_metric([experiment, variant], float(values[field]))
         yield srm
-        yield rate
+        yield from families.values()
         age = GaugeMetricFamily(
             "platform_state_age_seconds", "Age of the database snapshot behind these gauges"
         )

@@ -94,7 +94,7 @@ def observability_config(
         memory_budget_mb=settings.memory_budget_mb,
         ops_refresh_seconds=settings.ops_refresh_seconds,
         dashboards=DASHBOARDS,
-        dashboard_gauges=(domain.EXPERIMENTS, domain.SAMPLE_RATIO_MISMATCH, domain.CONVERSION_RATE),
+        dashboard_gauges=(domain.EXPERIMENTS, *domain.STATE_GAUGES),
         change_events=CHANGE_EVENTS,
         readiness=dict(readiness or {}),
         log=LogSettings(
@@ -185,6 +185,7 @@ def attach(observability: Observability, platform: Platform) -> PlatformTelemetr
     the fault hooks, on the toolkit's registry and windows."""
     observability.instrument_engine(platform.db.engine)
     platform.cache.observer = observability.cache.observe
+    platform.cache.timer = observability.cache.timed
     if platform.faults.enabled:
         # After query timing: injected latency shows in db_query_duration_seconds.
         platform.faults.instrument_engine(platform.db.engine)
@@ -203,6 +204,15 @@ def _state_snapshot(platform: Platform) -> dict[str, Any]:
         result = platform.events.results(row.key, None)
         results[row.key] = {
             "mismatch": result["sample_ratio_mismatch"]["mismatch"],
-            "rates": {v["key"]: v["conversion_rate"] for v in result["variants"]},
+            "variants": {
+                v["key"]: {
+                    "exposed": v["exposures"],
+                    "converted": v["conversions"],
+                    "rate": v["conversion_rate"],
+                    "low": v["conversion_rate_ci"]["low"],
+                    "high": v["conversion_rate_ci"]["high"],
+                }
+                for v in result["variants"]
+            },
         }
     return {"by_status": by_status, "results": results, "at": time.time()}

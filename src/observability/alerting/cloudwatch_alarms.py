@@ -21,7 +21,7 @@ from typing import Any
 
 from observability.alerting.rules import AlertDefinition, Condition, Rule, definitions
 from observability.query.cloudwatch import QUANTILE_NAMES, CwContext, Ids, cloudwatch_query
-from observability.query.model import BurnRate, LatencyAbove, window_of
+from observability.query.model import BurnRate, LatencyAbove, latency_series, window_of
 from observability.query.promql import format_duration
 
 __all__ = ["render_cloudwatch_alarms", "topic_ref"]
@@ -57,7 +57,7 @@ def _latency_slo_metric(expr: BurnRate, ctx: CwContext) -> tuple[dict[str, Any],
         dims[ctx.route_dimension] = f"{sli.where.get('method', '')} {sli.where.get('route', '')}"
     part: dict[str, Any] = {
         "Namespace": ctx.namespace,
-        "MetricName": f"{sli.distribution or 'http_request_duration'}_{label}",
+        "MetricName": f"{latency_series(sli)[1] or 'http_request_duration'}_{label}",
     }
     if dims:
         part["Dimensions"] = [{"Name": k, "Value": v} for k, v in dims.items()]

@@ -102,7 +102,10 @@ def signals_of(d: AlertDefinition, profile: Profile) -> set[str]:
         if isinstance(inner, ErrorRatio):
             out.add("errors")
         elif isinstance(inner, LatencyAbove | LatencyQuantile):
-            out.add("latency" if inner.distribution is None else "assignment_latency")
+            if inner.distribution is None:
+                out.add("latency")
+            elif inner.distribution == profile.assignment_distribution:
+                out.add("assignment_latency")
         elif isinstance(inner, GaugeValue) and inner.name == profile.ready_gauge:
             out.add("readiness")
     return out

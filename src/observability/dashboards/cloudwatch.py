@@ -6,8 +6,9 @@ writes, in one namespace with the publisher's base dimensions plus ``Route`` per
 are metric math (``m1/PERIOD(m1)``), top-N lists ``SORT(SEARCH())``; a panel in
 ``percentunit`` shows its ratios as ``100*(...)`` percent. Each panel's explanation sits under
 it in a text widget. A panel none of whose terms CloudWatch can express (error groups,
-resolution time, counters split by a label: EMF metrics carry no labels) becomes a text
-widget pointing at the built-in UI.
+resolution time, gauges split by a label: EMF metrics carry no labels) becomes a text
+widget pointing at the built-in UI; a counter split by labels is a SEARCH over the per-series
+metrics EMF publishes (one line per series).
 
 Why a validator here: the CloudWatch API rejects a malformed body only at deploy time and moto
 does not validate bodies at all, so ``validate_cloudwatch_body`` checks the documented rules.
@@ -86,7 +87,7 @@ def _metric_widget(
     route_dimension: str,
     period: int,
 ) -> dict[str, Any] | None:
-    ctx = CwContext(namespace, dict(dimensions), route_dimension, period)
+    ctx = CwContext(namespace, dict(dimensions), route_dimension, period, search=True)
     builder = _Widgets(ctx, percent=panel.unit == "percentunit")
     added = [builder.add(q) for q in panel.queries]  # every query, not only up to the first
     if not any(added):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -258,8 +259,13 @@ class DashboardData:
                 out.update(self._timeseries(panel.queries, read))
             elif panel.kind == "stat":
                 out["stats"] = [s for q in panel.queries for s in self._stats(q, read)]
+            elif len(panel.queries) > 1:
+                out["table"] = self._joined(panel, read)
             else:
                 out["table"] = self._table(panel.queries[0], read)
+            if panel.link and "table" in out:
+                rows = out["table"].get("labels", [])
+                out["table"]["hrefs"] = [_href(panel.link, labels) for labels in rows]
         except Exception as exc:  # one broken panel must not take the dashboard down
             self.panel_errors += 1
             out["error"] = f"could not compute this panel ({type(exc).__name__})"
@@ -344,14 +350,15 @@ class DashboardData:
         if isinstance(term, TopRoutes):
             return self._top_routes(term, read)
         if isinstance(term, GaugeValue):
+            samples = self._now(term, read)
             rows = [
                 [*(labels.get(b, "-") for b in term.by), num(v)]
                 if term.by
                 else [_display(term, labels), num(v)]
-                for labels, v in self._now(term, read)
+                for labels, v in samples
             ]
             columns = [*term.by, term.label] if term.by else ["series", term.label]
-            return {"columns": columns, "rows": rows}
+            return {"columns": columns, "rows": rows, "labels": [s[0] for s in samples]}
         if isinstance(term, Ratio):
             return self._ratio(term, read)
         if isinstance(term, ErrorGroups):
@@ -365,6 +372,25 @@ class DashboardData:
                 "rows": [[*_display(term, k).split(" "), v] for k, v in totals],
             }
         raise Unsupported(f"{type(term).__name__} cannot be shown as a table")
+
+    def _joined(self, panel: Panel, read: _Read) -> dict[str, Any]:
+        """Several terms split by the same labels, one column each, one row per label set."""
+        by: tuple[str, ...] = getattr(panel.queries[0], "by", ())
+        values: dict[tuple[str, ...], list[float | None]] = {}
+        for column, term in enumerate(panel.queries):
+            if not isinstance(term, GaugeValue | CounterIncrease | Ratio):
+                raise Unsupported(f"{type(term).__name__} cannot be a column of a joined table")
+            for labels, value in self._now(term, read):
+                key = tuple(labels.get(b, "") for b in by)
+                values.setdefault(key, [None] * len(panel.queries))[column] = num(value)
+        keys = sorted(values)
+        units = list(panel.column_units) or [panel.unit] * len(panel.queries)
+        return {
+            "columns": [*by, *(q.label for q in panel.queries)],
+            "rows": [[*key, *values[key]] for key in keys],
+            "units": [*(["none"] * len(by)), *units],
+            "labels": [dict(zip(by, key, strict=True)) for key in keys],
+        }
 
     def _ratio(self, term: Ratio, read: _Read) -> dict[str, Any]:
         top_term, below_term = term.parts()
@@ -492,6 +518,14 @@ class DashboardData:
         if detail is None:
             return None
         return detail.to_dict()
+
+
+def _href(template: str, labels: Mapping[str, str]) -> str | None:
+    """The template filled from a row's labels (URL-quoted); None when one is missing."""
+    try:
+        return template.format_map({k: urllib.parse.quote(v, safe="") for k, v in labels.items()})
+    except (KeyError, IndexError, ValueError):
+        return None
 
 
 def _dt(ts: float) -> datetime:

@@ -149,13 +149,39 @@ def _panel(panel: Panel, names: PromNames, ui_hint: str) -> dict[str, Any]:
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
         }
     else:
-        out["transformations"] = [
-            {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-        ]
+        organize: dict[str, Any] = {"excludeByName": {"Time": True}}
+        transformations: list[dict[str, Any]] = []
+        if len(targets) > 1:  # one row per label set, one column per query (as the UI joins)
+            transformations.append({"id": "merge", "options": {}})
+            organize["renameByName"] = {
+                f"Value #{t['refId']}": q.label
+                for t, q in zip(targets, panel.queries, strict=False)
+            }
+            overrides = out["fieldConfig"]["overrides"]
+            for t, unit in zip(targets, panel.column_units, strict=False):
+                matcher = {"id": "byName", "options": f"Value #{t['refId']}"}
+                overrides.append(
+                    {"matcher": matcher, "properties": [{"id": "unit", "value": unit}]}
+                )
+        transformations.append({"id": "organize", "options": organize})
+        out["transformations"] = transformations
+        if panel.link:
+            out["fieldConfig"]["overrides"].append(_link_override(panel.link))
     return out
 
 
-def _templating(names: PromNames) -> dict[str, Any]:
+def _link_override(template: str) -> dict[str, Any]:
+    """A data link on the first label of the path template (``{experiment}``), to the host
+    app at the ``$app_url`` variable."""
+    label = template.partition("{")[2].partition("}")[0]
+    url = "${app_url}" + template.replace(f"{{{label}}}", "${__value.raw}")
+    return {
+        "matcher": {"id": "byName", "options": label},
+        "properties": [{"id": "links", "value": [{"title": "Results", "url": url}]}],
+    }
+
+
+def _templating(names: PromNames, links: bool = False) -> dict[str, Any]:
     instance = names.instance_label
 
     def query_var(name: str, label: str, definition: str) -> dict[str, Any]:
@@ -175,6 +201,14 @@ def _templating(names: PromNames) -> dict[str, Any]:
             "hide": 0,
         }
 
+    app_url = {
+        "name": "app_url",
+        "label": "App URL",
+        "type": "textbox",
+        "query": "http://127.0.0.1:8000",
+        "current": {"text": "http://127.0.0.1:8000", "value": "http://127.0.0.1:8000"},
+        "hide": 0,
+    }
     return {
         "list": [
             {
@@ -192,6 +226,7 @@ def _templating(names: PromNames) -> dict[str, Any]:
                 "Route",
                 f'label_values({names.requests}{{{instance}=~"$instance"}}, {names.route_label})',
             ),
+            *([app_url] if links else []),
         ]
     }
 
@@ -229,7 +264,7 @@ def render_grafana_dashboard(
         "refresh": refresh,
         "time": {"from": "now-1h", "to": "now"},
         "timepicker": {"refresh_intervals": ["10s", "30s", "1m", "5m", "15m"]},
-        "templating": _templating(names),
+        "templating": _templating(names, links=any(p.link for p in dashboard.panels)),
         "annotations": {"list": []},
         "links": [],
         "panels": panels,

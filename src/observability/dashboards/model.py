@@ -45,6 +45,11 @@ class Panel:
 
     ``description`` answers three questions for the person on call: what it means, what bad
     looks like, and where to click next. ``width`` is in twelfths of the page.
+
+    A table of several terms joins them on their ``by`` labels: one row per label set, one
+    column per term, each column in its ``column_units`` entry (the panel's ``unit`` when
+    missing). ``link`` is a URL template filled from a row's labels
+    (``/api/v1/experiments/{experiment}/results``): each row links to it.
     """
 
     kind: PanelKind
@@ -54,6 +59,8 @@ class Panel:
     unit: Unit = "short"
     thresholds: tuple[Threshold, ...] = ()
     width: int = 6
+    column_units: tuple[Unit, ...] = ()
+    link: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("timeseries", "stat", "table", "topn"):
@@ -66,6 +73,12 @@ class Panel:
             raise ValueError(f"panel {self.title!r}: width must be 1..12 (twelfths)")
         if not self.description.strip():
             raise ValueError(f"panel {self.title!r} needs a description")
+        if self.column_units and len(self.column_units) != len(self.queries):
+            raise ValueError(f"panel {self.title!r}: one column unit per query")
+        if len(self.queries) > 1 and self.kind == "table":
+            splits = {getattr(q, "by", None) for q in self.queries}
+            if len(splits) != 1 or not next(iter(splits)):
+                raise ValueError(f"panel {self.title!r}: a joined table's terms share one `by`")
 
     @property
     def slug(self) -> str:

@@ -352,7 +352,10 @@ class EmfPublisher:
         return metrics
 
     def documents_for_rollup(
-        self, rollup: MinuteRollup, extra_counters: Mapping[str, float] | None = None
+        self,
+        rollup: MinuteRollup,
+        extra_counters: Mapping[str, float] | None = None,
+        gauges: Mapping[str, float] | None = None,
     ) -> list[EmfDocument]:
         """EMF documents for one minute. Invalid parts are skipped and counted, never raised."""
         timestamp_ms = rollup.minute_start * 1000
@@ -377,6 +380,9 @@ class EmfPublisher:
             counters[name] = counters.get(name, 0.0) + value
         for name, total in sorted(counters.items()):
             metrics.append(EmfMetric(name, total, self.counter_units.get(name, "Count"), res))
+        for name, value in sorted((gauges or {}).items()):
+            if math.isfinite(value):  # a gauge as read this minute (Unit None: no unit)
+                metrics.append(EmfMetric(name, value, "None", res))
         for name, data in sorted(rollup.distributions.items()):
             dist = QuantileSketch.from_dict(data)
             metrics.append(EmfMetric(f"{name}_count", dist.count, "Count", res))
@@ -408,15 +414,23 @@ class EmfPublisher:
         return documents
 
     def lines_for_rollup(
-        self, rollup: MinuteRollup, extra_counters: Mapping[str, float] | None = None
+        self,
+        rollup: MinuteRollup,
+        extra_counters: Mapping[str, float] | None = None,
+        gauges: Mapping[str, float] | None = None,
     ) -> list[str]:
         """EMF JSON lines for one minute, ready for the CloudWatch log shipper."""
         return [
-            orjson.dumps(doc).decode() for doc in self.documents_for_rollup(rollup, extra_counters)
+            orjson.dumps(doc).decode()
+            for doc in self.documents_for_rollup(rollup, extra_counters, gauges)
         ]
 
-    def lines_for_rollups(self, rollups: Sequence[MinuteRollup]) -> list[str]:
+    def lines_for_rollups(
+        self, rollups: Sequence[MinuteRollup], gauges: Mapping[str, float] | None = None
+    ) -> list[str]:
+        """Lines for several minutes; `gauges` (read now) go with the last one."""
         lines: list[str] = []
-        for rollup in rollups:
-            lines.extend(self.lines_for_rollup(rollup))
+        for index, rollup in enumerate(rollups):
+            last = index == len(rollups) - 1
+            lines.extend(self.lines_for_rollup(rollup, gauges=gauges if last else None))
         return lines

@@ -22,8 +22,12 @@ DB_QUERY_DURATION: Final = "db_query_duration_seconds"  # histogram {operation}
 DB_SLOW_QUERIES: Final = "db_slow_queries_total"  # {operation}
 DB_POOL_IN_USE: Final = "db_pool_connections_in_use"
 DB_POOL_OVERFLOW: Final = "db_pool_overflow"
+DB_POOL_WAIT: Final = "db_pool_wait_seconds"  # histogram: time to check out a connection
 CACHE_REQUESTS: Final = "cache_requests_total"  # {backend, outcome=hit|miss|error}
 CACHE_EVICTIONS: Final = "cache_evictions_total"  # {backend}
+CACHE_DURATION: Final = "cache_operation_duration_seconds"  # histogram {backend, operation}
+CACHE_OPERATIONS: Final = "cache_operations_total"  # {backend, operation}
+CACHE_ERRORS: Final = "cache_errors_total"  # {backend, operation}: the backend failed
 
 # Errors and telemetry about telemetry
 ERROR_EVENTS: Final = "error_events_total"  # {severity}

@@ -41,8 +41,6 @@ from prometheus_client.registry import Collector
 from observability.asgi import UNMATCHED_ROUTE, RequestRecord
 from observability.metrics.cardinality import LabelGuard
 from observability.metrics.names import (
-    CACHE_EVICTIONS,
-    CACHE_REQUESTS,
     HTTP_DURATION,
     HTTP_IN_FLIGHT,
     HTTP_REQUEST_SIZE,
@@ -51,8 +49,6 @@ from observability.metrics.names import (
 )
 
 __all__ = [
-    "CACHE_EVICTIONS",
-    "CACHE_REQUESTS",
     "DURATION_BUCKETS",
     "HTTP_DURATION",
     "HTTP_IN_FLIGHT",
@@ -61,7 +57,6 @@ __all__ = [
     "HTTP_RESPONSE_SIZE",
     "MULTIPROC_ENV",
     "SIZE_BUCKETS",
-    "CacheMetrics",
     "HttpMetrics",
     "InFlightMiddleware",
     "MetricsEndpoint",
@@ -309,44 +304,6 @@ class InFlightMiddleware:
 
 
 # --- cache ---------------------------------------------------------------------------------
-
-
-class CacheMetrics:
-    """`cache_requests_total{backend,outcome}` and `cache_evictions_total{backend}`.
-
-    `observe(backend, outcome)` (also callable directly) matches the platform caches'
-    `observer(backend, outcome)` hook. An eviction is not a request: it only counts in
-    `cache_evictions_total`. Unknown outcomes count as "other" so the label stays bounded.
-    """
-
-    OUTCOMES = frozenset({"hit", "miss", "error"})
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            CACHE_REQUESTS,
-            "Cache look-ups by backend and outcome",
-            ["backend", "outcome"],
-            registry=registry,
-        )
-        self.evictions = Counter(
-            CACHE_EVICTIONS, "Entries evicted to make room", ["backend"], registry=registry
-        )
-        self._children: dict[tuple[str, str], Any] = {}
-
-    def observe(self, backend: str, outcome: str) -> None:
-        key = (backend, outcome)
-        child = self._children.get(key)
-        if child is None:
-            if outcome == "eviction":
-                child = self.evictions.labels(backend)
-            else:
-                child = self.requests.labels(
-                    backend, outcome if outcome in self.OUTCOMES else "other"
-                )
-            self._children[key] = child
-        child.inc()
-
-    __call__ = observe
 
 
 # --- exposition ----------------------------------------------------------------------------

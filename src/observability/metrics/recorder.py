@@ -1,5 +1,5 @@
 """Once a minute: complete minutes of the rolling windows into the history store, with the
-gauges of that minute, and (when CloudWatch is on) as EMF lines.
+gauges of that minute, and (when CloudWatch is on) both as EMF lines.
 
 A background thread wakes every 15 s; a failed write is retried on the next round and logged,
 never fatal. `stop()` persists the last complete minutes, so a clean shutdown loses none.
@@ -53,13 +53,13 @@ class MinuteRecorder:
             return 0
         self.history.record(rollups)
         self._last_minute = max(r.minute_start for r in rollups) + 60
-        if self.gauges is not None:
-            self.history.record_gauges(rollups[-1].minute_start, self.gauges())
+        gauges = self.gauges() if self.gauges is not None else None
+        if gauges is not None:
+            self.history.record_gauges(rollups[-1].minute_start, gauges)
         if self.emf is not None and self.emf_sink is not None:
             stamp = int(time.time() * 1000)
-            self.emf_sink(
-                [("services", stamp, line) for line in self.emf.lines_for_rollups(rollups)]
-            )
+            lines = self.emf.lines_for_rollups(rollups, gauges)
+            self.emf_sink([("services", stamp, line) for line in lines])
         return len(rollups)
 
     def start(self) -> None:

@@ -6,6 +6,15 @@ callback with its literals replaced by `?`, so the statement can be logged or gr
 leaking the values a user typed (SQLAlchemy binds parameters separately, but `text()` queries
 and literal-rendered statements carry values inline).
 
+Pool wait: the time `engine.raw_connection()` takes (every `engine.connect()` and session goes
+through it): waiting for a free connection, opening a new one, and the pre-ping, i.e. what a
+request waits before its first statement can start. SQLAlchemy has no "checkout started"
+event, so the engine's `raw_connection` is wrapped (on the instance; `remove()` unwraps it).
+
+Rolling windows: given a `windows` sink, every duration also goes into the in-process windows
+as the total (`db_query_duration_seconds`) and per operation (`...{operation="select"}`), so
+alert rules, panels and incident evidence read them without a Prometheus.
+
 Pool gauges: in single-process mode a collector reads `engine.pool` at scrape time; in
 multi-process mode the scrape runs in one worker only, so each worker updates "livesum"
 gauges on the pool's checkout/checkin events instead and the output is the sum of all workers.
@@ -30,14 +39,17 @@ from sqlalchemy.engine import Engine
 from observability.metrics.names import (
     DB_POOL_IN_USE,
     DB_POOL_OVERFLOW,
+    DB_POOL_WAIT,
     DB_QUERY_DURATION,
     DB_SLOW_QUERIES,
 )
 from observability.metrics.prometheus import multiprocess_dir
+from observability.metrics.windows import RollingWindows
 
 __all__ = [
     "DB_POOL_IN_USE",
     "DB_POOL_OVERFLOW",
+    "DB_POOL_WAIT",
     "DB_QUERY_DURATION",
     "DB_SLOW_QUERIES",
     "DatabaseMetrics",
@@ -114,6 +126,10 @@ class SlowQuery:
 SlowQueryHook = Callable[[SlowQuery], None]
 
 
+def _keyed(name: str, operation: str) -> str:
+    return f'{name}{{operation="{operation}"}}'  # the windows' series key (query.series_key)
+
+
 class DatabaseMetrics:
     """The instruments, once per registry (several engines may share them)."""
 
@@ -134,8 +150,17 @@ class DatabaseMetrics:
             ["operation"],
             registry=registry,
         )
+        self.pool_wait = Histogram(
+            DB_POOL_WAIT,
+            "Time to check out a pool connection (wait, connect, pre-ping)",
+            ["pool"],
+            buckets=buckets,
+            registry=registry,
+        )
         self._durations = {op: self.duration.labels(op) for op in (*OPERATIONS, "other")}
         self._slow = {op: self.slow.labels(op) for op in (*OPERATIONS, "other")}
+        self._duration_keys = {op: _keyed(DB_QUERY_DURATION, op) for op in self._durations}
+        self._slow_keys = {op: _keyed(DB_SLOW_QUERIES, op) for op in self._slow}
         self._pool_gauges: tuple[Gauge, Gauge] | None = None
 
     def pool_gauges(self) -> tuple[Gauge, Gauge]:
@@ -203,9 +228,12 @@ class EngineInstrumentation:
         on_slow_query: SlowQueryHook | None,
         name: str,
         multiprocess: bool,
+        windows: RollingWindows | None = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.windows = windows
+        self._pool_wait = metrics.pool_wait.labels(name)
         self.slow_query_seconds = slow_query_seconds
         self.on_slow_query = on_slow_query
         self.name = name
@@ -230,11 +258,15 @@ class EngineInstrumentation:
             metrics.registry.register(self.collector)
         for target, name_, fn in self._listeners:
             event.listen(target, name_, fn)
+        self._raw_connection = engine.raw_connection
+        engine.raw_connection = self._timed_checkout  # type: ignore[method-assign]
 
     def remove(self) -> None:
         for target, name_, fn in self._listeners:
             if event.contains(target, name_, fn):
                 event.remove(target, name_, fn)
+        if self.engine.__dict__.get("raw_connection") == self._timed_checkout:
+            del self.engine.__dict__["raw_connection"]
         if self.collector is not None:
             self.metrics.registry.unregister(self.collector)
             self.collector = None
@@ -250,11 +282,33 @@ class EngineInstrumentation:
         try:
             elapsed = time.perf_counter() - started
             operation = statement_operation(statement)
-            self.metrics._durations[operation].observe(elapsed)
+            metrics = self.metrics
+            metrics._durations[operation].observe(elapsed)
+            windows = self.windows
+            if windows is not None:
+                windows.observe(DB_QUERY_DURATION, elapsed)
+                windows.observe(metrics._duration_keys[operation], elapsed)
             if elapsed >= self.slow_query_seconds:
-                self.metrics._slow[operation].inc()
+                metrics._slow[operation].inc()
+                if windows is not None:
+                    windows.count(metrics._slow_keys[operation])
                 if self.on_slow_query is not None:
                     self.on_slow_query(SlowQuery(normalize_sql(statement), operation, elapsed))
+        except Exception:  # telemetry never raises into the query path
+            self.errors += 1
+
+    def _timed_checkout(self) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._raw_connection()
+        finally:  # a checkout that timed out waited too: the worst wait of all
+            self._waited(time.perf_counter() - started)
+
+    def _waited(self, seconds: float) -> None:
+        try:
+            self._pool_wait.observe(seconds)
+            if self.windows is not None:
+                self.windows.observe(DB_POOL_WAIT, seconds)
         except Exception:  # telemetry never raises into the query path
             self.errors += 1
 
@@ -292,8 +346,10 @@ def instrument_engine(
     on_slow_query: SlowQueryHook | None = None,
     name: str = "default",
     multiprocess: bool | None = None,
+    windows: RollingWindows | None = None,
 ) -> EngineInstrumentation:
-    """Time every statement of `engine`, report slow ones, expose its pool.
+    """Time every statement of `engine` and every connection checkout, report slow
+    statements, expose its pool; with `windows`, durations also feed the rolling windows.
 
     Pass the `metrics` of an earlier instrumentation instead of a registry to instrument a
     second engine into the same instruments (give it another `name`).
@@ -308,4 +364,5 @@ def instrument_engine(
         on_slow_query=on_slow_query,
         name=name,
         multiprocess=multiprocess,
+        windows=windows,
     )

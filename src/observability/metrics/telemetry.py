@@ -7,13 +7,15 @@ imports none of them: metrics sit below logging, errors, alerting and cloud in t
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sized
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["TelemetryCollector"]
+__all__ = ["OpenGroupsCollector", "TelemetryCollector"]
 
 
 class LogPipelineStats(Protocol):
@@ -162,3 +164,47 @@ class TelemetryCollector(Collector):
         )
         lag.add_metric([], stats.lag_seconds)
         yield lag
+
+
+class OpenGroupsCollector(Collector):
+    """`error_groups_open{severity}`: open error groups read from the error store (shared by
+    every instance, so each reports the same value; dashboards take the max).
+
+    A scrape reads the store at most once per `max_age_s` and otherwise answers from the last
+    reading; a failing read keeps the last one (the store's own health is readiness's job)."""
+
+    SEVERITIES = ("critical", "high", "medium", "low")
+
+    def __init__(
+        self,
+        open_by_severity: Callable[[], Mapping[str, int]],
+        name: str = "error_groups_open",
+        max_age_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = open_by_severity
+        self.name = name
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._last: Mapping[str, int] = {}
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def _current(self) -> Mapping[str, int]:
+        with self._lock:
+            now = self._clock()
+            if self._read_at is None or now - self._read_at >= self.max_age_s:
+                self._read_at = now
+                try:
+                    self._last = dict(self._read())
+                except Exception:  # never fail a scrape over it
+                    self.failures += 1
+            return self._last
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._current()
+        family = GaugeMetricFamily(self.name, "Open error groups, by severity", labels=["severity"])
+        for severity in self.SEVERITIES:
+            family.add_metric([severity], float(counts.get(severity, 0)))
+        yield family

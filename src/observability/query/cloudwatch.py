@@ -10,7 +10,9 @@ in-process counter under its series key (`name{label="v"}`). Gauges are named th
 when something publishes them.
 
 What CloudWatch cannot express raises `Unsupported` (a dashboard shows the panel's text, a rule
-renderer refuses the rule): terms split `by` a label (EMF metrics carry no labels), latency
+renderer refuses the rule): terms split `by` a label (EMF metrics carry no labels; on a
+dashboard, `CwContext(search=True)`, a counter is a SEARCH over its per-series metrics instead,
+summed unless split, and a gauge split by labels a SEARCH of its Maximum), latency
 shares above a threshold (EMF publishes percentiles, not buckets), quantiles other than
 p50/p95/p99, a filter on only one of method and route, and the error store's terms.
 """
@@ -36,6 +38,7 @@ from observability.query.model import (
     TopRoutes,
     Unsupported,
     Where,
+    latency_series,
     route_key,
     series_key,
 )
@@ -53,6 +56,9 @@ class CwContext:
     route_dimension: str = "Route"
     period: int = 60  # of SEARCH expressions (top routes)
     low_is_bad: bool = False  # a gauge without agg: Minimum if low values are the worry
+    # Dashboards only (alarms cannot use SEARCH): a counter split `by` labels becomes a
+    # SEARCH over its per-series metrics, one line per series.
+    search: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,17 +137,26 @@ class _Render:
             label = QUANTILE_NAMES.get(term.q)
             if label is None:
                 raise Unsupported(f"LatencyQuantile.q: EMF publishes p50/p95/p99, not {term.q}")
-            name = f"{term.distribution or 'http_request_duration'}_{label}"
+            # EMF names a distribution's series by its windows key: `name{op="x"}_p95`.
+            _, series = latency_series(term)
+            name = f"{series or 'http_request_duration'}_{label}"
             dims = base if term.distribution else self.dims(term, term.where)
             stat = "Average" if term.q == 0.5 else "Maximum"  # tails: the worst instance
             return CwQuery((self.metric(name, stat, dims),), None, scale=1000.0)
         if isinstance(term, CounterIncrease | CounterRate):
+            if self.ctx.search and not term.where:
+                # Every series (labelled counters have no unlabelled total): one line per
+                # series when split, else their sum.
+                search = self.split_counter(term)
+                return CwQuery((), search if term.by else f"SUM({search})")
             self.unsplit(term)
             m = self.metric(series_key(term.name, term.where), "Sum", base)
             if isinstance(term, CounterIncrease):
                 return CwQuery((m,), None)
             return CwQuery((m,), f"{m.id}/PERIOD({m.id})")
         if isinstance(term, GaugeValue):
+            if term.by and self.ctx.search and not term.where:
+                return CwQuery((), self.split_search(term.name, "Maximum"))
             self.unsplit(term)
             if term.agg is None:
                 stat = "Minimum" if self.ctx.low_is_bad else "Maximum"
@@ -164,13 +179,34 @@ class _Render:
         if isinstance(term, TopRoutes):
             return CwQuery((), self.top_routes(term))
         if isinstance(term, ErrorTrend):
+            if self.ctx.search:  # EMF publishes one series per severity: their sum
+                search = self.split_search(term.errors_metric, "Sum")
+                return CwQuery((), f"60*SUM({search})/{self.ctx.period}")
             m = self.metric(term.errors_metric, "Sum", base)
             return CwQuery((m,), f"60*{m.id}/PERIOD({m.id})")
         if isinstance(term, ErrorBreakdown):
+            if self.ctx.search:  # one line per severity series
+                status = term.by == "status"
+                name = term.open_groups_metric if status else term.errors_metric
+                return CwQuery((), self.split_search(name, "Maximum" if status else "Sum"))
             if term.by == "status":
                 return CwQuery((self.metric(term.open_groups_metric, "Maximum", base),), None)
             return CwQuery((self.metric(term.errors_metric, "Sum", base),), None)
         raise Unsupported(f"{type(term).__name__} has no CloudWatch metric (see module doc)")
+
+    def split_counter(self, term: CounterIncrease | CounterRate) -> str:
+        """Every series of a counter: EMF publishes each under its series key
+        (`exposures_total{experiment="x",variant="a"}`), so the key's name part finds them all
+        and each series' own name tells its labels apart."""
+        search = self.split_search(term.name, "Sum")
+        return search if isinstance(term, CounterIncrease) else f"{search}/{self.ctx.period}"
+
+    def split_search(self, name: str, stat: str) -> str:
+        ctx = self.ctx
+        keys = ",".join([_q(ctx.namespace), *ctx.dimensions])
+        terms = [f"{{{keys}}}", f"MetricName={name}"]
+        terms += [f"{k}={_q(v)}" for k, v in ctx.dimensions.items()]
+        return f"SEARCH('{' '.join(terms)}', '{stat}', {ctx.period})"
 
     def top_routes(self, term: TopRoutes) -> str:
         metric, stat, fn = {

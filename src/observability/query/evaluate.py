@@ -36,6 +36,7 @@ from observability.query.model import (
     TopRoutes,
     Unsupported,
     Where,
+    latency_series,
     parse_series_key,
 )
 from observability.query.source import MetricSource
@@ -112,13 +113,11 @@ def instant(
         bad = counts.errors_5xx if term.status_class == "5xx" else counts.errors_4xx
         return [({}, bad / counts.requests)] if counts.requests > 0 else []
     if isinstance(term, LatencyQuantile):
-        sketch = source.latency_sketch(window, now, term.where, term.distribution)
+        sketch = source.latency_sketch(window, now, *latency_series(term))
         value = sketch.quantile(term.q)
         return [] if value is None else [({}, value)]
     if isinstance(term, LatencyAbove):
-        slow, total = source.latency_above(
-            term.threshold_s, window, now, term.where, term.distribution
-        )
+        slow, total = source.latency_above(term.threshold_s, window, now, *latency_series(term))
         return [({}, slow / total)] if total > 0 else []
     if isinstance(term, CounterIncrease):
         totals = source.counter_totals(term.name, window, now)

@@ -22,7 +22,7 @@ from typing import Any
 from observability.metrics.history import slow_count
 from observability.metrics.sketch import QuantileSketch
 from observability.metrics.windows import MinuteRollup
-from observability.query.model import BurnRate, LatencyAbove, Where
+from observability.query.model import BurnRate, LatencyAbove, Where, latency_series
 from observability.query.source import (
     CounterTotals,
     GaugeTimeline,
@@ -138,7 +138,8 @@ def _latency_keys(term: object) -> Iterable[_LatencyKey]:
     if isinstance(term, BurnRate):
         term = term.sli
     if isinstance(term, LatencyAbove):
-        yield (term.threshold_s, _where_key(term.where), term.distribution)
+        where, distribution = latency_series(term)
+        yield (term.threshold_s, _where_key(where), distribution)
 
 
 class MinuteStore:

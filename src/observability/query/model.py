@@ -14,6 +14,9 @@ Every term is a frozen dataclass with one spelling of filters and windows:
     ErrorRatio(status_class, where, window_s)             4xx or 5xx responses / all responses
     LatencyQuantile(q, where, window_s, distribution)     a latency quantile in seconds
     LatencyAbove(threshold_s, where, window_s, dist.)     share of observations slower than it
+                  (a named distribution's `where` picks one of its recorded series: the
+                  in-process windows keep the total under the bare name and one series per
+                  label set, e.g. db_query_duration_seconds{operation="select"})
     CounterRate(name, where, by, window_s)                per-second rate of a counter
     CounterIncrease(name, where, by, window_s)            increase of a counter over the window
     GaugeValue(name, where, by, agg)                      current value; every series when agg
@@ -69,6 +72,7 @@ __all__ = [
     "TopRoutes",
     "Unsupported",
     "Where",
+    "latency_series",
     "metric_names",
     "parse_series_key",
     "route_filter",
@@ -151,11 +155,14 @@ def _default_label(term: Any, text: str) -> None:
         object.__setattr__(term, "label", text)
 
 
-def _distribution(term: LatencyQuantile | LatencyAbove) -> None:
-    if term.distribution is not None:
-        _metric(term, "distribution", term.distribution)
-        if term.where:
-            raise _bad(term, "where", "a named distribution has no labels to filter by")
+def _latency_where(term: LatencyQuantile | LatencyAbove) -> None:
+    # HTTP latency filters by method/route; a named distribution by its own labels, which
+    # name one recorded series exactly (see `latency_series`).
+    if term.distribution is None:
+        _where(term, "where", HTTP_LABELS)
+        return
+    _metric(term, "distribution", term.distribution)
+    _where(term, "where")
 
 
 # -- request terms ----------------------------------------------------------------------------
@@ -204,9 +211,8 @@ class LatencyQuantile:
     def __post_init__(self) -> None:
         if not isinstance(self.q, int | float) or not 0.0 < self.q < 1.0:
             raise _bad(self, "q", f"must be in (0, 1), got {self.q!r}")
-        _where(self, "where", HTTP_LABELS)
+        _latency_where(self)
         _window(self, self.window_s)
-        _distribution(self)
         _default_label(self, f"p{self.q * 100:g}")
 
 
@@ -224,9 +230,8 @@ class LatencyAbove:
     def __post_init__(self) -> None:
         if not isinstance(self.threshold_s, int | float) or self.threshold_s <= 0:
             raise _bad(self, "threshold_s", f"must be a positive number, got {self.threshold_s!r}")
-        _where(self, "where", HTTP_LABELS)
+        _latency_where(self)
         _window(self, self.window_s)
-        _distribution(self)
         _default_label(self, f"share above {self.threshold_s * 1000:g} ms")
 
 
@@ -503,6 +508,14 @@ def with_window(term: Any, window_s: int) -> Any:
     if not any(f.name == "window_s" for f in fields(term)):
         return term
     return replace(term, window_s=window_s)
+
+
+def latency_series(term: LatencyQuantile | LatencyAbove) -> tuple[Where, str | None]:
+    """What an in-process source reads for a latency term: (HTTP filter, None) for request
+    latency; ({}, series key) for a named distribution, e.g. `name{operation="select"}`."""
+    if term.distribution is None:
+        return term.where, None
+    return {}, series_key(term.distribution, term.where)
 
 
 def metric_names(term: object) -> set[str]:

@@ -173,7 +173,7 @@ class _Render:
     def latency(self, term: LatencyQuantile | LatencyAbove) -> str:
         w = self.window(term, total=False)
         name = term.distribution or self.n.duration
-        matchers = self.plain({}) if term.distribution else self.http(term.where)
+        matchers = self.plain(term.where) if term.distribution else self.http(term.where)
         if isinstance(term, LatencyQuantile):
             buckets = selector(f"{name}_bucket", matchers)
             return f"histogram_quantile({_num(term.q)}, sum by (le) (rate({buckets}[{w}])))"

@@ -133,3 +133,27 @@ def test_widget_metrics_are_the_metrics_the_emf_publisher_writes(moto: MotoServe
     requests = [r for r in plain_rows if r[1] == "http_requests_total"]
     assert requests
     assert all(r[2:4] == ["Service", "experimentation-platform"] for r in requests)
+
+
+def test_labelled_series_are_searched_not_read_by_a_name_emf_never_writes() -> None:
+    """EMF publishes a labelled counter or gauge only under its series keys
+    (`exposures_total{experiment="x",variant="a"}`): a widget reading the bare name would stay
+    empty, so per-variant and per-severity panels SEARCH the keys (one line per series)."""
+    from experimentation_platform.telemetry.dashboards import BUSINESS_METRICS, ERROR_TRACKING
+
+    def expressions(board: Dashboard, title: str) -> list[str]:
+        body = render_cloudwatch_dashboard(board, **OPTIONS)
+        [widget] = [w for w in body["widgets"] if w["properties"].get("title") == title]
+        return [row[-1].get("expression", "") for row in widget["properties"]["metrics"]]
+
+    [exposures] = expressions(BUSINESS_METRICS, "Exposures per variant")
+    assert exposures.startswith("SEARCH(")
+    assert "MetricName=exposures_total " in exposures
+    [total] = expressions(BUSINESS_METRICS, "Conversion events")
+    assert total.startswith("SUM(SEARCH(")
+    assert "MetricName=conversion_events_total " in total
+    rates = expressions(BUSINESS_METRICS, "Conversion rate per variant")
+    assert len(rates) == 5
+    assert all("SEARCH(" in e and "'Maximum'" in e for e in rates)
+    [open_groups] = expressions(ERROR_TRACKING, "Open vs resolved")
+    assert "MetricName=error_groups_open " in open_groups

@@ -179,6 +179,7 @@ def test_a_failing_source_breaks_its_panels_not_the_page(
         "disk-usage",
         "network-i-o",
         "event-loop-lag",
+        "dependencies-database-pool-in-use",
         "readiness-per-instance",
         "instances",
     ]

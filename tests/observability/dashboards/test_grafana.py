@@ -12,10 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI, HTTPException, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from experimentation_platform.storage.cache import MemoryCache
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from observability.asgi import ObservabilityMiddleware, RequestRecord
 from observability.dashboards.grafana import (
@@ -25,6 +27,8 @@ from observability.dashboards.grafana import (
 )
 from observability.dashboards.model import Dashboard, Panel
 from observability.metrics import names
+from observability.metrics.cache import CacheMetrics
+from observability.metrics.sqlalchemy import instrument_engine
 from observability.query.model import ErrorGroups, LatencyQuantile, RequestRate, route_filter
 from observability.query.promql import promql
 from tests.support.servers import LOOPBACK, ManagedProcess, free_port, require_binary, wait_for_port
@@ -39,7 +43,9 @@ def test_every_dashboard_renders_with_templated_datasource_and_filters() -> None
         rendered = render_grafana_dashboard(board)
         uids.add(rendered["uid"])
         names = [v["name"] for v in rendered["templating"]["list"]]
-        assert names == ["datasource", "instance", "route"]
+        # A dashboard whose rows link into the app also asks for the app's URL.
+        links = any(p.link for p in board.panels)
+        assert names == ["datasource", "instance", "route", *(["app_url"] if links else [])]
         assert len(rendered["panels"]) == len(board.panels)
         for panel in rendered["panels"]:
             grid = panel["gridPos"]
@@ -81,8 +87,13 @@ def test_committed_files_equal_a_fresh_render() -> None:
 
 
 # -- real Prometheus ---------------------------------------------------------------------------
-def instrumented_app(registry: CollectorRegistry) -> FastAPI:
-    """Minimal instruments named like the names modules (the real metrics module is separate)."""
+def instrumented_app(registry: CollectorRegistry, engine: sa.Engine) -> FastAPI:
+    """Minimal instruments named like the names modules (the real metrics module is separate);
+    the real database and cache instruments, fed by a real SQLite engine and cache."""
+    instrument_engine(engine, registry, multiprocess=False)
+    cache = MemoryCache(timer=CacheMetrics(registry).timed)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v INTEGER)"))
     requests = Counter(
         names.HTTP_REQUESTS, "requests", ["method", "route", "status_class"], registry=registry
     )
@@ -110,6 +121,13 @@ def instrumented_app(registry: CollectorRegistry) -> FastAPI:
 
     @app.get("/hello")
     def hello() -> dict[str, str]:
+        with engine.begin() as conn:  # one statement of each operation the panels show
+            conn.execute(sa.text("INSERT INTO t (v) VALUES (1)"))
+            conn.execute(sa.text("UPDATE t SET v = 2"))
+            conn.execute(sa.text("SELECT count(*) FROM t")).scalar()
+            conn.execute(sa.text("DELETE FROM t"))
+        if cache.get("hello") is None:
+            cache.set("hello", {"v": 1})
         return {"hello": "world"}
 
     @app.get("/boom")
@@ -125,10 +143,11 @@ def instrumented_app(registry: CollectorRegistry) -> FastAPI:
 
 
 @pytest.fixture
-def app_url() -> Iterator[str]:
+def app_url(tmp_path: Path) -> Iterator[str]:
     port = free_port()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.sqlite'}")
     config = uvicorn.Config(
-        instrumented_app(CollectorRegistry()),
+        instrumented_app(CollectorRegistry(), engine),
         host=LOOPBACK,
         port=port,
         log_config=None,
@@ -158,6 +177,7 @@ def app_url() -> Iterator[str]:
     load.join(timeout=10)
     server.should_exit = True
     thread.join(timeout=10)
+    engine.dispose()
 
 
 @pytest.fixture

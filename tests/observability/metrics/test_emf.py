@@ -300,3 +300,26 @@ def test_publisher_rejects_bad_configuration() -> None:
         EmfPublisher("")
     with pytest.raises(ValueError, match="counter units"):
         EmfPublisher(NS, counter_units={"x": "Parsecs"})
+
+
+def test_gauges_read_this_minute_go_with_the_last_minute_only() -> None:
+    """Dashboard gauges (open error groups, per-variant conversion rates) reach CloudWatch:
+    once per recorded round, with the newest minute, under their series keys."""
+    t0 = 1_699_999_980.0
+    clock = FakeClock(t0)
+    windows = RollingWindows(clock=clock)
+    windows.count('exposures_total{experiment="x",variant="a"}')
+    clock.t = t0 + 60
+    windows.count('exposures_total{experiment="x",variant="a"}')
+    clock.t = t0 + 121
+    rollups = windows.completed_minutes(since=0)
+    assert len(rollups) == 2
+    gauges = {'error_groups_open{severity="medium"}': 2.0, "not_a_number": float("nan")}
+    lines = EmfPublisher(NS, {"Service": "ep"}).lines_for_rollups(rollups, gauges)
+    docs = [json.loads(line) for line in lines]
+    for doc in docs:
+        assert_valid_emf(doc)
+    carrying = [d for d in docs if 'error_groups_open{severity="medium"}' in d]
+    assert [d["_aws"]["Timestamp"] for d in carrying] == [int(t0 + 60) * 1000]
+    assert carrying[0]['error_groups_open{severity="medium"}'] == 2.0
+    assert all("not_a_number" not in d for d in docs)

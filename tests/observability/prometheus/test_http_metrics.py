@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
 from observability.asgi import UNMATCHED_ROUTE, ObservabilityMiddleware
+from observability.metrics.cache import CacheMetrics
 from observability.metrics.cardinality import LabelGuard
 from observability.metrics.prometheus import (
-    CacheMetrics,
     HttpMetrics,
     InFlightMiddleware,
     metrics_endpoint,

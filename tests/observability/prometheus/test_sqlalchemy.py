@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from observability.metrics.sqlalchemy import (
     SlowQuery,
@@ -17,6 +19,7 @@ from observability.metrics.sqlalchemy import (
     normalize_sql,
     statement_operation,
 )
+from observability.metrics.windows import RollingWindows
 from tests.support.platform import postgres_database
 
 
@@ -253,3 +256,76 @@ def test_postgresql_queries_and_slow_query_literal_stripping() -> None:
                     assert value("db_pool_overflow", {"pool": "default"}) == 1
         finally:
             engine.dispose()
+
+
+def test_statement_durations_feed_the_rolling_windows(sqlite_engine: Engine) -> None:
+    registry = CollectorRegistry()
+    windows = RollingWindows()
+    instrument_engine(sqlite_engine, registry, slow_query_seconds=0.0, windows=windows)
+    with sqlite_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO t (id) VALUES (1)"))
+        for _ in range(3):
+            conn.execute(text("SELECT id FROM t"))
+    select = windows.distribution('db_query_duration_seconds{operation="select"}', 60)
+    insert = windows.distribution('db_query_duration_seconds{operation="insert"}', 60)
+    total = windows.distribution("db_query_duration_seconds", 60)
+    assert (select.count, insert.count) == (3, 1)
+    assert total.count == query_count(registry, "select") + query_count(
+        registry, "insert"
+    ) + query_count(registry, "other")
+    # Slow statements are counted per operation too (threshold 0: every one is slow).
+    totals, _ = windows.counter_totals(60)
+    assert totals['db_slow_queries_total{operation="select"}'] == 3
+
+
+def test_pool_wait_is_the_time_to_check_out_a_connection(tmp_path: Path) -> None:
+    # One connection, no overflow: a second checkout waits until the first is returned.
+    engine = create_engine(f"sqlite:///{tmp_path / 'w.sqlite'}", pool_size=1, max_overflow=0)
+    registry = CollectorRegistry()
+    windows = RollingWindows()
+    instrumentation = instrument_engine(engine, registry, name="main", windows=windows)
+    try:
+        held = engine.connect()
+        released = threading.Event()
+
+        def release_later() -> None:
+            released.wait(0.3)  # hold the only connection a while, then give it back
+            held.close()
+
+        releaser = threading.Thread(target=release_later)
+        releaser.start()
+        with engine.connect() as conn:  # blocks until the releaser closes `held`
+            conn.execute(text("SELECT 1"))
+        releaser.join()
+        value = registry.get_sample_value
+        assert value("db_pool_wait_seconds_count", {"pool": "main"}) == 2
+        # The blocked checkout waited at least as long as the connection was held.
+        waits = windows.distribution("db_pool_wait_seconds", 60)
+        assert waits.count == 2
+        assert (waits.quantile(1.0) or 0.0) >= 0.29
+        assert (value("db_pool_wait_seconds_sum", {"pool": "main"}) or 0.0) >= 0.29
+
+        instrumentation.remove()  # unwrapped: no more checkouts are timed
+        with engine.connect():
+            pass
+        assert value("db_pool_wait_seconds_count", {"pool": "main"}) == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_checkout_that_times_out_counts_its_wait(tmp_path: Path) -> None:
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 't.sqlite'}", pool_size=1, max_overflow=0, pool_timeout=0.2
+    )
+    registry = CollectorRegistry()
+    instrument_engine(engine, registry)
+    try:
+        with engine.connect(), pytest.raises(SATimeoutError):
+            engine.connect()
+        assert registry.get_sample_value("db_pool_wait_seconds_count", {"pool": "default"}) == 2
+        assert (
+            registry.get_sample_value("db_pool_wait_seconds_sum", {"pool": "default"}) or 0
+        ) >= 0.19
+    finally:
+        engine.dispose()

@@ -46,6 +46,11 @@ def test_single_metrics_and_their_units() -> None:
         None,
         1000.0,
     )
+    # EMF publishes a distribution's series under its windows key, like a labelled counter.
+    select = LatencyQuantile(0.95, {"operation": "select"}, 300, "db_query_duration_seconds")
+    assert cloudwatch_query(select, CTX).metrics[0].name == (
+        'db_query_duration_seconds{operation="select"}_p95'
+    )
     low = cloudwatch_query(GaugeValue("service_ready"), CwContext("NS", low_is_bad=True))
     assert low.metrics[0].stat == "Minimum"
     assert cloudwatch_query(GaugeValue("cpu"), CTX).metrics[0].stat == "Maximum"

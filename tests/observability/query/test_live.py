@@ -12,7 +12,14 @@ from observability.metrics.history import MetricHistory
 from observability.metrics.windows import RollingWindows
 from observability.query.evaluate import instant, series
 from observability.query.live import LiveSource
-from observability.query.model import CounterRate, ErrorRatio, GaugeValue, RequestRate
+from observability.query.model import (
+    CounterRate,
+    ErrorRatio,
+    GaugeValue,
+    LatencyAbove,
+    LatencyQuantile,
+    RequestRate,
+)
 from tests.observability.alerting import T0, rollup
 
 
@@ -160,3 +167,33 @@ def test_a_young_process_rates_its_own_readings_before_the_stored_minutes(
     rate = CounterRate("bytes_total", window_s=60)
     assert instant(rate, source, clock.t) == [({}, pytest.approx(500.0))]
     history.engine.dispose()
+
+
+def test_a_named_distribution_is_read_per_label_set_or_as_its_total() -> None:
+    # The database instrumentation records the total and one series per operation.
+    clock = Clock(T0)
+    windows = RollingWindows(clock=clock)
+    for _ in range(90):
+        windows.observe("db_query_duration_seconds", 0.004)
+        windows.observe('db_query_duration_seconds{operation="select"}', 0.004)
+    for _ in range(10):
+        windows.observe("db_query_duration_seconds", 0.5)
+        windows.observe('db_query_duration_seconds{operation="update"}', 0.5)
+    clock.t = T0 + 10
+    source = LiveSource(windows)
+    name = "db_query_duration_seconds"
+    [(_, select_p99)] = instant(
+        LatencyQuantile(0.99, {"operation": "select"}, 60, name), source, clock.t
+    )
+    [(_, update_p50)] = instant(
+        LatencyQuantile(0.5, {"operation": "update"}, 60, name), source, clock.t
+    )
+    [(_, total_p95)] = instant(
+        LatencyQuantile(0.95, window_s=60, distribution=name), source, clock.t
+    )
+    assert select_p99 == pytest.approx(0.004, rel=0.02)
+    assert update_p50 == pytest.approx(0.5, rel=0.02)
+    assert total_p95 == pytest.approx(0.5, rel=0.02)  # the slowest 10% are the updates
+    slow = LatencyAbove(0.1, {"operation": "select"}, 60, name)
+    assert instant(slow, source, clock.t) == [({}, 0.0)]
+    assert instant(LatencyQuantile(0.5, {"operation": "delete"}, 60, name), source, clock.t) == []

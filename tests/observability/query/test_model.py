@@ -47,8 +47,8 @@ from observability.query.model import (
         (lambda: TopRoutes("requests", limit=0), r"TopRoutes\.limit: must be between 1 and 100"),
         (lambda: ErrorBreakdown("colour"), r"ErrorBreakdown\.by: must be type, severity"),  # type: ignore[arg-type]
         (
-            lambda: LatencyQuantile(0.5, {"route": "/x"}, distribution="d_seconds"),
-            r"LatencyQuantile\.where: a named distribution has no labels",
+            lambda: LatencyQuantile(0.5, {"bad-label": "x"}, distribution="d_seconds"),
+            r"LatencyQuantile\.where: invalid label name 'bad-label'",
         ),
     ],
 )

@@ -51,6 +51,12 @@ def test_rule_terms_render_with_their_own_windows() -> None:
         '1 - (sum(rate(assignment_duration_seconds_bucket{le="0.05"}[1h]))'
         " / sum(rate(assignment_duration_seconds_count[1h])))"
     )
+    assert promql(
+        LatencyQuantile(0.95, {"operation": "select"}, 300, "db_query_duration_seconds")
+    ) == (
+        "histogram_quantile(0.95, sum by (le) "
+        '(rate(db_query_duration_seconds_bucket{operation="select"}[5m])))'
+    )
     assert promql(BurnRate(LatencyAbove(0.3, window_s=300), 0.01)) == (
         '(1 - (sum(rate(http_request_duration_seconds_bucket{le="0.3"}[5m]))'
         " / sum(rate(http_request_duration_seconds_count[5m])))) / 0.01"

@@ -177,7 +177,19 @@
       height: 200,
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        // One point (a fresh instance, a sparse series): uPlot would stretch the time axis
+        // over years; show the step around it instead.
+        x: { time: true, range: function (u, min, max) { return min === max ? [min - 300, max + 300] : [min, max]; } },
+        // From zero (rates, bytes, ratios are not negative): nearby values never collapse
+        // into identical tick labels, and a single value sits below the top, not on it.
+        y: { range: function (u, min, max) {
+          if (min === null || max === null) { return [0, 1]; }
+          var low = Math.min(0, min);
+          var high = max === low ? low + 1 : max;
+          return uPlot.rangeNum(low, high, 0.1, true);
+        } }
+      },
       axes: [
         { stroke: "#5b6472", grid: { stroke: "#eef0f3" }, space: 90 },
         { stroke: "#5b6472", grid: { stroke: "#eef0f3" }, size: 84,
@@ -214,6 +226,24 @@
     return null;
   }
 
+  // A row's link into the host's API (an experiment's results): the API wants the token, so
+  // a click fetches it with the token and shows the JSON under the table.
+  function resultsLink(href, text) {
+    var link = el("a", { href: href, text: text, className: "results-link" });
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      var card = link.closest("section.card");
+      var shown = card.querySelector("pre.results") || el("pre", { className: "results" });
+      card.appendChild(shown);
+      shown.textContent = "Loading " + href + " …";
+      fetch(href, { headers: { "Authorization": "Bearer " + token(), "Accept": "application/json" }, cache: "no-store", credentials: "omit" })
+        .then(function (response) { return response.json().then(function (data) { return [response.status, data]; }); })
+        .then(function (answer) { shown.textContent = href + " (" + answer[0] + ")\n" + JSON.stringify(answer[1], null, 2); })
+        .catch(function (failure) { shown.textContent = href + ": " + failure.message; });
+    });
+    return link;
+  }
+
   function renderTable(table, unit, thresholds, kind) {
     if (!table.rows || !table.rows.length) { return el("p", { className: "empty", text: "Nothing in this range." }); }
     var valueColumn = table.value_column;
@@ -232,7 +262,8 @@
         var td = el("td");
         if (typeof cell === "number") {
           td.className = "num";
-          if (col === unitColumn) { text = fmt(cell, unit); }
+          if (table.units) { text = fmt(cell, table.units[col]); }
+          else if (col === unitColumn) { text = fmt(cell, unit); }
           else if (table.columns[col] === "p95 ms") { text = fmt(cell, "ms"); }
           else if (table.columns[col] === "req/s") { text = fmt(cell, "reqps"); }
           else if (table.columns[col] === "last seen") { text = fmtTime(cell); td.className = ""; }
@@ -242,7 +273,9 @@
         } else {
           text = cell === null || cell === undefined ? "–" : String(cell);
         }
-        if (col === 0 && table.link) {
+        if (col === 0 && table.hrefs && table.hrefs[index]) {
+          td.appendChild(resultsLink(table.hrefs[index], text));
+        } else if (col === 0 && table.link) {
           var href = linkFor(table.link, row, index, table);
           td.appendChild(href ? el("a", { href: href, text: text }) : document.createTextNode(text));
         } else if (table.columns[col] === "severity") {
