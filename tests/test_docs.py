@@ -791,3 +791,19 @@ def test_walkthrough_requests_are_routes_with_their_method_and_json_bodies(home:
     for path in re.findall(r"http://127\.0\.0\.1:8000(/[^\s)]*)", _walkthrough()):
         scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
         assert any(r.matches(scope)[0] is Match.FULL for r in home.routes), path
+
+
+def test_every_documented_curl_with_a_body_says_it_is_json() -> None:
+    """FastAPI reads a body as JSON only when told: without the header a `curl -d` gets 422."""
+    curls = [
+        (page.name, number, text)
+        for page in doc_pages()
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text("utf-8"), re.S)
+        for number, text in enumerate(block.replace("\\\n", " ").splitlines(), 1)
+        if re.search(r"\bcurl\b", text) and re.search(r"\s-d\s", text)
+    ]
+    assert len(curls) >= 4
+    for name, number, text in curls:  # number: the line within its block
+        assert "content-type: application/json" in text.lower(), (
+            f"{name} (block line {number}): {text}"
+        )
