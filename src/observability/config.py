@@ -91,6 +91,9 @@ class ObservabilityConfig:
     viewer_token: str = ""
     access: AccessCheck | None = None
     public_base_url: str = ""  # links in notifications; default http://127.0.0.1:8000
+    # A Markdown runbook served at <ops_prefix>/runbook; alert links point there unless
+    # alerts.runbook_base_url names another place.
+    runbook_path: Path | None = None
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs whose X-Forwarded-For we believe
     # Request bodies are bounded before anything reads them (413 with the request_id).
     max_body_bytes: int = 1024 * 1024
@@ -148,6 +151,17 @@ class ObservabilityConfig:
     @property
     def instance_id(self) -> str:
         return self.instance or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def member_id(self) -> str:
+        """This process as a member of the fleet (lease holder, heartbeat row, published
+        rollups, history rows): the instance id, plus the pid when the workers of one
+        multi-process server share an explicit `instance` (they would otherwise all hold
+        the one lease, and overwrite each other's heartbeat, rollups and history)."""
+        # Set by the parent of multi-process workers (observability.metrics.prometheus).
+        if self.instance and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return f"{self.instance}/{os.getpid()}"
+        return self.instance_id
 
     @property
     def log_directory(self) -> Path:

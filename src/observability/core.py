@@ -120,7 +120,7 @@ class Observability:
             logging_config(cfg), mask=self.masker.mask_event, extra_sinks=sinks
         )
 
-        self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.instance_id)
+        self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.member_id)
         self.store.migrate()
         self.dispatcher = build_dispatcher(
             cfg.notify,
@@ -166,7 +166,7 @@ class Observability:
         self.registry.register(self.readiness)
         self.fleet = InstanceRegistry(
             self.store.engine,
-            instance=cfg.instance_id,
+            instance=cfg.member_id,
             service=cfg.service,
             version=cfg.release,
             heartbeat_s=cfg.heartbeat_seconds,
@@ -230,7 +230,7 @@ class Observability:
         source: LiveSource | FleetSource = live
         if self.store.engine.dialect.name != "sqlite":
             self.fleet_rollups = FleetRollups(
-                self.store.engine, service=cfg.service, instance=cfg.instance_id
+                self.store.engine, service=cfg.service, instance=cfg.member_id
             )
             self.fleet_publisher = FleetPublisher(
                 self.windows, self.fleet_rollups, before_publish=feed.sync
@@ -250,7 +250,8 @@ class Observability:
                 resolved_retention_s=max(1.0, 900 * scale),
                 grouping=scale_grouping(cfg.alerts.grouping or defaults.GROUPING, scale),
                 inhibit_rules=tuple(cfg.alerts.inhibit_rules or defaults.INHIBIT_RULES),
-                runbook_base_url=cfg.alerts.runbook_base_url or "docs/runbook.md",
+                runbook_base_url=cfg.alerts.runbook_base_url
+                or (f"{base}/runbook" if cfg.runbook_path is not None else "docs/runbook.md"),
                 dashboard_base_url=f"{base}/dashboards",
                 evidence_url_template=f"{base}/incidents/{{alertname}}",
             ),
@@ -264,7 +265,7 @@ class Observability:
             Lease(
                 self.store.engine,
                 f"{cfg.service}:alert-evaluator",
-                cfg.instance_id,
+                cfg.member_id,
                 ttl_s=cfg.leader_lease_seconds,
             ),
             on_elected=self._lead,
@@ -285,7 +286,9 @@ class Observability:
         self.dependency_signals = (
             tuple(cfg.dependency_signals)
             if cfg.dependency_signals is not None
-            else default_signals(cfg.readiness)
+            else default_signals(  # one signal per probe name
+                cfg.readiness.checks if isinstance(cfg.readiness, Readiness) else cfg.readiness
+            )
         )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
