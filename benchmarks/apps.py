@@ -94,7 +94,7 @@ def ours_full_shipping() -> FastAPI:
 def _full(shipping: str) -> FastAPI:
     from observability.asgi import ObservabilityMiddleware, RequestRecord
     from observability.logging import RequestLogObserver
-    from observability.metrics.prometheus import HttpMetrics, InFlightMiddleware
+    from observability.metrics.prometheus import HttpMetrics
     from observability.metrics.windows import RollingWindows
 
     _log_pipeline(shipping)
@@ -108,11 +108,8 @@ def _full(shipping: str) -> FastAPI:
     app.add_middleware(
         ObservabilityMiddleware,  # type: ignore[arg-type]
         observers=[RequestLogObserver(), http, window],
-    )
-    app.add_middleware(
-        InFlightMiddleware,  # type: ignore[arg-type]
-        gauge=http.in_flight,
-        exclude_paths=http.excluded,
+        in_flight=http.in_flight,
+        in_flight_exclude=http.excluded,
     )
     return app
 
@@ -177,17 +174,17 @@ def middleware_only() -> FastAPI:
 
 
 def ours() -> FastAPI:
-    """M: ObservabilityMiddleware + HttpMetrics observer + the in-flight wrapper."""
+    """M: ObservabilityMiddleware + HttpMetrics observer + the in-flight gauge."""
     from observability.asgi import ObservabilityMiddleware
-    from observability.metrics.prometheus import HttpMetrics, InFlightMiddleware
+    from observability.metrics.prometheus import HttpMetrics
 
     app = bare()
     http = HttpMetrics(CollectorRegistry())
-    app.add_middleware(ObservabilityMiddleware, observers=[http])  # type: ignore[arg-type]
     app.add_middleware(
-        InFlightMiddleware,  # type: ignore[arg-type]
-        gauge=http.in_flight,
-        exclude_paths=http.excluded,
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        observers=[http],
+        in_flight=http.in_flight,
+        in_flight_exclude=http.excluded,
     )
     return app
 

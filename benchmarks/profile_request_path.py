@@ -59,7 +59,7 @@ def _stack(*, in_flight: bool, metrics: bool, windows: bool, log: str) -> Any:
     import apps
     from observability.asgi import ObservabilityMiddleware, RequestRecord
     from observability.logging import RequestLogObserver
-    from observability.metrics.prometheus import HttpMetrics, InFlightMiddleware
+    from observability.metrics.prometheus import HttpMetrics
     from observability.metrics.windows import RollingWindows
 
     observers: list[Callable[[RequestRecord], None]] = []
@@ -77,13 +77,12 @@ def _stack(*, in_flight: bool, metrics: bool, windows: bool, log: str) -> Any:
 
         observers.append(window)
     app = apps.bare()
-    app.add_middleware(ObservabilityMiddleware, observers=observers)  # type: ignore[arg-type]
-    if in_flight:
-        app.add_middleware(
-            InFlightMiddleware,  # type: ignore[arg-type]
-            gauge=http.in_flight,
-            exclude_paths=http.excluded,
-        )
+    app.add_middleware(
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        observers=observers,
+        in_flight=http.in_flight if in_flight else None,
+        in_flight_exclude=http.excluded,
+    )
     return app
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from random import getrandbits
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,6 +24,7 @@ from observability.context import RequestContext, activate, deactivate
 
 __all__ = [
     "UNMATCHED_ROUTE",
+    "InFlightGauge",
     "ObservabilityMiddleware",
     "RequestObserver",
     "RequestRecord",
@@ -59,6 +60,16 @@ class RequestRecord:
 
 
 RequestObserver = Callable[[RequestRecord], None]
+
+
+class InFlightGauge(Protocol):
+    """What the middleware counts requests being served on (a prometheus Gauge fits)."""
+
+    def inc(self) -> None: ...
+
+    def dec(self) -> None: ...
+
+
 ObserverErrorHook = Callable[[RequestObserver, BaseException], None]
 
 
@@ -105,6 +116,8 @@ class ObservabilityMiddleware:
 
     `trusted_proxies` (IPs or CIDRs) are the only peers whose `X-Forwarded-For` is believed;
     `log_headers` are the request headers copied into the record (masked by the log line).
+    `in_flight` counts the requests being served (paths in `in_flight_exclude` are not): here
+    rather than in a second middleware, which cost another ASGI layer a request.
     """
 
     def __init__(
@@ -116,6 +129,8 @@ class ObservabilityMiddleware:
         log_headers: Iterable[str] = ("user-agent", "content-type", "accept", "authorization"),
         error_body: Callable[[str], bytes] = default_error_body,
         on_observer_error: ObserverErrorHook | None = None,
+        in_flight: InFlightGauge | None = None,
+        in_flight_exclude: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.observers = list(observers)
@@ -124,6 +139,8 @@ class ObservabilityMiddleware:
         self.error_body = error_body
         self.on_observer_error = on_observer_error
         self.observer_errors = 0
+        self.in_flight = in_flight
+        self.in_flight_exclude = frozenset(in_flight_exclude)
 
     def _client_ip(self, scope: Scope, forwarded_for: str | None) -> str | None:
         client = scope.get("client")
@@ -208,6 +225,11 @@ class ObservabilityMiddleware:
             await send(message)
 
         error: BaseException | None = None
+        in_flight = self.in_flight
+        if in_flight is not None and scope.get("path") not in self.in_flight_exclude:
+            in_flight.inc()
+        else:
+            in_flight = None
         token = activate(ctx)
         try:
             try:
@@ -232,6 +254,8 @@ class ObservabilityMiddleware:
             self._finish(scope, ctx, state, started, started_wall, logged, error)
         finally:
             deactivate(token)
+            if in_flight is not None:
+                in_flight.dec()
 
     def _finish(
         self,

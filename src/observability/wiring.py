@@ -31,7 +31,7 @@ from observability.config import ObservabilityConfig
 from observability.core import Observability
 from observability.limits import BodyLimitMiddleware
 from observability.logging import Sink
-from observability.metrics.prometheus import InFlightMiddleware, metrics_endpoint
+from observability.metrics.prometheus import metrics_endpoint
 from observability.web import build_ops_ui, token_auth
 
 __all__ = ["instrument"]
@@ -98,14 +98,11 @@ def instrument(
         )
     )
     app.add_middleware(
-        InFlightMiddleware,
-        gauge=observability.http.in_flight,
-        exclude_paths=observability.http.excluded,
-    )
-    app.add_middleware(
         ObservabilityMiddleware,
         observers=observability.observers,
         trusted_proxies=[p for p in config.trusted_proxies.split(",") if p.strip()],
+        in_flight=observability.http.in_flight,
+        in_flight_exclude=observability.http.excluded,
     )
     _run_in_lifespan(app, observability)
     app.state.observability = observability

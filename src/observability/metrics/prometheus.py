@@ -5,8 +5,8 @@ so tests and apps build their own. Wiring, in order:
 
     registry = build_registry()                   # multiprocess-aware, see below
     http = HttpMetrics(registry)                  # an observer of ObservabilityMiddleware
-    app = ObservabilityMiddleware(app, observers=[http])
-    app = http.in_flight_middleware(app)          # in-flight gauge (no start hook upstream)
+    app = ObservabilityMiddleware(app, observers=[http], in_flight=http.in_flight,
+                                  in_flight_exclude=http.excluded)
     metrics_app = metrics_endpoint(registry, token=..., authorize=...)   # mount at /metrics
 
 Multi-process (`uvicorn --workers N`): prometheus_client writes each worker's values to mmap
@@ -471,7 +471,8 @@ def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
 class InFlightMiddleware:
     """Counts requests being served: +1 when one arrives, -1 when the app returns.
 
-    A separate wrapper because ObservabilityMiddleware only reports finished requests. Paths
+    For apps without ObservabilityMiddleware; with it, pass `in_flight=` to it instead (one
+    ASGI layer fewer a request). Paths
     (not route templates: no route is known yet) in `exclude_paths` are not counted.
     """
 

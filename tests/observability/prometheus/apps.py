@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from observability.asgi import ObservabilityMiddleware
 from observability.metrics.prometheus import (
     HttpMetrics,
-    InFlightMiddleware,
     build_registry,
     mark_worker_dead,
     metrics_endpoint,
@@ -63,11 +62,11 @@ def build_app(registry: CollectorRegistry | None = None, *, token: str) -> FastA
         raise RuntimeError("planned failure")
 
     app.add_route("/metrics", metrics_endpoint(registry, token=token), include_in_schema=False)
-    app.add_middleware(ObservabilityMiddleware, observers=[http])  # type: ignore[arg-type]
     app.add_middleware(
-        InFlightMiddleware,  # type: ignore[arg-type]
-        gauge=http.in_flight,
-        exclude_paths=http.excluded,
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        observers=[http],
+        in_flight=http.in_flight,
+        in_flight_exclude=http.excluded,
     )
     return app
 

@@ -18,7 +18,6 @@ from observability.metrics.prometheus import (
     DURATION_BUCKETS,
     SIZE_BUCKETS,
     HttpMetrics,
-    InFlightMiddleware,
     metrics_endpoint,
 )
 
@@ -66,11 +65,11 @@ def client(registry: CollectorRegistry, http: HttpMetrics) -> TestClient:
         return {"status": "ok"}
 
     app.add_route("/metrics", metrics_endpoint(registry, token=TOKEN), include_in_schema=False)
-    app.add_middleware(ObservabilityMiddleware, observers=[http])  # type: ignore[arg-type]
     app.add_middleware(
-        InFlightMiddleware,  # type: ignore[arg-type]
-        gauge=http.in_flight,
-        exclude_paths=http.excluded,
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        observers=[http],
+        in_flight=http.in_flight,
+        in_flight_exclude=http.excluded,
     )
     return TestClient(app, raise_server_exceptions=False)
 
