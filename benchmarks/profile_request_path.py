@@ -46,11 +46,9 @@ def _pipeline(mask: bool, submit: str) -> None:
         mask=default_masker().mask_event if mask else None,
     )
     if submit == "none":  # the event dict is built, then dropped
-        pipeline.submit = lambda level, event, trusted=frozenset(): None  # type: ignore[method-assign]
+        pipeline.submit = pipeline.submit_split = lambda *_: None  # type: ignore[method-assign]
     elif submit == "render":  # rendered to bytes, not queued
-        pipeline.submit = lambda level, event, trusted=frozenset(): pipeline._render(  # type: ignore[method-assign]
-            level, event, trusted
-        )
+        pipeline.queue.put = lambda *_: None  # type: ignore[method-assign]
 
 
 def _stack(*, in_flight: bool, metrics: bool, windows: bool, log: str) -> Any:

@@ -113,6 +113,32 @@ class LogPipeline:
             return
         self.queue.put(level, record)
 
+    def submit_split(self, level: int, trusted: dict[str, Any], untrusted: dict[str, Any]) -> None:
+        """`submit` for a caller that keeps its trusted fields apart already (the request line):
+        only `untrusted` is masked; `trusted` starts with timestamp, level, logger and event.
+        Saves the per-line pops that split one dict (~5 us of a request)."""
+        self.emitted[_LEVEL_NAMES.get(level, "info")] += 1
+        try:
+            masked = self.mask(untrusted)
+            stamp = trusted["timestamp"]
+            if isinstance(stamp, float):
+                trusted["timestamp"] = self._timestamp(stamp)
+            if self.static_fields:
+                ordered = {key: trusted[key] for key in _FIRST_KEYS if key in trusted}
+                ordered.update(self.static_fields)
+                ordered.update(masked)
+                ordered.update(trusted)  # the first keys keep their places
+            else:
+                ordered = trusted  # ours to keep: the caller hands it over
+                ordered.update(masked)
+            line = orjson.dumps(
+                ordered, default=repr, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+            )
+        except Exception:  # an unrenderable event is counted, never raised into the caller
+            self.dropped_by_writer["render_error"] += 1
+            return
+        self.queue.put(level, (level, ordered, line))
+
     @property
     def dropped(self) -> Counter[str]:
         return self.queue.dropped + self.dropped_by_writer

@@ -13,35 +13,20 @@ from typing import Any
 
 from observability.asgi import RequestRecord
 from observability.logging.exceptions import structure_exception
-from observability.logging.pipeline import active_pipeline
+from observability.logging.pipeline import LogPipeline, active_pipeline
 from observability.masking import default_masker
 
 __all__ = ["RequestLogObserver"]
 
 HeaderMasker = Callable[[str, str], str]
 
-# Produced by the middleware from validated input: numbers, the route template, hex ids, an IP
-# address parsed as one. Everything else (path, query, headers, request id, user id, user
-# agent) goes through the masker.
-TRUSTED_FIELDS = frozenset(
-    {
-        "event",
-        "logger",
-        "timestamp",
-        "level",
-        "route",
-        "status",
-        "duration_ms",
-        "bytes_in",
-        "bytes_out",
-        "slow",
-        "sample_rate",
-        "trace_id",
-        "span_id",
-        "client_ip",
-        "error_type",
-    }
-)
+# Trusted (never scanned): what the middleware produced from validated input: numbers, the
+# route template, hex ids (the request id when we generated it), an IP address parsed as one.
+# Everything else (path, query, headers, a client's request id, user id, user agent) is masked.
+_LEVEL_NAMES = {20: "info", 30: "warning", 40: "error"}
+# Context fields a caller (or a client) sets: masked. request_id is decided per line.
+_UNTRUSTED_CONTEXT = ("user_id", "principal", "user_agent")
+_TRUSTED_CONTEXT = ("trace_id", "span_id", "client_ip")
 
 
 def _mask_header(name: str, value: str) -> str:
@@ -88,44 +73,68 @@ class RequestLogObserver:
                 self.sampled_out += 1
                 return
             sampled = True
-        event: dict[str, Any] = {
-            "event": "request_completed",
-            "logger": self.logger_name,
+        ctx = record.context
+        # Two dicts from the start: the fields the middleware produced from validated input
+        # (never scanned) and the rest (masked). No trusted/untrusted split per line later.
+        trusted: dict[str, Any] = {
             "timestamp": record.started_at + record.duration_s,
-            "level": {20: "info", 30: "warning", 40: "error"}[level],
-            "method": record.method,
+            "level": _LEVEL_NAMES[level],
+            "logger": self.logger_name,
+            "event": "request_completed",
             "route": record.route,
-            "path": record.path,
             "status": record.status,
             "duration_ms": round(record.duration_s * 1000.0, 3),
             "bytes_in": record.bytes_in,
             "bytes_out": record.bytes_out,
         }
         if record.duration_s >= self.slow_s:
-            event["slow"] = True
+            trusted["slow"] = True
         if sampled:
-            event["sample_rate"] = self.sample_rate
-        query = record.context.scope.get("query_string") if record.context.scope else None
+            trusted["sample_rate"] = self.sample_rate
+        untrusted: dict[str, Any] = {"method": record.method, "path": record.path}
+        query = ctx.scope.get("query_string") if ctx.scope else None
         if query:
-            event["query"] = query.decode("latin-1")
+            untrusted["query"] = query.decode("latin-1")
         headers = {}
         for name, value in record.headers.items():
             if name in self.log_headers:
                 secret = name in self.secret_headers
                 headers[name] = self.mask_header(name, value) if secret else value
         if headers:
-            event["headers"] = headers
-        for key, value in record.context.as_dict().items():
-            event.setdefault(key, value)
+            untrusted["headers"] = headers
+        extra = ctx.extra
+        # An id we generated is 32 hex digits: trusted. One a client sent is data: masked.
+        if ctx.request_id is not None:
+            side = untrusted if "request_id_source" in extra else trusted
+            side["request_id"] = ctx.request_id
+        for name in _TRUSTED_CONTEXT:
+            if (value := getattr(ctx, name)) is not None:
+                trusted[name] = value
+        for name in _UNTRUSTED_CONTEXT:
+            if (value := getattr(ctx, name)) is not None:
+                untrusted[name] = value
+        for key, value in extra.items():
+            if key not in trusted and key not in untrusted:
+                untrusted[key] = value
         if record.exception is not None:
-            event["error_type"] = type(record.exception).__qualname__
-            failure = {
-                key: event[key]
-                for key in ("logger", "timestamp", "method", "route", "path", "status")
-            }
-            failure.update(event="request_failed", level="error")
-            failure["exception"] = structure_exception(record.exception)
-            for key, value in record.context.as_dict().items():
-                failure.setdefault(key, value)
-            pipeline.submit(40, failure)
-        pipeline.submit(level, event, TRUSTED_FIELDS)
+            trusted["error_type"] = type(record.exception).__qualname__
+            self._failed(pipeline, record, trusted, untrusted)
+        pipeline.submit_split(level, trusted, untrusted)
+
+    def _failed(
+        self,
+        pipeline: LogPipeline,
+        record: RequestRecord,
+        trusted: dict[str, Any],
+        untrusted: dict[str, Any],
+    ) -> None:
+        """The `request_failed` line with the structured exception, beside the request line."""
+        event = {**untrusted, **trusted}
+        failure = {
+            key: event[key] for key in ("logger", "timestamp", "method", "route", "path", "status")
+        }
+        failure.update(event="request_failed", level="error")
+        failure["exception"] = structure_exception(record.exception)  # type: ignore[arg-type]
+        for key, value in record.context.as_dict().items():
+            failure.setdefault(key, value)
+        pipeline.submit(40, failure)
