@@ -178,21 +178,27 @@ class ObservabilityMiddleware:
                 trace = parse_traceparent(raw.decode("latin-1"))
             elif name == b"x-forwarded-for":
                 forwarded_for = raw.decode("latin-1")
-            if name == b"user-agent":
+            elif name == b"user-agent":
                 user_agent = raw.decode("latin-1")
             if name in self.log_headers:
                 logged[name.decode("latin-1")] = raw.decode("latin-1")
         # Correlation ids need uniqueness, not secrecy: the Mersenne Twister is ~10x cheaper
-        # than os.urandom (a system call) and is seeded from the OS at start.
+        # than os.urandom (a system call) and is seeded from the OS at start. One draw for
+        # the three ids (request 128 bits, trace 128, span 64), cut from one hex string.
+        ids = f"{getrandbits(320):080x}"
         if request_id is None:
-            request_id = f"{getrandbits(128):032x}"
-        trace_id = trace[0] if trace else f"{getrandbits(128):032x}"
+            request_id = ids[:32]
+        if forwarded_for and self.trusted:
+            client_ip = self._client_ip(scope, forwarded_for)
+        else:
+            client = scope.get("client")
+            client_ip = client[0] if client else None
         ctx = RequestContext(
             request_id=request_id,
-            trace_id=trace_id,
-            span_id=f"{getrandbits(64):016x}",
+            trace_id=trace[0] if trace else ids[32:64],
+            span_id=ids[64:],
             method=scope["method"],
-            client_ip=self._client_ip(scope, forwarded_for),
+            client_ip=client_ip,
             user_agent=user_agent,
             scope=scope,
         )
