@@ -31,8 +31,10 @@ import httpx
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 
 from experimentation_platform.demo import DemoTraffic, seed
+from observability.metrics.history import MetricHistory
 from tests.support.platform import CLI, REDIS_URL, create_key, postgres_database
 from tests.support.servers import LOOPBACK, ManagedProcess, RecordingHTTPServer, free_port
 
@@ -251,6 +253,7 @@ def test_three_instances_alert_once_show_the_fleet_and_survive_kill_9(
 
     # -- 2. kill -9 of a follower ---------------------------------------------------------------
     follower = next(n for n in NAMES if n != leader)
+    served = sum(members.product_requests(follower).values())
     members.kill(follower)
 
     def lost() -> bool:
@@ -265,6 +268,23 @@ def test_three_instances_alert_once_show_the_fleet_and_survive_kill_9(
     except AssertionError:
         alerts = httpx.get(f"{members.base(leader)}/ops/api/alerts", headers=admin).json()
         raise AssertionError((_slack_titles(slack), alerts)) from None
+    # Its minutes are all in the history, the last ones written by the leader from its buckets.
+    history = MetricHistory(create_engine(members.url))
+    try:
+        _until(
+            lambda: (
+                sum(
+                    r.requests
+                    for m in history.rollups(time.time() - 900, time.time(), follower)
+                    for r in m.routes.values()
+                )
+                == served
+            ),
+            30,
+            f"{follower}'s {served} requests in the history",
+        )
+    finally:
+        history.engine.dispose()
     survivors = [n for n in NAMES if n != follower]
 
     # -- 3. one fault on every surviving instance -----------------------------------------------
