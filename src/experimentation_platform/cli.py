@@ -148,6 +148,15 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (ep key
     )
 
 
+def _bind(host: str | None, port: int | None) -> None:
+    """--host/--port as EP_HOST/EP_PORT: the app factory (in every worker) reads its settings
+    from the environment, so links it builds (EP_PUBLIC_BASE_URL unset) name the real port."""
+    if host is not None:
+        os.environ["EP_HOST"] = host
+    if port is not None:
+        os.environ["EP_PORT"] = str(port)
+
+
 def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:
     return uvicorn.Config(
         "experimentation_platform.app:create_app",
@@ -178,10 +187,11 @@ def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
     """Run the HTTP API."""
+    _bind(host, port)
     settings = _settings(prepare=True)
     if migrate_first:
         _migrate(settings)
-    config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
+    config = _uvicorn_config(settings, settings.host, settings.port, workers)
     _log_to_pipeline(settings)
     if workers > 1:
         # Workers import prometheus_client fresh with this set, and write their samples here.
@@ -260,11 +270,12 @@ def quickstart(
     # The demo's request lines would scroll the banner away: the log lines go to the log
     # file only (the app reads its settings from the environment, so it is set there).
     os.environ["EP_LOG_TO_STDOUT"] = "false"
+    _bind(None, port)
     settings = _settings(prepare=True)
     with _key_store(settings) as keys:
         _, admin_key = keys.create("admin", "quickstart")
         _, demo_key = keys.create("admin", "demo-traffic")
-    host, port = settings.host, port or settings.port
+    host, port = settings.host, settings.port
     base_url = f"http://{host}:{port}"
     log_file = settings.log_dir / f"{settings.log_file_stem}.log"
     _log_to_pipeline(settings)

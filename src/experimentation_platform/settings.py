@@ -7,6 +7,7 @@ A bad value fails at start with a message naming the variable and what it accept
 from __future__ import annotations
 
 import re
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
 
     # Notifications (a receiver is on when its setting is given)
     public_base_url: str = ""  # links in notifications; default http://host:port
+    runbook_base_url: str = ""  # where alert links find the runbook; default $BASE/ops/runbook
     pagerduty_routing_key: str = ""
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     slack_webhook_url: str = ""
@@ -194,7 +196,12 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return self.public_base_url or f"http://{self.host}:{self.port}"
+        """EP_PUBLIC_BASE_URL, else the bound host and port (a wildcard bind: the host's name,
+        what another machine would use)."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

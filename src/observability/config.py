@@ -91,6 +91,9 @@ class ObservabilityConfig:
     viewer_token: str = ""
     access: AccessCheck | None = None
     public_base_url: str = ""  # links in notifications; default http://127.0.0.1:8000
+    # A Markdown runbook served at <ops_prefix>/runbook; alert links point there unless
+    # alerts.runbook_base_url names another place.
+    runbook_path: Path | None = None
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs whose X-Forwarded-For we believe
     # Request bodies are bounded before anything reads them (413 with the request_id).
     max_body_bytes: int = 1024 * 1024

@@ -252,7 +252,8 @@ class Observability:
                 resolved_retention_s=max(1.0, 900 * scale),
                 grouping=scale_grouping(cfg.alerts.grouping or defaults.GROUPING, scale),
                 inhibit_rules=tuple(cfg.alerts.inhibit_rules or defaults.INHIBIT_RULES),
-                runbook_base_url=cfg.alerts.runbook_base_url or "docs/runbook.md",
+                runbook_base_url=cfg.alerts.runbook_base_url
+                or (f"{base}/runbook" if cfg.runbook_path is not None else "docs/runbook.md"),
                 dashboard_base_url=f"{base}/dashboards",
                 evidence_url_template=f"{base}/incidents/{{alertname}}",
             ),

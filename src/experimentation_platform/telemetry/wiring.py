@@ -18,6 +18,7 @@ from experimentation_platform.telemetry import alerts
 from experimentation_platform.telemetry import names as domain
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from experimentation_platform.telemetry.metrics import PlatformMetrics, PlatformStateCollector
+from experimentation_platform.telemetry.runbook import runbook_path
 from observability import (
     AlertSettings,
     CloudWatchSettings,
@@ -81,6 +82,7 @@ def observability_config(
         metrics_token=settings.metrics_token,
         access=access,
         public_base_url=settings.base_url,
+        runbook_path=runbook_path(),
         trusted_proxies=settings.trusted_proxies,
         max_body_bytes=settings.max_body_bytes,
         body_limits={"/api/v1/events": settings.max_events_body_bytes},
@@ -143,7 +145,7 @@ def observability_config(
             enabled=settings.alerts_enabled,
             interval_seconds=settings.alert_interval_seconds,
             window_scale=settings.alert_window_scale,
-            runbook_base_url=alerts.RUNBOOK_URL,
+            runbook_base_url=settings.runbook_base_url,
             rules=alerts.BASE_RULES,
             grouping=alerts.BASE_GROUPING,
             inhibit_rules=alerts.INHIBIT_RULES,
