@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     log_file_stem: str = "platform"
     log_rotate_seconds: float = Field(default=86_400.0, ge=1.0)
     log_to_stdout: bool = True
+    # stdout for people or machines: "pretty" coloured lines, "json", or "auto" (pretty when
+    # stdout is a terminal); files and CloudWatch are JSON either way.
+    log_console: Literal["auto", "json", "pretty"] = "auto"
     log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     log_slow_request_ms: float = Field(default=500.0, ge=0.0)
     log_retention_days: int = Field(default=14, ge=1, le=3650)

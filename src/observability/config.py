@@ -23,6 +23,7 @@ from observability.alerting.grouping import Grouping, InhibitRule
 from observability.alerting.rules import Rule
 from observability.dashboards.model import Dashboard
 from observability.errors.classify import ClassificationRule
+from observability.incident.changes import DependencySignal
 from observability.readiness import Readiness
 from observability.settings import (
     AccessCheck,
@@ -120,6 +121,9 @@ class ObservabilityConfig:
     dashboard_gauges: tuple[str, ...] = ()
     # Incident evidence: log events that change behaviour ("recent configuration changes").
     change_events: tuple[str, ...] = ()
+    # Incident evidence: dependency signals compared before/during an incident; None: the
+    # toolkit's (`observability.incident.signals.default_signals` over the readiness probes).
+    dependency_signals: Sequence[DependencySignal] | None = None
     # Readiness: dependency name -> probe (raises when the dependency does not answer), or a
     # `Readiness` the app also serves (one cached report for /health/ready and the gauges).
     readiness: Mapping[str, Callable[[], object]] | Readiness = field(default_factory=dict)

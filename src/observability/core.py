@@ -43,6 +43,7 @@ from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
 from observability.fleet.rollups import FleetPublisher, FleetRollups
 from observability.incident import gather_evidence
+from observability.incident.signals import default_signals
 from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
     LoggingConfig,
@@ -225,6 +226,7 @@ class Observability:
         self.fleet_rollups: FleetRollups | None = None
         self.fleet_publisher: FleetPublisher | None = None
         live = LiveSource(self.windows, history=self.store.history, gauges=self.gauges)
+        self.live_source = live  # this process's view (its remembered gauge readings too)
         source: LiveSource | FleetSource = live
         if self.store.engine.dialect.name != "sqlite":
             self.fleet_rollups = FleetRollups(
@@ -281,6 +283,11 @@ class Observability:
             fleet=self.fleet_rollups,
         )
         self.log_search = LogSearch(cfg.log_directory, cfg.log_file_stem)
+        self.dependency_signals = (
+            tuple(cfg.dependency_signals)
+            if cfg.dependency_signals is not None
+            else default_signals(self.readiness_checks.checks)
+        )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
         self.run_marker = RunMarker(cfg.data_dir / "run", instance=cfg.instance_id)
@@ -407,13 +414,18 @@ class Observability:
         found = find_alert(self.evaluator.alert_instances(), alert)
         if found is None:
             return None
-        self.logs.flush(1.0)  # the failing requests just happened: lines may be queued
+        self.logs.flush(0.5)  # the failing requests just happened: lines may be queued
         evidence = gather_evidence(
             found,
             definitions=self.evaluator.definitions,
             windows=self.windows,
             history=self.store.history,
+            # The evaluator's remembered gauge readings answer without pinging the
+            # dependencies again (which may be what is slow).
+            gauges=self.live_source,
+            dependency_signals=self.dependency_signals,
             errors=self.store.errors,
+            recent_errors=self.errors.recent,
             logs=self.log_search,
             config_events=self.config.change_events,
             mask=self.masker.mask,
@@ -538,6 +550,7 @@ def logging_config(config: ObservabilityConfig) -> LoggingConfig:
         directory=config.log_directory if settings.to_file else None,
         file_stem=config.log_file_stem,
         stdout=settings.stdout,
+        console=settings.console,
         max_file_bytes=settings.max_file_bytes,
         rotate_seconds=settings.rotate_seconds,
         retention_days=settings.retention_days,

@@ -4,8 +4,9 @@ self-test (one group resolved by the operator API), and a real firing alert from
 injection (half of all assignments fail). Alert windows are shortened (EP_ALERT_WINDOW_SCALE,
 configuration only); nothing is injected into the UI's data.
 
-Every panel of the four dashboards must show data, attributed to what it measures (a row or a
-legend entry named "-" is an unlabelled total, not data about anything); a panel that only has
+Every panel of the four dashboards must show data, in the page and in the dashboard API,
+attributed to what it measures (a row or a legend entry named "-" is an unlabelled total, not
+data about anything; the per-variant table names each variant); a panel that only has
 data when something is lost (dropped log lines) must be empty exactly when /metrics says
 nothing was lost. Auto-refresh fetches
 again without a reload, the drill-downs reach a route's latency and a request's log lines,
@@ -26,6 +27,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from experimentation_platform.demo import EXPERIMENTS
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from tests.support.platform import CLI, create_key, home_env
 from tests.support.servers import LOOPBACK, ManagedProcess, free_port, in_ci, wait_for_http
@@ -42,20 +44,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-# Panels issue 18 will fix: each shows only an unlabelled total ("-"), not per-variant or
-# per-label data. Strict: the test fails here the day they show attributed data.
-ISSUE_18 = {
-    ("business-metrics", "conversion-rate-per-variant"): (
-        "one row with experiment '-' and variant '-': conversion_events_total has no variant "
-        "label (issue 18)"
-    ),
-    ("business-metrics", "assignment-rate"): "an unlabelled '-' series beside the outcomes "
-    "(issue 18)",
-    ("business-metrics", "flag-evaluations"): "an unlabelled '-' series beside the results "
-    "(issue 18)",
-    ("business-metrics", "conversion-events-rate"): "only an unlabelled '-' series, no "
-    "experiment (issue 18)",
-}
 # Panels a fresh instance cannot fill at once: the fixture waits for them (bounded), and a
 # failure says why.
 FRESH_INSTANCE = {
@@ -80,8 +68,11 @@ PANEL_STATES = """(() => [...document.querySelectorAll('section.card[data-kind]'
   const placeholder = t => t === '' || t === '-' || t === '\\u2013';
   let shown = false;
   let unnamed = [];
+  let span = null;
   if (kind === 'timeseries') {
     shown = card.querySelector('canvas') !== null;
+    const chart = card.querySelector('.chart');
+    span = chart && chart.dataset.xspan ? Number(chart.dataset.xspan) : null;
     unnamed = [...card.querySelectorAll('.u-legend .u-series')].slice(1)
       .map(row => row.querySelector('.u-label')).filter(l => l && placeholder(text(l))).map(text);
   } else if (kind === 'stat') {
@@ -96,7 +87,7 @@ PANEL_STATES = """(() => [...document.querySelectorAll('section.card[data-kind]'
       }
     }
   }
-  return {id: card.id.replace(/^panel-/, ''), kind, shown, unnamed};
+  return {id: card.id.replace(/^panel-/, ''), kind, shown, unnamed, span};
 }))()"""
 
 
@@ -301,7 +292,7 @@ def test_a_route_drills_down_to_its_latency_and_refresh_needs_no_reload(
 @pytest.fixture(scope="module")
 def panels(live: Live, page: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """Every panel's state, each dashboard watched until its panels show attributed data
-    (the known issue-18 panels aside) or until PANELS_WAIT_S after the server started."""
+    or until PANELS_WAIT_S after the server started."""
     states: dict[tuple[str, str], dict[str, Any]] = {}
     for board in DASHBOARDS:
         page.goto(f"{live.base}/ops/dashboards/{board.name}?refresh=2&range=15m")
@@ -311,8 +302,7 @@ def panels(live: Live, page: Any) -> dict[tuple[str, str], dict[str, Any]]:
             awaited = [
                 slug
                 for slug in seen
-                if (board.name, slug) not in ISSUE_18
-                and (board.name, slug) not in EMPTY_WHEN_HEALTHY
+                if (board.name, slug) not in EMPTY_WHEN_HEALTHY
                 and (not seen[slug]["shown"] or seen[slug]["unnamed"])
             ]
             if not awaited or time.monotonic() - live.started > PANELS_WAIT_S:
@@ -332,13 +322,7 @@ def _panel_params() -> list[Any]:
     params = []
     for board in DASHBOARDS:
         for panel in board.panels:
-            key = (board.name, panel.slug)
-            marks = []
-            if key in ISSUE_18:
-                marks.append(pytest.mark.xfail(reason=ISSUE_18[key], strict=True))
-            params.append(
-                pytest.param(board.name, panel.slug, id=f"{key[0]}/{key[1]}", marks=marks)
-            )
+            params.append(pytest.param(board.name, panel.slug, id=f"{board.name}/{panel.slug}"))
     return params
 
 
@@ -357,6 +341,72 @@ def test_every_panel_shows_attributed_data(
     why = FRESH_INSTANCE.get((board, slug), "")
     assert state["shown"], f"{board}/{slug} shows no data {why}; the API: {state['api']}"
     assert not state["unnamed"], f"{board}/{slug} shows unnamed data: {state['unnamed']}"
+    if state["kind"] == "timeseries":
+        # The time axis covers the selected range (15 minutes here), however few points it
+        # has: a single point once stretched it over a thousand days.
+        assert state["span"] is not None
+        assert 0 < state["span"] <= 2 * 900, f"{board}/{slug} spans {state['span']} s"
+
+
+def test_the_per_variant_table_names_each_variant_and_links_to_results(
+    live: Live, page: Any
+) -> None:
+    page.goto(f"{live.base}/ops/dashboards/business-metrics?refresh=2&range=15m")
+    first = EXPERIMENTS[0]  # the demo's experiment everyone is eligible for
+    rows = "#panel-conversion-rate-per-variant table.data tbody tr"
+    wait_until(page, f"document.querySelectorAll('{rows}').length > 0", timeout=60)
+    cells = [row.locator("td").all_inner_texts() for row in page.locator(rows).all()]
+    shown = {(c[0], c[1]) for c in cells}
+    assert {(first["key"], v["key"]) for v in first["variants"]} <= shown, cells
+    # A row's link fetches the experiment's results with the operator's token.
+    page.locator(f"{rows} a.results-link", has_text=first["key"]).first.click()
+    results = "#panel-conversion-rate-per-variant pre.results"
+    wait_until(
+        page,
+        f"(document.querySelector('{results}') || {{}}).textContent"
+        " && document.querySelector('" + results + "').textContent.includes('(200)')",
+    )
+    text = page.locator(results).inner_text()
+    assert "conversion_rate_ci" in text
+    assert "sample_ratio_mismatch" in text
+    page.screenshot(path=str(ARTIFACTS / "business-metrics-results.png"), full_page=True)
+
+
+def _api_shows(panel: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Does a panel of the dashboard API carry data, and which of its names are unnamed "-"."""
+    if panel.get("series") is not None:
+        shown = any(v is not None for s in panel["series"] for v in s["values"])
+        return shown, [s["label"] for s in panel["series"] if s["label"] in ("", "-")]
+    if panel.get("stats") is not None:
+        return any(s["value"] is not None for s in panel["stats"]), []
+    table = panel.get("table") or {}
+    rows = table.get("rows") or []
+    unnamed = [cell for row in rows for cell in row if cell in ("", "-")]
+    return bool(rows), unnamed
+
+
+def test_the_dashboard_api_has_data_in_every_panel(live: Live) -> None:
+    """The built-in UI's data, without a browser: after the demo traffic, every panel of every
+    dashboard answers data attributed to what it measures (waiting, bounded, for the panels a
+    fresh instance cannot fill at once)."""
+    missing: dict[tuple[str, str], Any] = {}
+    while True:
+        missing = {}
+        for board in DASHBOARDS:
+            answered = live.get(f"/ops/api/dashboards/{board.name}", range="15m")["panels"]
+            for panel in answered:
+                key = (board.name, panel["slug"])
+                shown, unnamed = _api_shows(panel)
+                if key in EMPTY_WHEN_HEALTHY:
+                    metric, why = EMPTY_WHEN_HEALTHY[key]
+                    if shown != (_metric_total(live, metric) > 0):
+                        missing[key] = f"{metric}: {why}"
+                elif not shown or unnamed or panel.get("error"):
+                    missing[key] = {k: panel.get(k) for k in ("series", "stats", "table", "error")}
+        if not missing or time.monotonic() - live.started > PANELS_WAIT_S:
+            break
+        time.sleep(2)
+    assert not missing, missing
 
 
 def _metric_total(live: Live, name: str) -> float:

@@ -57,6 +57,8 @@ def test_wilson_interval_matches_scipy() -> None:
         assert abs(low - expected.low) < 1e-9
         assert abs(high - expected.high) < 1e-9
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 12)[0] == 0.0  # exactly, not 2.8e-17
+    assert wilson_interval(12, 12)[1] == 1.0
 
 
 def test_conversions_are_counted_per_variant_the_user_was_exposed_to(api: Instance) -> None:

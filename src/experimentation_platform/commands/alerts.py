@@ -30,7 +30,11 @@ from observability.metrics.history import MetricHistory
 from observability.store import ObservabilityStore
 from observability.terminal import safe_text
 
-app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Alerts: list, silence, render rules, backtest.",
+    no_args_is_help=True,
+)
 
 
 def _engine() -> Engine:

@@ -104,6 +104,7 @@ def observability_config(
             level=settings.log_level,
             levels=settings.log_levels,
             stdout=settings.log_to_stdout,
+            console=settings.log_console,
             to_file=settings.log_to_file,
             directory=settings.log_dir,
             file_stem=settings.log_file_stem,
