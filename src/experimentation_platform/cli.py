@@ -267,10 +267,10 @@ def quickstart(
     """Migrate, create an admin key, start the platform with gentle demo traffic."""
     from experimentation_platform.demo import DemoTraffic
 
-    _bind(None, port)
     # The demo's request lines would scroll the banner away: the log lines go to the log
     # file only (the app reads its settings from the environment, so it is set there).
     os.environ["EP_LOG_TO_STDOUT"] = "false"
+    _bind(None, port)
     settings = _settings(prepare=True)
     with _key_store(settings) as keys:
         _, admin_key = keys.create("admin", "quickstart")

@@ -153,6 +153,17 @@ class ObservabilityConfig:
         return self.instance or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
+    def member_id(self) -> str:
+        """This process as a member of the fleet (lease holder, heartbeat row, published
+        rollups, history rows): the instance id, plus the pid when the workers of one
+        multi-process server share an explicit `instance` (they would otherwise all hold
+        the one lease, and overwrite each other's heartbeat, rollups and history)."""
+        # Set by the parent of multi-process workers (observability.metrics.prometheus).
+        if self.instance and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return f"{self.instance}/{os.getpid()}"
+        return self.instance_id
+
+    @property
     def log_directory(self) -> Path:
         return self.log.directory if self.log.directory is not None else self.data_dir / "log"
 

@@ -120,7 +120,7 @@ class Observability:
             logging_config(cfg), mask=self.masker.mask_event, extra_sinks=sinks
         )
 
-        self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.instance_id)
+        self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.member_id)
         self.store.migrate()
         self.dispatcher = build_dispatcher(
             cfg.notify,
@@ -166,7 +166,7 @@ class Observability:
         self.registry.register(self.readiness)
         self.fleet = InstanceRegistry(
             self.store.engine,
-            instance=cfg.instance_id,
+            instance=cfg.member_id,
             service=cfg.service,
             version=cfg.release,
             heartbeat_s=cfg.heartbeat_seconds,
@@ -230,7 +230,7 @@ class Observability:
         source: LiveSource | FleetSource = live
         if self.store.engine.dialect.name != "sqlite":
             self.fleet_rollups = FleetRollups(
-                self.store.engine, service=cfg.service, instance=cfg.instance_id
+                self.store.engine, service=cfg.service, instance=cfg.member_id
             )
             self.fleet_publisher = FleetPublisher(
                 self.windows, self.fleet_rollups, before_publish=feed.sync
@@ -265,7 +265,7 @@ class Observability:
             Lease(
                 self.store.engine,
                 f"{cfg.service}:alert-evaluator",
-                cfg.instance_id,
+                cfg.member_id,
                 ttl_s=cfg.leader_lease_seconds,
             ),
             on_elected=self._lead,

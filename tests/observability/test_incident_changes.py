@@ -14,13 +14,15 @@ import pytest
 from observability.alerting.rules import ThresholdRule, definitions
 from observability.alerting.state import AlertInstance
 from observability.errors.classify import Severity
+from observability.errors.recent import RecentGroups
 from observability.errors.store import ErrorEvent, ErrorStore, GroupBatch, Occurrence
 from observability.incident import gather_evidence
 from observability.incident.signals import default_signals
 from observability.logsearch import LogSearch
 from observability.metrics.names import DB_QUERY_DURATION
 from observability.metrics.windows import RollingWindows
-from observability.query.model import LatencyQuantile
+from observability.query.live import LiveSource
+from observability.query.model import GaugeValue, LatencyQuantile
 
 T0 = 1_780_000_000.0  # a minute boundary far from any real "now"
 FAULT_AT = T0 + 180.0  # three minutes of calm, then the database slows down
@@ -260,3 +262,113 @@ def test_a_slow_store_costs_its_section_only(tmp_path: Path) -> None:
     assert evidence.dependencies[0].subject == "database"  # memory sections arrived
     assert evidence.to_dict()["complete"] is False
     assert "PARTIAL: timed out: error groups" in evidence.render_text()
+
+
+def test_when_the_store_is_slow_error_groups_come_from_this_instances_memory(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(T0)
+    windows = drill(clock)
+    recent = RecentGroups()
+    for i in range(30):  # the self-test, before the fault
+        recent.add(_event("selftest", "SelfTestError", FAULT_AT - 40 + i))
+    for i in range(3):  # new once the database is slow
+        recent.add(_event("timeout", "QueryTimeout", FAULT_AT + 20 + i))
+    store = SlowStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
+    try:
+        evidence = gather_evidence(
+            alert(),
+            definitions=definitions([LATENCY_RULE]),
+            windows=windows,
+            dependency_signals=SIGNALS,
+            errors=store,
+            recent_errors=recent,
+            now=NOW,
+            deadline_s=1.0,
+        )
+    finally:
+        store.dispose()
+    assert evidence.timed_out == ["error groups"]
+    assert [(g.type, g.new, g.source) for g in evidence.error_groups] == [
+        ("QueryTimeout", True, "memory")
+    ]
+    assert [g.type for g in evidence.earlier_error_groups] == ["SelfTestError"]
+    assert evidence.error_groups[0].routes == {"/report": 3}
+    assert any("from this instance's memory" in n for n in evidence.notes)
+    assert evidence.headline[-1].startswith("new error group QueryTimeout (3x)")
+
+
+def test_the_store_knows_a_groups_real_age_memory_its_count_since_the_onset(
+    tmp_path: Path,
+) -> None:
+    """A group this process first saw after the onset, but which the store has known for
+    long (another instance, an earlier run): not new."""
+    clock = Clock(T0)
+    windows = drill(clock)
+    recent = RecentGroups()
+    for i in range(4):
+        recent.add(_event("old", "KeyError", FAULT_AT + 30 + i))
+    store = ErrorStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
+    store.create_schema()
+    try:
+        _write(store, "old", "KeyError", [T0 - 3000, FAULT_AT - 50, FAULT_AT + 30])
+        evidence = gather_evidence(
+            alert(),
+            definitions=definitions([LATENCY_RULE]),
+            windows=windows,
+            dependency_signals=SIGNALS,
+            errors=store,
+            recent_errors=recent,
+            now=NOW,
+        )
+    finally:
+        store.dispose()
+    assert evidence.error_groups == []
+    [old] = evidence.earlier_error_groups
+    assert (old.type, old.new, old.during, old.source) == ("KeyError", False, 4, "store")
+
+
+def test_readiness_of_a_process_younger_than_the_baseline_starts_from_its_first_reading() -> None:
+    """The evidence window of a gauge rule opens 5 minutes before the alert; a process up for
+    ten seconds before the fault has no reading there: its first reading is the baseline."""
+    clock = Clock(FAULT_AT - 10)
+    windows = RollingWindows(clock=clock)
+    ready = {"value": 1.0}
+    gauges = LiveSource(
+        windows,
+        gauges=lambda: {'service_ready{dependency="database"}': ready["value"]},
+        gauge_interval_s=1.0,
+    )
+    for t in range(int(FAULT_AT - 10), int(FAULT_AT + 20)):
+        clock.t = float(t)
+        ready["value"] = 0.0 if t >= FAULT_AT else 1.0
+        gauges.read_gauges()
+    rule = ThresholdRule(
+        "dependency_not_ready",
+        GaugeValue("service_ready"),
+        "<",
+        1,
+        severity=Severity.CRITICAL,
+        summary="{dependency} not ready",
+    )
+    not_ready = AlertInstance(
+        key="dependency_not_ready|dependency=database",
+        name="dependency_not_ready",
+        rule="dependency_not_ready",
+        severity="critical",
+        labels={"dependency": "database"},
+        state="firing",
+        active_since=FAULT_AT + 1,
+        fired_at=FAULT_AT + 5,
+    )
+    evidence = gather_evidence(
+        not_ready,
+        definitions=definitions([rule]),
+        windows=windows,
+        gauges=gauges,
+        dependency_signals=SIGNALS,
+        now=FAULT_AT + 20,
+    )
+    [row] = [d for d in evidence.dependencies if d.measure == "readiness"]
+    assert (row.subject, row.before, row.after, row.changed) == ("database", 1.0, 0.0, True)
+    assert evidence.headline[0].startswith("database readiness 1 \u2192 0")

@@ -105,6 +105,7 @@ class Windows:
     incident_start: float
     incident_end: float
     step_s: int
+    alert_start: float | None = None  # when the alert's condition began to hold
 
     @property
     def baseline_s(self) -> int:
@@ -152,13 +153,15 @@ class MemoryFirst:
         return self.source.route_totals(window_s, now)
 
 
-def comparison_windows(since: float, now: float, *, live: bool) -> Windows:
+def comparison_windows(
+    since: float, now: float, *, live: bool, alert_start: float | None = None
+) -> Windows:
     """The incident side is the recent part of [since, now]; the baseline as long (at least a
     minute) and ending where the evidence window opens. `live`: 5 s steps (rolling windows),
     else minute steps (stored history)."""
     start = max(since, now - _RECENT_S)
     length = min(max(now - start, _MIN_BASELINE_S), _MAX_BASELINE_S)
-    return Windows(since - length, since, start, now, 5 if live else 60)
+    return Windows(since - length, since, start, now, 5 if live else 60, alert_start)
 
 
 def show(value: float | None, unit: str) -> str:
@@ -226,11 +229,28 @@ def _both(
         # latest remembered one (never a fresh read: the platform's gauges ping dependencies,
         # which is what may be slow right now).
         before = _value(source, term, unit, windows.baseline_end, windows.baseline_s)
+        if before is None and windows.alert_start is not None:
+            before = _first_reading(source, term, unit, windows)
         after = _value(source, term, unit, windows.incident_end - 2.0, windows.incident_s)
         return before, after
     before = _value(source, term, unit, windows.baseline_end, windows.baseline_s)
     after = _value(source, term, unit, windows.incident_end, windows.incident_s)
     return before, after
+
+
+def _first_reading(
+    source: MetricSource, term: MetricTerm, unit: str, windows: Windows
+) -> float | None:
+    """No reading before the evidence window (a process younger than it): the first one
+    taken before the alert's condition began to hold, second by second."""
+    assert windows.alert_start is not None
+    t = windows.baseline_end
+    while t < windows.alert_start - 1.0:
+        t += 1.0
+        value = _value(source, term, unit, t, 1)
+        if value is not None:
+            return value
+    return None
 
 
 def _moved(before: float | None, after: float | None, worse: str) -> float:

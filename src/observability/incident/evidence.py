@@ -355,7 +355,7 @@ def gather_evidence(
     since = min(since, now - 1.0)
     evidence = IncidentEvidence(alert=alert.view(), gathered_at=now, since=since)
     live = windows is not None
-    compared = comparison_windows(since, now, live=live)
+    compared = comparison_windows(since, now, live=live, alert_start=started)
     evidence.windows = {
         "baseline_start": compared.baseline_start,
         "baseline_end": compared.baseline_end,

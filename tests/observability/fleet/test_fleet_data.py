@@ -212,3 +212,15 @@ def test_settled_buckets_are_merged_once_and_recent_ones_read_again(
     assert [r.to_dict() for r in again] == [
         r.to_dict() for r in fresh._read(clock.t - 3600, clock.t + 10, None)
     ]
+
+
+def test_a_graceful_stop_publishes_the_partial_bucket(store: ObservabilityStore) -> None:
+    clock = Clock(T0 + 1)
+    a = Member(store, "a", clock)
+    a.publisher.publish_once()
+    a.traffic(ok=3, failed=1, latency_s=0.01, assigned=2)  # after the last publish
+    clock.t = T0 + 4  # mid-bucket: nothing would publish it before the next boundary
+    a.publisher.stop()
+    stored = a.rollups.read(T0, T0 + 10, instance="a")
+    assert stored[0].routes["GET /x"].requests == 4
+    assert stored[0].counters == {"assigned": 2.0}
