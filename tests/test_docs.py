@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sqlite3
@@ -483,12 +484,11 @@ def test_every_alert_links_to_an_existing_runbook_section(home: Home) -> None:
     expected = {d.name: d for d in definitions(alerts.BASE_RULES)}
     assert set(home.notifications) == set(expected), "every alert fires under AlwaysFiring"
     runbook_anchors = anchors(RUNBOOK)
-    assert alerts.RUNBOOK_URL.endswith("/docs/runbook.md")
     missing = {}
     for name, notification in home.notifications.items():
         url = notification.runbook_url or ""
         base, _, anchor = url.partition("#")
-        assert base == alerts.RUNBOOK_URL, (name, url)
+        assert base == alerts.runbook_url(), (name, url)  # the instance's own /ops/runbook
         if anchor not in runbook_anchors:
             missing[name] = anchor
     assert not missing, f"docs/runbook.md lacks sections for {missing}"
@@ -724,3 +724,85 @@ def test_promql_in_the_docs_names_exported_metrics(home: Home) -> None:
         if name not in known
     ]
     assert not unknown, unknown
+
+
+# -- (e) the README's "first 10 minutes" ------------------------------------------------------
+README = ROOT / "README.md"
+
+
+def _walkthrough() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Your first 10 minutes")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _walkthrough_commands() -> list[str]:
+    """The shell lines of the walkthrough's code blocks, continuation lines joined."""
+    section = _walkthrough()
+    commands: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+        commands += [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+    return commands
+
+
+def test_walkthrough_covers_the_first_ten_minutes_with_current_screenshots() -> None:
+    section = _walkthrough()
+    for step in ("make run", "/ops", "/api/v1/experiments", "business-metrics",
+                 "/api/v1/ops/faults", "/ops/errors", "ep logs --request-id"):  # fmt: skip
+        assert step in section, f"the walkthrough lost its step {step!r}"
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", section)
+    assert len(images) >= 3
+    for image in images:
+        path = ROOT / image
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n"), image
+        assert len(data) < 200 * 1024, f"{image}: keep screenshots small"
+
+
+def test_walkthrough_make_targets_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
+    used = [
+        tokens[tokens.index("make") + 1]
+        for tokens in (shlex.split(c) for c in _walkthrough_commands())
+        if "make" in tokens
+    ]
+    assert used
+    assert set(used) <= targets, set(used) - targets
+
+
+def test_walkthrough_requests_are_routes_with_their_method_and_json_bodies(home: Home) -> None:
+    """Each curl names a route of the platform with its method, each JSON body parses, and each
+    UI link is a page of the platform."""
+    curls = [c for c in _walkthrough_commands() if "curl " in c]
+    assert len(curls) >= 5
+    for command in curls:
+        tokens = shlex.split(command.split("curl", 1)[1].split(";")[0])
+        method = tokens[tokens.index("-X") + 1] if "-X" in tokens else "GET"
+        (url,) = [t for t in tokens if t.startswith("$BASE/")]
+        path = url.removeprefix("$BASE").split("?")[0]
+        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+        assert any(r.matches(scope)[0] is Match.FULL for r in home.routes), (
+            f"{method} {path} is no route of the platform"
+        )
+        if "-d" in tokens and "$n" not in command:
+            json.loads(tokens[tokens.index("-d") + 1])
+    for path in re.findall(r"http://127\.0\.0\.1:8000(/[^\s)]*)", _walkthrough()):
+        scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+        assert any(r.matches(scope)[0] is Match.FULL for r in home.routes), path
+
+
+def test_every_documented_curl_with_a_body_says_it_is_json() -> None:
+    """FastAPI reads a body as JSON only when told: without the header a `curl -d` gets 422."""
+    curls = [
+        (page.name, number, text)
+        for page in doc_pages()
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text("utf-8"), re.S)
+        for number, text in enumerate(block.replace("\\\n", " ").splitlines(), 1)
+        if re.search(r"\bcurl\b", text) and re.search(r"\s-d\s", text)
+    ]
+    assert len(curls) >= 4
+    for name, number, text in curls:  # number: the line within its block
+        assert "content-type: application/json" in text.lower(), (
+            f"{name} (block line {number}): {text}"
+        )

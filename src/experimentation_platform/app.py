@@ -54,9 +54,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         app.include_router(module.router)
     _guard_input(app, settings, platform)
     readiness = health.build_readiness(platform, settings)
-    config = observability_config(
-        settings, readiness=readiness.checks, access=platform_access(platform)
-    )
+    config = observability_config(settings, readiness=readiness, access=platform_access(platform))
     # The toolkit's lifespan wraps this one: it starts first and closes last.
     app.router.lifespan_context = _lifespan(settings, platform, owned)
     observability = instrument(app, config)  # its middleware outermost: it sees every refusal

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
@@ -29,10 +31,12 @@ from observability.store import ObservabilityStore
 from observability.terminal import safe_text
 
 app = typer.Typer(
-    help="Experimentation platform: run, operate and inspect it.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Experimentation platform: run, operate and inspect it.",
+    no_args_is_help=True,
 )
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(rich_markup_mode=None, help="API keys.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="Database schema.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(errors_commands.app, name="errors")
@@ -144,6 +148,15 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (ep key
     )
 
 
+def _bind(host: str | None, port: int | None) -> None:
+    """--host/--port as EP_HOST/EP_PORT: the app factory (in every worker) reads its settings
+    from the environment, so links it builds (EP_PUBLIC_BASE_URL unset) name the real port."""
+    if host is not None:
+        os.environ["EP_HOST"] = host
+    if port is not None:
+        os.environ["EP_PORT"] = str(port)
+
+
 def _uvicorn_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:
     return uvicorn.Config(
         "experimentation_platform.app:create_app",
@@ -174,10 +187,11 @@ def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
 ) -> None:
     """Run the HTTP API."""
+    _bind(host, port)
     settings = _settings(prepare=True)
     if migrate_first:
         _migrate(settings)
-    config = _uvicorn_config(settings, host or settings.host, port or settings.port, workers)
+    config = _uvicorn_config(settings, settings.host, settings.port, workers)
     _log_to_pipeline(settings)
     if workers > 1:
         # Workers import prometheus_client fresh with this set, and write their samples here.
@@ -235,6 +249,16 @@ def demo(
         raise typer.Exit(1)
 
 
+def demo_status(statuses: Mapping[int, int]) -> str:
+    """The quickstart's one status line: requests so far by status class."""
+    classes: Counter[str] = Counter()
+    for status, count in statuses.items():
+        classes["unreachable" if status == 0 else f"{status // 100}xx"] += count
+    total = sum(statuses.values())
+    detail = " ".join(f"{name} {classes[name]}" for name in sorted(classes))
+    return f"demo traffic: {total} requests" + (f" ({detail})" if detail else "")
+
+
 @app.command()
 def quickstart(
     port: Annotated[int | None, typer.Option(help="port (default EP_PORT)")] = None,
@@ -243,15 +267,26 @@ def quickstart(
     """Migrate, create an admin key, start the platform with gentle demo traffic."""
     from experimentation_platform.demo import DemoTraffic
 
+    # The demo's request lines would scroll the banner away: the log lines go to the log
+    # file only (the app reads its settings from the environment, so it is set there).
+    os.environ["EP_LOG_TO_STDOUT"] = "false"
+    _bind(None, port)
     settings = _settings(prepare=True)
     with _key_store(settings) as keys:
         _, admin_key = keys.create("admin", "quickstart")
         _, demo_key = keys.create("admin", "demo-traffic")
-    host, port = settings.host, port or settings.port
+    host, port = settings.host, settings.port
     base_url = f"http://{host}:{port}"
+    log_file = settings.log_dir / f"{settings.log_file_stem}.log"
     _log_to_pipeline(settings)
     server = uvicorn.Server(_uvicorn_config(settings, host, port, 1))
     traffic = DemoTraffic(base_url, demo_key, rate_per_second=rate)
+    live = sys.stderr.isatty()
+
+    def show_status(statuses: Mapping[int, int]) -> None:
+        # One line rewritten in place on a terminal ("\r" + erase line); nothing elsewhere.
+        if live:
+            print(f"\r\x1b[K  {demo_status(statuses)}", end="", file=sys.stderr, flush=True)
 
     def drive() -> None:
         deadline = time.monotonic() + 30
@@ -267,15 +302,21 @@ def quickstart(
             f"  Operations UI:   {base_url}/ops  (log in with the admin key)\n"
             f"  Admin API key:   {admin_key}\n"
             f"  Demo traffic:    {rate:g} requests/s (Ctrl+C stops everything)\n"
+            f"  Logs:            {log_file}  (ep logs --level warning, ep logs --follow)\n"
         )
         print(banner, file=sys.stderr, flush=True)
-        traffic.run()
+        traffic.run(on_progress=show_status, progress_every=1.0)
 
     threading.Thread(target=drive, name="demo-traffic", daemon=True).start()
     try:
         server.run()
     finally:
         traffic.stop()
+        if live:
+            print(file=sys.stderr)  # leave the status line behind, whole
+    if not server.started:
+        typer.echo(f"error: the platform did not start; see {log_file}", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -94,7 +94,11 @@ class DemoTraffic:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self, on_progress: Callable[[Counter[int]], None] | None = None) -> Counter[int]:
+    def run(
+        self,
+        on_progress: Callable[[Counter[int]], None] | None = None,
+        progress_every: float = 10.0,
+    ) -> Counter[int]:
         rng = random.Random(self.seed_value)
         headers = {"Authorization": f"Bearer {self.admin_key}"}
         deadline = time.monotonic() + self.duration if self.duration else None
@@ -120,7 +124,7 @@ class DemoTraffic:
                     self.statuses[status] += 1
                 except httpx.HTTPError:
                     self.statuses[0] += 1  # the server is down or restarting: keep trying
-                if on_progress and time.monotonic() - last_report > 10:
+                if on_progress and time.monotonic() - last_report >= progress_every:
                     on_progress(self.statuses)
                     last_report = time.monotonic()
                 self._stop.wait(rng.expovariate(self.rate_per_second))

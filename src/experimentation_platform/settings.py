@@ -7,6 +7,7 @@ A bad value fails at start with a message naming the variable and what it accept
 from __future__ import annotations
 
 import re
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,8 @@ class Settings(BaseSettings):
 
     # /health/ready re-checks its dependencies at most this often (load balancers poll it).
     readiness_cache_seconds: float = Field(default=1.0, ge=0.0, le=60.0)
+    # A readiness check slower than this reports its dependency degraded (HTTP 200 still).
+    readiness_degraded_seconds: float = Field(default=0.25, gt=0.0, le=60.0)
 
     # Logging
     log_level: LogLevel = "INFO"
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     log_file_stem: str = "platform"
     log_rotate_seconds: float = Field(default=86_400.0, ge=1.0)
     log_to_stdout: bool = True
+    # stdout for people or machines: "pretty" coloured lines, "json", or "auto" (pretty when
+    # stdout is a terminal); files and CloudWatch are JSON either way.
+    log_console: Literal["auto", "json", "pretty"] = "auto"
     log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     log_slow_request_ms: float = Field(default=500.0, ge=0.0)
     log_retention_days: int = Field(default=14, ge=1, le=3650)
@@ -115,6 +121,7 @@ class Settings(BaseSettings):
 
     # Notifications (a receiver is on when its setting is given)
     public_base_url: str = ""  # links in notifications; default http://host:port
+    runbook_base_url: str = ""  # where alert links find the runbook; default $BASE/ops/runbook
     pagerduty_routing_key: str = ""
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     slack_webhook_url: str = ""
@@ -189,7 +196,12 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return self.public_base_url or f"http://{self.host}:{self.port}"
+        """EP_PUBLIC_BASE_URL, else the bound host and port (a wildcard bind: the host's name,
+        what another machine would use)."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

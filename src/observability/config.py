@@ -23,6 +23,8 @@ from observability.alerting.grouping import Grouping, InhibitRule
 from observability.alerting.rules import Rule
 from observability.dashboards.model import Dashboard
 from observability.errors.classify import ClassificationRule
+from observability.incident.changes import DependencySignal
+from observability.readiness import Readiness
 from observability.settings import (
     AccessCheck,
     CloudWatchSettings,
@@ -89,6 +91,9 @@ class ObservabilityConfig:
     viewer_token: str = ""
     access: AccessCheck | None = None
     public_base_url: str = ""  # links in notifications; default http://127.0.0.1:8000
+    # A Markdown runbook served at <ops_prefix>/runbook; alert links point there unless
+    # alerts.runbook_base_url names another place.
+    runbook_path: Path | None = None
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs whose X-Forwarded-For we believe
     # Request bodies are bounded before anything reads them (413 with the request_id).
     max_body_bytes: int = 1024 * 1024
@@ -116,8 +121,15 @@ class ObservabilityConfig:
     dashboard_gauges: tuple[str, ...] = ()
     # Incident evidence: log events that change behaviour ("recent configuration changes").
     change_events: tuple[str, ...] = ()
-    # Readiness: dependency name -> probe (raises when the dependency does not answer).
-    readiness: Mapping[str, Callable[[], object]] = field(default_factory=dict)
+    # Incident evidence: dependency signals compared before/during an incident; None: the
+    # toolkit's (`observability.incident.signals.default_signals` over the readiness probes).
+    dependency_signals: Sequence[DependencySignal] | None = None
+    # Readiness: dependency name -> probe (raises when the dependency does not answer), or a
+    # `Readiness` the app also serves (one cached report for /health/ready and the gauges).
+    readiness: Mapping[str, Callable[[], object]] | Readiness = field(default_factory=dict)
+    # A probe that answers slower than this marks its dependency degraded (probes given as a
+    # mapping; a `Readiness` brings its own threshold).
+    readiness_degraded_seconds: float = 0.25
     log: LogSettings = field(default_factory=LogSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     cloudwatch: CloudWatchSettings = field(default_factory=CloudWatchSettings)
@@ -139,6 +151,17 @@ class ObservabilityConfig:
     @property
     def instance_id(self) -> str:
         return self.instance or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def member_id(self) -> str:
+        """This process as a member of the fleet (lease holder, heartbeat row, published
+        rollups, history rows): the instance id, plus the pid when the workers of one
+        multi-process server share an explicit `instance` (they would otherwise all hold
+        the one lease, and overwrite each other's heartbeat, rollups and history)."""
+        # Set by the parent of multi-process workers (observability.metrics.prometheus).
+        if self.instance and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return f"{self.instance}/{os.getpid()}"
+        return self.instance_id
 
     @property
     def log_directory(self) -> Path:

@@ -43,6 +43,7 @@ from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
 from observability.fleet.rollups import FleetPublisher, FleetRollups
 from observability.incident import gather_evidence
+from observability.incident.signals import default_signals
 from observability.logaudit import AuditFinding, LogAuditor
 from observability.logging import (
     LoggingConfig,
@@ -70,6 +71,7 @@ from observability.metrics.telemetry import OpenGroupsCollector, TelemetryCollec
 from observability.metrics.windows import RollingWindows
 from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
+from observability.readiness import Readiness
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED, RunMarker
 from observability.store import ObservabilityStore
 
@@ -86,6 +88,8 @@ TOOLKIT_GAUGES: Final = (
     names.EVENT_LOOP_LAG,
     names.PROCESS_MEMORY,
     names.SERVICE_READY,
+    names.SERVICE_DEGRADED,
+    names.READINESS_CHECK_DURATION,
     names.DB_POOL_IN_USE,
     names.DB_POOL_OVERFLOW,
     names.CLOUDWATCH_LAG,
@@ -116,7 +120,7 @@ class Observability:
             logging_config(cfg), mask=self.masker.mask_event, extra_sinks=sinks
         )
 
-        self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.instance_id)
+        self.store = ObservabilityStore.open(cfg.resolved_database_url, instance=cfg.member_id)
         self.store.migrate()
         self.dispatcher = build_dispatcher(
             cfg.notify,
@@ -152,11 +156,17 @@ class Observability:
             name=names.ERROR_GROUPS_OPEN,
         )
         self.registry.register(self.open_groups)
-        self.readiness = ReadinessCollector(cfg.readiness)
+        probes = cfg.readiness
+        self.readiness_checks = (
+            probes
+            if isinstance(probes, Readiness)
+            else Readiness(probes, degraded_seconds=cfg.readiness_degraded_seconds)
+        )
+        self.readiness = ReadinessCollector(self.readiness_checks)
         self.registry.register(self.readiness)
         self.fleet = InstanceRegistry(
             self.store.engine,
-            instance=cfg.instance_id,
+            instance=cfg.member_id,
             service=cfg.service,
             version=cfg.release,
             heartbeat_s=cfg.heartbeat_seconds,
@@ -216,10 +226,11 @@ class Observability:
         self.fleet_rollups: FleetRollups | None = None
         self.fleet_publisher: FleetPublisher | None = None
         live = LiveSource(self.windows, history=self.store.history, gauges=self.gauges)
+        self.live_source = live  # this process's view (its remembered gauge readings too)
         source: LiveSource | FleetSource = live
         if self.store.engine.dialect.name != "sqlite":
             self.fleet_rollups = FleetRollups(
-                self.store.engine, service=cfg.service, instance=cfg.instance_id
+                self.store.engine, service=cfg.service, instance=cfg.member_id
             )
             self.fleet_publisher = FleetPublisher(
                 self.windows, self.fleet_rollups, before_publish=feed.sync
@@ -239,7 +250,8 @@ class Observability:
                 resolved_retention_s=max(1.0, 900 * scale),
                 grouping=scale_grouping(cfg.alerts.grouping or defaults.GROUPING, scale),
                 inhibit_rules=tuple(cfg.alerts.inhibit_rules or defaults.INHIBIT_RULES),
-                runbook_base_url=cfg.alerts.runbook_base_url or "docs/runbook.md",
+                runbook_base_url=cfg.alerts.runbook_base_url
+                or (f"{base}/runbook" if cfg.runbook_path is not None else "docs/runbook.md"),
                 dashboard_base_url=f"{base}/dashboards",
                 evidence_url_template=f"{base}/incidents/{{alertname}}",
             ),
@@ -253,7 +265,7 @@ class Observability:
             Lease(
                 self.store.engine,
                 f"{cfg.service}:alert-evaluator",
-                cfg.instance_id,
+                cfg.member_id,
                 ttl_s=cfg.leader_lease_seconds,
             ),
             on_elected=self._lead,
@@ -271,6 +283,13 @@ class Observability:
             fleet=self.fleet_rollups,
         )
         self.log_search = LogSearch(cfg.log_directory, cfg.log_file_stem)
+        self.dependency_signals = (
+            tuple(cfg.dependency_signals)
+            if cfg.dependency_signals is not None
+            else default_signals(  # one signal per probe name
+                cfg.readiness.checks if isinstance(cfg.readiness, Readiness) else cfg.readiness
+            )
+        )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
         self.run_marker = RunMarker(cfg.data_dir / "run", instance=cfg.instance_id)
@@ -397,13 +416,18 @@ class Observability:
         found = find_alert(self.evaluator.alert_instances(), alert)
         if found is None:
             return None
-        self.logs.flush(1.0)  # the failing requests just happened: lines may be queued
+        self.logs.flush(0.5)  # the failing requests just happened: lines may be queued
         evidence = gather_evidence(
             found,
             definitions=self.evaluator.definitions,
             windows=self.windows,
             history=self.store.history,
+            # The evaluator's remembered gauge readings answer without pinging the
+            # dependencies again (which may be what is slow).
+            gauges=self.live_source,
+            dependency_signals=self.dependency_signals,
             errors=self.store.errors,
+            recent_errors=self.errors.recent,
             logs=self.log_search,
             config_events=self.config.change_events,
             mask=self.masker.mask,
@@ -528,6 +552,7 @@ def logging_config(config: ObservabilityConfig) -> LoggingConfig:
         directory=config.log_directory if settings.to_file else None,
         file_stem=config.log_file_stem,
         stdout=settings.stdout,
+        console=settings.console,
         max_file_bytes=settings.max_file_bytes,
         rotate_seconds=settings.rotate_seconds,
         retention_days=settings.retention_days,

@@ -197,6 +197,16 @@ SYSTEM_HEALTH = Dashboard(
             width=4,
         ),
         Panel(
+            "timeseries",
+            "Dependencies: readiness check latency",
+            "How long each dependency's readiness check took (a query, a ping). Bad: above "
+            "the degraded threshold (EP_READINESS_DEGRADED_SECONDS, 250 ms by default): "
+            "/health/ready says degraded. Next: that dependency's latency panels.",
+            (GaugeValue(names.READINESS_CHECK_DURATION, by=("dependency",), agg="max"),),
+            unit="s",
+            thresholds=(Threshold(0.25, "bad"),),
+        ),
+        Panel(
             "table",
             "Readiness per instance",
             "1 = the dependency (database, cache) answers, 0 = it does not. Bad: any 0: that "

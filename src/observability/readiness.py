@@ -5,9 +5,14 @@ return a short detail (a schema revision, say). `Readiness.report()` runs every 
 once per `cache_seconds` (load balancers poll often; a check costs a query) and says which
 dependency failed and why, by exception type and the check's own message, never a traceback.
 
-    readiness = Readiness({"database": db_check, "cache": cache.ping}, cache_seconds=1.0)
+Every check's latency is reported. A check that answers but takes longer than
+`degraded_seconds` marks its dependency *degraded*: the report's status is "degraded" and the
+instance stays in rotation (`ok` is still true: a slow database is not a missing one, and
+taking every instance out because all share the slow database would turn slow into down).
+
+    readiness = Readiness({"database": db_check, "cache": cache.ping}, degraded_seconds=0.25)
     report = readiness.report()
-    status = 200 if report.ok else 503
+    status = 200 if report.ok else 503   # report.status: ok | degraded | unavailable
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class CheckResult:
     ok: bool
     detail: str  # "ok", the check's detail, or "unavailable: <why>"
     seconds: float  # how long the check took (slow dependencies show here)
+    degraded: bool = False  # answered, but slower than the degraded threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +54,31 @@ class ReadinessReport:
     def failing(self) -> list[str]:
         return [check.name for check in self.checks if not check.ok]
 
+    @property
+    def degraded(self) -> list[str]:
+        return [check.name for check in self.checks if check.degraded]
+
+    @property
+    def status(self) -> str:
+        """unavailable (a check failed), degraded (one answered slowly) or ok."""
+        if not self.ok:
+            return "unavailable"
+        return "degraded" if self.degraded else "ok"
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "status": "ok" if self.ok else "unavailable",
+            "status": self.status,
             "checks": {check.name: check.detail for check in self.checks},
+            "latency_ms": {check.name: round(check.seconds * 1000, 1) for check in self.checks},
         }
         if not self.ok:
             body["failing"] = self.failing
+        if self.degraded:
+            body["degraded"] = self.degraded
         return body
 
 
-def _run(name: str, check: Check) -> CheckResult:
+def _run(name: str, check: Check, degraded_seconds: float | None) -> CheckResult:
     started = time.perf_counter()
     try:
         detail = check()
@@ -67,8 +87,10 @@ def _run(name: str, check: Check) -> CheckResult:
     except Exception as exc:  # any failure means not ready; its type names it, not its text
         reason = f"unavailable: {type(exc).__name__}"
         return CheckResult(name, False, reason, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
     shown = "ok" if detail is None or detail is True else str(detail)
-    return CheckResult(name, True, shown, time.perf_counter() - started)
+    slow = degraded_seconds is not None and seconds > degraded_seconds
+    return CheckResult(name, True, shown, seconds, degraded=slow)
 
 
 class Readiness:
@@ -77,10 +99,12 @@ class Readiness:
         checks: Mapping[str, Check],
         *,
         cache_seconds: float = 1.0,
+        degraded_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.checks = dict(checks)
         self.cache_seconds = cache_seconds
+        self.degraded_seconds = degraded_seconds  # None: never degraded, only ok or not
         self.clock = clock
         self._report: ReadinessReport | None = None
         self._fresh_until = 0.0
@@ -94,7 +118,10 @@ class Readiness:
             if self._report is not None and self.clock() < self._fresh_until:
                 return self._report
             report = ReadinessReport(
-                tuple(_run(name, check) for name, check in self.checks.items()), time.time()
+                tuple(
+                    _run(name, check, self.degraded_seconds) for name, check in self.checks.items()
+                ),
+                time.time(),
             )
             self.runs += 1
             self._report = report

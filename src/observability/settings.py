@@ -40,6 +40,7 @@ class LogSettings:
     level: str = "INFO"
     levels: str = ""  # per logger: "sqlalchemy.engine=WARNING,uvicorn.access=ERROR"
     stdout: bool = True
+    console: str = "auto"  # stdout: "json", "pretty" (coloured lines) or "auto" (pretty on a tty)
     to_file: bool = True
     directory: Path | None = None  # None: <data_dir>/log
     file_stem: str = ""  # empty: the service's name
@@ -57,6 +58,11 @@ class LogSettings:
         check(self.audit_interval_seconds >= 0, "log.audit_interval_seconds", "must be >= 0")
         check(self.queue_size >= 100, "log.queue_size", "must be at least 100")
         check(self.retention_days >= 1, "log.retention_days", "must be at least 1")
+        check(
+            self.console in ("auto", "json", "pretty"),
+            "log.console",
+            "must be 'auto', 'json' or 'pretty'",
+        )
 
 
 @dataclass(frozen=True)

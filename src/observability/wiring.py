@@ -75,6 +75,7 @@ def instrument(
         alerts_provider=observability.alerts,
         incident_provider=observability.evidence,
         instances_provider=lambda: [i.to_dict() for i in observability.fleet.instances()],
+        runbook=config.runbook_path,
         prefix=config.ops_prefix,
         refresh_seconds=config.ops_refresh_seconds,
         title=config.service,

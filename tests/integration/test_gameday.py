@@ -30,6 +30,7 @@ from experimentation_platform.gameday import (
     render_report,
     run_gameday,
 )
+from tests.support.platform import POSTGRES_ADMIN_DSN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,6 +51,7 @@ def results(work: Path) -> dict[str, ScenarioResult]:
         resolve_timeout_s=60.0,
         control_watch_s=CONTROL_WATCH_S,
         work_dir=work,
+        postgres_dsn=POSTGRES_ADMIN_DSN,
     )
     started = time.monotonic()
     ran = {r.scenario: r for r in run_gameday(SCENARIOS, config)}
@@ -88,6 +90,7 @@ def test_every_fault_is_detected_explained_by_evidence_and_resolved(
         "cache-unavailable",
         "memory-pressure",
         "cloudwatch-unreachable",
+        "db-network-latency",
     }
     for scenario in SCENARIOS:
         if scenario.is_control:
@@ -188,7 +191,12 @@ def test_the_instances_incident_evidence_and_no_secret(
     db = results["db-unavailable"]
     assert db.detected_labels.get("dependency") == "database"
     doc = db.incident or {}
-    assert doc["dependencies"] == ["database"]
+    # Named from the database's own readiness signal (1 before, 0 during), not the labels.
+    ready = [
+        d for d in doc["dependencies"] if (d["subject"], d["measure"]) == ("database", "readiness")
+    ]
+    assert ready, doc["dependencies"]
+    assert (ready[0]["before"], ready[0]["after"], ready[0]["changed"]) == (1.0, 0.0, True)
     assert any("OperationalError" in g["type"] for g in doc["error_groups"])
     evidence = results["assignment-errors"].incident or {}
     assert evidence["failing_routes"][0]["route"] == "POST /api/v1/assignments"
@@ -229,13 +237,15 @@ def test_incident_cli_reads_the_instance_database(
     runner = CliRunner()
     shown = runner.invoke(app, ["incident", "show", "dependency_not_ready"], env=env)
     assert shown.exit_code == 0, shown.output
-    assert "dependency: database" in shown.output
+    assert "dependency=database" in shown.output
+    assert shown.output.startswith("WHAT CHANGED MOST")
     assert "TOP ERROR GROUPS" in shown.output
     as_json = runner.invoke(app, ["incident", "show", "dependency_not_ready", "--json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.output)
     assert data["alert"]["alertname"] == "dependency_not_ready"
-    assert data["dependencies"] == ["database"]
+    assert data["alert"]["labels"]["dependency"] == "database"
+    assert "database" in {d["subject"] for d in data["dependencies"]}
     missing = runner.invoke(app, ["incident", "show", "no_such_alert"], env=env)
     assert missing.exit_code == 1
     bad = runner.invoke(app, ["gameday", "no-such-scenario"])
@@ -259,3 +269,28 @@ def test_cloudwatch_scenario_without_moto_says_what_it_needs(
     assert "needs a CloudWatch endpoint" in result.notes[0]
     assert "moto[server]" in result.notes[0]
     assert not (tmp_path / scenario.name).exists()
+
+
+def test_database_network_latency_is_named_by_the_instances_own_evidence(
+    results: dict[str, ScenarioResult],
+) -> None:
+    """The drill of issue 20: PostgreSQL 500 ms further away through a TCP proxy, an older
+    self-test error group present; the instance's evidence names the database first, from
+    its own statement latency, samples the slow statements and keeps the old group apart,
+    and the operator API answers within 3 s while the database is slow."""
+    drill = results["db-network-latency"]
+    report = render_report([drill])
+    doc = drill.incident or {}
+    assert drill.incident_answered_s is not None
+    assert drill.incident_answered_s < 3.0, report
+    top = doc["dependencies"][0]
+    assert (top["subject"], top["changed"], top["unit"]) == ("database", True, "ms"), report
+    assert top["before"] < 50
+    assert top["after"] - top["before"] >= 400
+    assert doc["headline"][0].startswith("database statement"), report
+    # The alert's labels name no dependency: the database was found from its own signals.
+    assert "dependency" not in doc["alert"]["labels"]
+    assert doc["slow_queries"], report
+    assert all(q["max_ms"] >= 400 for q in doc["slow_queries"])
+    assert "SelfTestError" not in json.dumps(doc["error_groups"])
+    assert any("SelfTestError" in g["type"] for g in doc["earlier_error_groups"]), report

@@ -3,6 +3,7 @@ variable (without echoing secrets)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,14 @@ def test_from_env_names_the_variable() -> None:
 def test_a_code_only_field_in_the_environment_is_refused() -> None:
     with pytest.raises(ConfigError, match="APP_DASHBOARDS: dashboards can only be given in code"):
         ObservabilityConfig.from_env("APP_", environ={"APP_DASHBOARDS": "x"})
+
+
+def test_workers_sharing_an_instance_id_are_distinct_fleet_members(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = ObservabilityConfig(service="s", instance="c")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert config.member_id == "c"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # `ep serve --workers N`
+    assert config.member_id == f"c/{os.getpid()}"  # one lease holder, one heartbeat each
+    assert config.instance_id == "c"  # logs and streams keep the operator's name

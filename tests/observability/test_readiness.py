@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from observability.readiness import CheckFailed, Readiness
 
 
@@ -22,7 +24,9 @@ def test_a_failing_check_is_named_with_its_reason_and_no_text_of_the_exception()
 
     report = Readiness({"database": database, "schema": schema, "cache": lambda: None}).report()
     assert not report.ok
-    assert report.to_dict() == {
+    body = report.to_dict()
+    assert set(body.pop("latency_ms")) == {"database", "schema", "cache"}
+    assert body == {
         "status": "unavailable",
         "checks": {
             "database": "unavailable: RuntimeError",
@@ -62,3 +66,31 @@ def test_a_recovered_dependency_is_seen_after_the_cache_period() -> None:
     assert readiness.report().failing == ["cache"]  # still within the cache period
     clock.now += 2.0
     assert readiness.report().ok
+
+
+def test_a_check_slower_than_the_threshold_is_degraded_but_still_ready() -> None:
+    def slow_database() -> None:
+        time.sleep(0.06)
+
+    readiness = Readiness({"database": slow_database, "cache": lambda: None}, degraded_seconds=0.05)
+    report = readiness.report()
+    assert report.ok  # still ready: a load balancer keeps the instance
+    assert (report.status, report.degraded) == ("degraded", ["database"])
+    body = report.to_dict()
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["database"]
+    assert body["latency_ms"]["database"] >= 60
+    # No threshold: only ok or not.
+    assert Readiness({"database": slow_database}).report().status == "ok"
+
+
+def test_a_failing_check_is_unavailable_even_when_another_is_slow() -> None:
+    def down() -> None:
+        raise ConnectionError
+
+    def slow() -> None:
+        time.sleep(0.03)
+
+    report = Readiness({"db": slow, "cache": down}, degraded_seconds=0.01).report()
+    assert (report.ok, report.status, report.failing) == (False, "unavailable", ["cache"])
+    assert report.degraded == ["db"]

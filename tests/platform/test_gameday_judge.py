@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from experimentation_platform.gameday import CONTROL, SCENARIOS, Finding
-from experimentation_platform.gameday.judge import find, judge
+from experimentation_platform.gameday.judge import evidence_findings, find, judge
 from experimentation_platform.gameday.observe import MetricsSample
 from experimentation_platform.gameday.scenarios import unjudged
 
@@ -256,3 +256,83 @@ def test_only_host_alerts_and_slow_burn_tickets_go_unjudged() -> None:
         assert unjudged(judged) is None
     # No scenario is detected by an alert the game day does not judge.
     assert all(unjudged(name) is None for s in SCENARIOS for name in s.expect)
+
+
+# -- the instance's own incident evidence (db-network-latency) ----------------------------------
+OLD_GROUP = {"fingerprint": "selftest-fp", "type": "experimentation_platform.api.ops.SelfTestError"}
+
+
+def evidence_doc(**changes: Any) -> dict[str, Any]:
+    """An incident document as GET /api/v1/ops/incidents/ALERT answers it, database first."""
+    doc: dict[str, Any] = {
+        "headline": ["database statement p95 4.1 ms \u2192 1010 ms since 11:11:33"],
+        "dependencies": [
+            {"subject": "database", "measure": "statement p95", "unit": "ms", "before": 4.1,
+             "after": 1010.0, "changed": True},
+            {"subject": "cache", "measure": "operation p95", "unit": "ms", "before": 0.1,
+             "after": 0.1, "changed": False},
+        ],
+        "slow_queries": [{"statement": "SELECT e.key FROM experiments AS e WHERE e.key = %(k)s",
+                          "count": 12, "max_ms": 1500.0}],
+        "error_groups": [],
+        "earlier_error_groups": [OLD_GROUP],
+        "timed_out": [],
+    }  # fmt: skip
+    doc.update(changes)
+    return doc
+
+
+def drill_findings(doc: dict[str, Any], answered_s: float = 1.2) -> list[Finding]:
+    metrics = [
+        Finding("dependency_latency", "database", 900.0, 6.0, "database queries took 900 ms")
+    ]
+    return metrics + evidence_findings(doc, answered_s, [OLD_GROUP])
+
+
+def test_the_drill_is_named_when_the_evidence_ranks_the_database_first() -> None:
+    verdict = judge(scenario("db-network-latency"), drill_findings(evidence_doc()))
+    assert verdict.missing == []
+    assert verdict.cause_named
+    [named] = [f for f in verdict.evidence if f.kind == "evidence_dependency"]
+    assert (named.subject, named.value, named.baseline) == ("database", 1005.9, 4.1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "answered_s", "missing"),
+    [
+        # No dependency ranking (or nothing changed): the database is not named.
+        ({"dependencies": []}, 1.2, "evidence_dependency of database >= 400"),
+        (
+            {"dependencies": [{**evidence_doc()["dependencies"][0], "changed": False}]},
+            1.2,
+            "evidence_dependency of database >= 400",
+        ),
+        # Ranked first but the first line says something else.
+        (
+            {"headline": ["GET /x p95 2 ms \u2192 900 ms"]},
+            1.2,
+            "evidence_dependency of database >= 400",
+        ),
+        ({"slow_queries": []}, 1.2, "evidence_slow_queries of database >= 1"),
+        # The self-test from before the fault on top, or not shown at all.
+        (
+            {"error_groups": [OLD_GROUP], "earlier_error_groups": []},
+            1.2,
+            "evidence_older_group_apart >= 1",
+        ),
+        ({"earlier_error_groups": []}, 1.2, "evidence_older_group_apart >= 1"),
+        # Too slow while the database is slow.
+        ({}, 3.4, "evidence_answered of incidents API <= 3"),
+    ],
+)
+def test_the_drill_is_not_named_without_each_part_of_the_evidence(
+    changes: dict[str, Any], answered_s: float, missing: str
+) -> None:
+    doc = evidence_doc(**changes)
+    verdict = judge(scenario("db-network-latency"), drill_findings(doc, answered_s))
+    assert not verdict.cause_named
+    assert verdict.missing == [missing]
+
+
+def test_no_evidence_document_gives_no_evidence_finding() -> None:
+    assert evidence_findings(None, None, [OLD_GROUP]) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -89,3 +90,17 @@ def test_a_dependency_that_is_down_resets_the_client(echo: int) -> None:
         pytest.raises((ConnectionResetError, BrokenPipeError)),
     ):
         roundtrip(proxy.port, b"hello")
+
+
+def test_latency_slows_open_connections_without_breaking_them(proxy: TcpProxy) -> None:
+    with socket.create_connection((LOOPBACK, proxy.port), timeout=5.0) as sock:
+        assert exchange(sock, b"fast") == b"fast"
+        proxy.set_latency(0.4)
+        # The same connection (a pool's) goes on, each round trip at least 0.4 s slower.
+        started = time.monotonic()
+        assert exchange(sock, b"slow") == b"slow"
+        assert time.monotonic() - started >= 0.4
+        proxy.set_latency(0.0)
+        assert exchange(sock, b"again") == b"again"
+    with pytest.raises(ValueError, match="latency"):
+        proxy.set_latency(-1)

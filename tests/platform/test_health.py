@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from tests.support.platform import Instance, backend_settings, running_instance
+import pytest
+
+from tests.support.platform import (
+    POSTGRES_ADMIN_DSN,
+    Instance,
+    backend_settings,
+    postgres_database,
+    running_instance,
+)
 from tests.support.servers import free_port
+from tests.support.slow_tcp import SlowTcpProxy
 
 
 def test_live_and_ready(api: Instance) -> None:
     assert api.client.get("/health/live").json() == {"status": "ok"}
     ready = api.client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok"}}
+    body = ready.json()
+    assert (body["status"], body["checks"]) == ("ok", {"database": "ok", "cache": "ok"})
+    assert set(body["latency_ms"]) == {"database", "cache"}  # every check's latency
 
 
 def test_not_ready_names_the_dependency_that_is_down(tmp_path: Path) -> None:
@@ -22,7 +35,9 @@ def test_not_ready_names_the_dependency_that_is_down(tmp_path: Path) -> None:
     with running_instance(settings) as api:
         ready = api.client.get("/health/ready")
         assert ready.status_code == 503
-        assert ready.json() == {
+        body = ready.json()
+        del body["latency_ms"]
+        assert body == {
             "status": "unavailable",
             "checks": {"database": "ok", "cache": "unavailable: ConnectionError"},
             "failing": ["cache"],
@@ -53,3 +68,41 @@ def test_windows_endpoint_reports_the_last_minute(sqlite_api: Instance) -> None:
     assert not any(route.startswith("GET /health") for route in routes)  # operator traffic
     # 5 + 1 + the refused ops call; the scrape and health checks are not traffic.
     assert minute["overall"]["requests"] == 7
+
+
+def _gauge(text: str, name: str, dependency: str) -> float:
+    match = re.search(rf'^{name}{{dependency="{dependency}"}} (\S+)$', text, re.MULTILINE)
+    assert match, f"{name} for {dependency} missing from /metrics"
+    return float(match.group(1))
+
+
+@pytest.mark.integration
+def test_a_slow_database_makes_readiness_degraded_not_unavailable(tmp_path: Path) -> None:
+    # PostgreSQL behind a TCP proxy that holds every answer: a slow network path, for real.
+    port = urlsplit(POSTGRES_ADMIN_DSN).port or 5432
+    with postgres_database() as url, SlowTcpProxy(port) as proxy:
+        slow_url = url.replace(f":{port}/", f":{proxy.port}/")
+        settings = backend_settings(tmp_path, slow_url, False, "x:").model_copy(
+            update={"readiness_cache_seconds": 0.0, "readiness_degraded_seconds": 0.25}
+        )
+        with running_instance(settings) as api:
+            fast = api.client.get("/health/ready")
+            assert (fast.status_code, fast.json()["status"]) == (200, "ok")
+
+            proxy.delay_s = 0.4  # every round trip to the database now takes 400 ms more
+            slow = api.client.get("/health/ready")
+            body = slow.json()
+            assert slow.status_code == 200  # still in rotation: slow is not down
+            assert body["status"] == "degraded"
+            assert body["degraded"] == ["database"]
+            assert body["checks"] == {"database": "ok", "cache": "ok"}
+            assert body["latency_ms"]["database"] >= 400
+            metrics = api.client.get("/metrics", headers=api.admin).text
+            assert _gauge(metrics, "service_degraded", "database") == 1
+            assert _gauge(metrics, "service_degraded", "cache") == 0
+            assert _gauge(metrics, "service_ready", "database") == 1  # no dependency_not_ready
+            assert _gauge(metrics, "readiness_check_duration_seconds", "database") >= 0.4
+
+            proxy.delay_s = 0.0
+            again = api.client.get("/health/ready").json()
+            assert (again["status"], "degraded" in again) == ("ok", False)

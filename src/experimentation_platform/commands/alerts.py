@@ -30,7 +30,11 @@ from observability.metrics.history import MetricHistory
 from observability.store import ObservabilityStore
 from observability.terminal import safe_text
 
-app = typer.Typer(help="Alerts: list, silence, render rules, backtest.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Alerts: list, silence, render rules, backtest.",
+    no_args_is_help=True,
+)
 
 
 def _engine() -> Engine:
@@ -134,11 +138,16 @@ def expire(silence_id: str) -> None:
 
 
 @app.command("render")
-def render(root: Annotated[Path, typer.Option(help="repository root")] = Path(".")) -> None:
+def render(
+    root: Annotated[Path, typer.Option(help="repository root")] = Path("."),
+    base_url: Annotated[
+        str, typer.Option(help="the instances' public base URL (runbook and dashboard links)")
+    ] = "http://127.0.0.1:8000",
+) -> None:
     """Write deploy/prometheus/rules.yml and deploy/alertmanager/alertmanager.yml."""
     from experimentation_platform.telemetry.alerts import render_deploy_files
 
-    for path in render_deploy_files(root):
+    for path in render_deploy_files(root, base_url):
         typer.echo(f"wrote {path}")
 
 

@@ -30,6 +30,7 @@ from observability.cloud.verify import stack_parameters, verify_stack
 __all__ = ["DEFAULT_STACK_NAME", "HEADER", "app", "platform_template"]
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="CloudWatch monitoring as code: render, deploy and verify the stack.",
     no_args_is_help=True,
 )

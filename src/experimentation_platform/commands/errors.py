@@ -14,7 +14,9 @@ from observability.errors import ErrorStore
 from observability.store import ObservabilityStore
 from observability.terminal import safe_data, safe_json, safe_text
 
-app = typer.Typer(help="Error groups: list, show, resolve, ignore.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Error groups: list, show, resolve, ignore.", no_args_is_help=True
+)
 
 
 def _store() -> ErrorStore:

@@ -54,6 +54,14 @@ def run(
     work_dir: Annotated[
         Path | None, typer.Option(help="keep instances' data and logs here (default: temp)")
     ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EP_GAMEDAY_POSTGRES_DSN",
+            help="admin DSN of a PostgreSQL on this machine that may create databases "
+            "(db-network-latency runs its instance on a fresh one, behind a slow proxy)",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object per scenario, one per line")
     ] = False,
@@ -80,6 +88,7 @@ def run(
         base_url=base_url.rstrip("/") if base_url else None,
         admin_key=admin_key,
         work_dir=work_dir,
+        postgres_dsn=postgres,
         on_event=lambda text: typer.echo(text, err=True),
     )
     results = run_gameday(chosen, config)

@@ -19,7 +19,7 @@ from observability.terminal import safe_data, safe_json
 
 __all__ = ["app", "show"]
 
-app = typer.Typer(help="Incident evidence for alerts.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Incident evidence for alerts.", no_args_is_help=True)
 
 
 @app.callback()

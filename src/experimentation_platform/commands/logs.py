@@ -33,7 +33,9 @@ from observability.terminal import safe_json, safe_text
 
 __all__ = ["OutputFormat", "app", "audit", "format_line", "group", "search"]
 
-app = typer.Typer(help="Search the platform's local log files.", add_completion=False)
+app = typer.Typer(
+    rich_markup_mode=None, help="Search the platform's local log files.", add_completion=False
+)
 
 # Shown in their own columns, so left out of the compact "other fields" column.
 _COLUMNS = frozenset(
@@ -248,6 +250,7 @@ def search(
 # `ep logs` is a group: without a subcommand it searches (the callback below), `ep logs audit`
 # scans for secrets. Registered in cli.py with `app.add_typer(logs.group, name="logs")`.
 group = typer.Typer(
+    rich_markup_mode=None,
     help="Search the platform's local log files, or audit them for secrets.",
     add_completion=False,
 )

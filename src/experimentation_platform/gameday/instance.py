@@ -22,6 +22,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from experimentation_platform.demo import DemoTraffic, seed
 from experimentation_platform.gameday.netfault import TcpProxy
@@ -59,6 +62,7 @@ class Target:
     settings: Settings  # where its alert state lives
     process: subprocess.Popen[bytes] | None = None
     cloudwatch_path: TcpProxy | None = None  # the network path to CloudWatch, breakable
+    database_path: TcpProxy | None = None  # the network path to PostgreSQL, can slow down
 
     def operator(self) -> httpx.Client:
         return httpx.Client(
@@ -87,19 +91,73 @@ def started_instance(
     var_dir: Path,
     recorder_url: str,
     settings: Mapping[str, str],
+    postgres_dsn: str | None = None,
 ) -> Iterator[Target]:
     """A fresh `ep serve` on a free port with its own SQLite and log files under `var_dir`,
     fault injection on, its Slack and PagerDuty pointed at the recorder; for a scenario that
-    needs CloudWatch, a moto server behind a `TcpProxy` the scenario can break."""
+    needs CloudWatch, a moto server behind a `TcpProxy` the scenario can break; for one that
+    needs PostgreSQL, a fresh database (created through `postgres_dsn`, dropped after) that
+    the instance reaches through a `TcpProxy` (the game day itself reads it directly)."""
     var_dir.mkdir(parents=True, exist_ok=True)
-    instance_settings = load_settings(
-        var_dir=var_dir,
-        log_dir=var_dir / "log",
-        database_url="",
-        observability_database_url="",
-        errors_database_url="",
-        redis_url="",
-    )
+    with contextlib.ExitStack() as stack:
+        database_url = ""
+        database_proxy: TcpProxy | None = None
+        if scenario.needs_postgres:
+            if not postgres_dsn:
+                raise ValueError(f"{scenario.name} needs PostgreSQL: pass its admin DSN")
+            database_url = stack.enter_context(_postgres_database(postgres_dsn))
+            host, port = _host_port(database_url)
+            database_proxy = stack.enter_context(TcpProxy(host, port))
+        instance_settings = load_settings(
+            var_dir=var_dir,
+            log_dir=var_dir / "log",
+            database_url=database_url,
+            observability_database_url="",
+            errors_database_url="",
+            redis_url="",
+        )
+        target = stack.enter_context(
+            _serve(scenario, var_dir, recorder_url, settings, instance_settings, database_proxy)
+        )
+        yield target
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = make_url(url)
+    return parsed.host or LOOPBACK, parsed.port or 5432
+
+
+@contextlib.contextmanager
+def _postgres_database(admin_dsn: str) -> Iterator[str]:
+    """A fresh database on the server of `admin_dsn` (dropped afterwards); yields its
+    SQLAlchemy URL. Only 127.0.0.1 / localhost servers: the game day stays on this machine."""
+    admin = make_url(admin_dsn)
+    if admin.host not in (LOOPBACK, "localhost", "::1"):
+        raise ValueError(f"the game day's PostgreSQL must be on this machine, not {admin.host}")
+    name = f"ep_gameday_{os.getpid()}_{secrets.token_hex(4)}"
+    plain = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextlib.contextmanager
+def _serve(
+    scenario: Scenario,
+    var_dir: Path,
+    recorder_url: str,
+    settings: Mapping[str, str],
+    instance_settings: Settings,
+    database_proxy: TcpProxy | None,
+) -> Iterator[Target]:
     migrate(instance_settings.resolved_database_url)
     db = Database(instance_settings.resolved_database_url)
     try:
@@ -111,6 +169,13 @@ def started_instance(
     finally:
         db.dispose()
     metrics_token = secrets.token_urlsafe(24)  # /metrics without the database
+    served_database = ""
+    if database_proxy is not None:
+        # The instance goes through the proxy; the game day reads alert state directly.
+        direct = make_url(instance_settings.resolved_database_url)
+        served_database = direct.set(host=LOOPBACK, port=database_proxy.port).render_as_string(
+            hide_password=False
+        )
     with contextlib.ExitStack() as stack:
         cloud: dict[str, str] = {}
         proxy: TcpProxy | None = None
@@ -129,8 +194,8 @@ def started_instance(
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             "EP_VAR_DIR": str(var_dir),
             "EP_LOG_DIR": str(var_dir / "log"),
-            "EP_DATABASE_URL": "",
-            "EP_OBSERVABILITY_DATABASE_URL": "",
+            "EP_DATABASE_URL": served_database,
+            "EP_OBSERVABILITY_DATABASE_URL": "",  # PostgreSQL: the platform's own database
             "EP_ERRORS_DATABASE_URL": "",
             "EP_REDIS_URL": "",
             "EP_HOST": LOOPBACK,
@@ -162,7 +227,14 @@ def started_instance(
         base_url = f"http://{LOOPBACK}:{port}"
         _wait_http(f"{base_url}/health/ready", process, timeout=60.0)
         yield Target(
-            base_url, admin_key, fault_key, metrics_token, instance_settings, process, proxy
+            base_url,
+            admin_key,
+            fault_key,
+            metrics_token,
+            instance_settings,
+            process,
+            proxy,
+            database_proxy,
         )
 
 

@@ -17,7 +17,13 @@ scenario, the control included:
 - `process_memory` (`process`): resident memory >= 1.5x its baseline peak and >= +100 MB;
 - `shipping_stalled` (`cloudwatch`): events shipped per second <= 10% of the baseline rate
   while the journal's backlog grew past its baseline peak;
-- `new_error_group` (an exception type): an error group first seen after the injection.
+- `new_error_group` (an exception type): an error group first seen after the injection;
+
+and, from the instance's own incident evidence for the detected alert (`evidence_findings`):
+`evidence_answered` (seconds the incidents API took), `evidence_dependency` (its first-ranked
+dependency, changed, named in its first line; value: the rise in ms), `evidence_slow_queries`
+(slow statements sampled) and `evidence_older_group_apart` (groups older than the fault shown
+apart, none of them on top).
 
 A scenario names its cause when every one of its `Requirement`s is met by a finding (kind,
 subject, and a value of at least the stated size: "the 400 ms must show", not just "slower").
@@ -26,7 +32,7 @@ The control must end with no finding at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +43,7 @@ from experimentation_platform.gameday.scenarios import Requirement, Scenario
 __all__ = [
     "Finding",
     "Verdict",
+    "evidence_findings",
     "find",
     "judge",
 ]
@@ -142,7 +149,90 @@ def _meets(finding: Finding, requirement: Requirement) -> bool:
         finding.kind == requirement.kind
         and (requirement.subject is None or finding.subject == requirement.subject)
         and (requirement.at_least is None or finding.value >= requirement.at_least)
+        and (requirement.at_most is None or finding.value <= requirement.at_most)
     )
+
+
+# -- the instance's own incident evidence ------------------------------------------------------
+def evidence_findings(
+    doc: Mapping[str, Any] | None,
+    answered_s: float | None,
+    groups_before: Iterable[Mapping[str, Any]],
+) -> list[Finding]:
+    """What the instance's incident evidence (`GET /api/v1/ops/incidents/{alert}`) says, read
+    as an operator reads it: its most changed dependency (first row, changed, named in the
+    first line), slow-query samples, where the error groups older than the fault are ranked,
+    and how long it took to answer."""
+    if doc is None or answered_s is None:
+        return []
+    partial = ", ".join(doc.get("timed_out") or [])
+    findings = [
+        Finding(
+            "evidence_answered",
+            "incidents API",
+            round(answered_s, 2),
+            None,
+            f"GET /api/v1/ops/incidents answered in {answered_s:.2f} s"
+            + (f" (partial: {partial} timed out)" if partial else ""),
+        )
+    ]
+    findings += _evidence_dependency(doc)
+    slow = sum(int(q.get("count", 0)) for q in doc.get("slow_queries") or [])
+    if slow:
+        shapes = len(doc.get("slow_queries") or [])
+        findings.append(
+            Finding(
+                "evidence_slow_queries",
+                "database",
+                float(slow),
+                None,
+                f"evidence samples {slow} slow statement(s) of {shapes} shape(s)",
+            )
+        )
+    findings += _older_groups_apart(doc, groups_before)
+    return findings
+
+
+def _evidence_dependency(doc: Mapping[str, Any]) -> list[Finding]:
+    rows = doc.get("dependencies") or []
+    headline = doc.get("headline") or [""]
+    if not rows or not rows[0].get("changed") or rows[0].get("unit") != "ms":
+        return []
+    top = rows[0]
+    name = str(top["subject"])
+    before, after = top.get("before"), top.get("after")
+    if before is None or after is None or not str(headline[0]).startswith(name):
+        return []
+    return [
+        Finding(
+            "evidence_dependency",
+            name,
+            round(after - before, 1),
+            round(before, 2),
+            f"evidence ranks {name} first: {top['measure']} {before:.1f} ms -> {after:.0f} ms; "
+            f"first line: {headline[0]}",
+        )
+    ]
+
+
+def _older_groups_apart(
+    doc: Mapping[str, Any], groups_before: Iterable[Mapping[str, Any]]
+) -> list[Finding]:
+    older = {g["fingerprint"] for g in groups_before}
+    top = [g["fingerprint"] for g in doc.get("error_groups") or []]
+    apart = [g for g in doc.get("earlier_error_groups") or [] if g["fingerprint"] in older]
+    if not apart or any(fp in older for fp in top):
+        return []
+    kinds = ", ".join(str(g["type"]).rsplit(".", 1)[-1] for g in apart)
+    return [
+        Finding(
+            "evidence_older_group_apart",
+            "error groups",
+            float(len(apart)),
+            None,
+            f"{len(apart)} error group(s) older than the fault shown apart, not on top: {kinds}",
+        )
+    ]
 
 
 # -- routes ----------------------------------------------------------------------------------

@@ -9,14 +9,22 @@ a dependency (the game day puts it in front of the CloudWatch endpoint) and swit
 
 Every mode change resets the connections open at that moment: a stream that lost bytes in a
 blackhole must not resume half-way. Threads are daemons and everything closes with `close()`.
+
+`set_latency(seconds)` adds latency to the path without touching open connections (a pool's
+connections stay, as on a real network that got slower): every chunk is delivered half the
+latency after it arrived, in each direction, so one request/response round trip (a SQL
+statement) takes `seconds` longer. Delivery is scheduled, not a sleep per chunk: a response
+in several chunks is delayed once, not once per chunk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import struct
 import threading
+import time
 import weakref
 from typing import Literal
 
@@ -33,6 +41,7 @@ class TcpProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.mode: NetworkMode = "forward"
+        self.latency_s = 0.0  # added to every round trip while forwarding
         self.port = 0
         self.connections = 0  # accepted so far, for reports
         self._lock = threading.Lock()
@@ -64,6 +73,12 @@ class TcpProxy:
             _close_listener(listener)
         elif mode != "refuse" and self._listener is None:
             self._listen()
+
+    def set_latency(self, seconds: float) -> None:
+        """Add `seconds` to every round trip from now on (0: none); connections stay open."""
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        self.latency_s = seconds
 
     def close(self) -> None:
         with self._lock:
@@ -131,16 +146,38 @@ class TcpProxy:
         self._pump(upstream, client)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """Read from `source`; a second thread delivers each chunk to `sink` when it is due
+        (at once without latency), so reading never waits for a delayed delivery."""
+        due: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+        sender = threading.Thread(target=self._deliver, args=(due, sink), daemon=True)
+        sender.start()
         try:
             while True:
                 data = source.recv(_CHUNK)
                 if not data:
                     break
-                sink.sendall(data)
+                due.put((time.monotonic() + self.latency_s / 2, data))
         except OSError:
             pass
         finally:
+            due.put(None)
+            sender.join()
             self._end(source, sink)
+
+    @staticmethod
+    def _deliver(due: queue.SimpleQueue[tuple[float, bytes] | None], sink: socket.socket) -> None:
+        failed = False
+        while (item := due.get()) is not None:
+            if failed:
+                continue  # drain: the reader ends the connection
+            at, data = item
+            wait = at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                sink.sendall(data)
+            except OSError:
+                failed = True
 
     def _swallow(self, client: socket.socket) -> None:
         try:

@@ -106,6 +106,19 @@ def _listed(mark: str, findings: Sequence[Finding], per_kind: int = 3) -> list[s
 def _incident_summary(doc: dict[str, Any]) -> list[str]:
     """The instance's own incident evidence (GET /api/v1/ops/incidents/ALERT), in short."""
     out = ["  the instance's incident evidence:"]
+    out += [f"  | {line}" for line in doc.get("headline") or []]
+    if doc.get("timed_out"):
+        out.append(f"  | partial: {', '.join(doc['timed_out'])} timed out")
+    for dep in [d for d in doc.get("dependencies") or [] if d.get("changed")][:3]:
+        out.append(
+            f"  | dependency {dep.get('subject')} {dep.get('measure')}: "
+            f"{_shown(dep.get('before'))} -> {_shown(dep.get('after'))} {dep.get('unit')}"
+        )
+    for query in (doc.get("slow_queries") or [])[:2]:
+        out.append(
+            f"  | slow query {query.get('count')}x max {query.get('max_ms', 0):.0f} ms: "
+            f"{str(query.get('statement'))[:100]}"
+        )
     metric = doc.get("metric") or {}
     if metric:
         value = metric.get("value")
@@ -121,9 +134,12 @@ def _incident_summary(doc: dict[str, Any]) -> list[str]:
                 f"  | {title} route {route.get('route')}: {route.get('requests')} req, "
                 f"{route.get('errors_5xx')} 5xx, p95 {shown} ms"
             )
-    for group in (doc.get("error_groups") or [])[:3]:
-        kind = str(group.get("type", "")).rsplit(".", 1)[-1]
-        out.append(f"  | error group {kind} ({group.get('count')}x)")
-    if doc.get("dependencies"):
-        out.append(f"  | dependencies: {', '.join(doc['dependencies'])}")
+    for title, key in (("error group", "error_groups"), ("earlier group", "earlier_error_groups")):
+        for group in (doc.get(key) or [])[:3]:
+            kind = str(group.get("type", "")).rsplit(".", 1)[-1]
+            out.append(f"  | {title} {kind} ({group.get('count')}x)")
     return out
+
+
+def _shown(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.4g}"

@@ -30,7 +30,7 @@ from experimentation_platform.gameday.instance import (
     targeted_instance,
     traffic,
 )
-from experimentation_platform.gameday.judge import Finding, find, judge
+from experimentation_platform.gameday.judge import Finding, evidence_findings, find, judge
 from experimentation_platform.gameday.observe import (
     MetricsWatcher,
     alert_label,
@@ -62,6 +62,9 @@ class GameDayConfig:
     observe_s: float = 10.0  # the incident window lasts at least this long before judgement
     control_watch_s: float = 60.0  # how long the control must stay quiet
     base_url: str | None = None  # target a running instance instead of starting one
+    # An admin DSN of a PostgreSQL on this machine that may create databases: the
+    # db-network-latency scenario runs its instance on a fresh database there.
+    postgres_dsn: str | None = None
     admin_key: str | None = None
     work_dir: Path | None = None
     on_event: Callable[[str], None] | None = None
@@ -89,6 +92,7 @@ class ScenarioResult:
     missing: list[str] = field(default_factory=list)  # requirements no finding met
     cause_named: bool = False
     incident: dict[str, Any] | None = None  # the instance's incident evidence for the alert
+    incident_answered_s: float | None = None  # how long GET /api/v1/ops/incidents/... took
     cleared_at: float | None = None
     resolved: bool = False
     # A started instance's resident memory: before the fault, at judgement, after the resolve.
@@ -184,6 +188,7 @@ def run_scenario(
                     "EP_ALERT_WINDOW_SCALE": repr(config.scale),
                     "EP_ALERT_INTERVAL_SECONDS": repr(config.interval_s),
                 },
+                postgres_dsn=config.postgres_dsn,
             )
             target = stack.enter_context(started)
         say(f"[{scenario.name}] instance ready at {target.base_url}; warming up")
@@ -201,8 +206,13 @@ def run_scenario(
 def _cannot_run(scenario: Scenario, config: GameDayConfig) -> str | None:
     if scenario.via == "network" and config.base_url:
         return (
-            "not run: breaking the network path to CloudWatch needs an instance the game day "
-            "starts (--start), behind its own proxy"
+            "not run: breaking a network path (to CloudWatch, to PostgreSQL) needs an "
+            "instance the game day starts (--start), behind its own proxy"
+        )
+    if scenario.needs_postgres and not config.postgres_dsn:
+        return (
+            "not run: needs PostgreSQL on this machine; pass an admin DSN that may create "
+            "databases (--postgres postgresql://USER@127.0.0.1:5432/DB)"
         )
     if scenario.needs_cloudwatch:
         return cloudwatch_endpoint_missing()
@@ -222,7 +232,9 @@ class _Run:
 
     def run(self) -> None:
         warm_from = time.time()
-        time.sleep(self.config.warmup_s)
+        if self.scenario.older_error:
+            self._older_error()
+        time.sleep(max(self.config.warmup_s, self.scenario.min_warmup_s))
         firing_before = {k for k, a in alerts(self.engine).items() if a.state == "firing"}
         self.result.baseline_alerts = sorted(
             alert_label(a) for k, a in alerts(self.engine).items() if k in firing_before
@@ -275,8 +287,7 @@ class _Run:
                 self.say(f"[{scenario.name}] {self.result.notes[-1]}")
                 return False
         elif scenario.via == "network":
-            assert self.target.cloudwatch_path is not None
-            self.target.cloudwatch_path.set_mode("blackhole")
+            self._network(on=True)
         self.say(f"[{scenario.name}] fault injected: {scenario.fault}")
         return True
 
@@ -285,10 +296,31 @@ class _Run:
         if self.scenario.via == "api":
             operator.delete("/api/v1/ops/faults").raise_for_status()
         elif self.scenario.via == "network":
-            assert self.target.cloudwatch_path is not None
-            self.target.cloudwatch_path.set_mode("forward")
+            self._network(on=False)
         if not self.scenario.is_control:
             self.say(f"[{self.scenario.name}] fault removed")
+
+    def _network(self, *, on: bool) -> None:
+        fault = self.scenario.fault or {}
+        if "database_network_latency_ms" in fault:
+            assert self.target.database_path is not None
+            latency = float(fault["database_network_latency_ms"]) / 1000 if on else 0.0
+            self.target.database_path.set_latency(latency)
+        else:
+            assert self.target.cloudwatch_path is not None
+            self.target.cloudwatch_path.set_mode("blackhole" if on else "forward")
+
+    def _older_error(self) -> None:
+        """The self-test error an operator may have triggered earlier: an error group older
+        than the fault, which the evidence must keep apart."""
+        with httpx.Client(
+            base_url=self.target.base_url,
+            headers={"Authorization": f"Bearer {self.target.admin_key}"},
+            timeout=15.0,
+        ) as client:
+            answer = client.post("/api/v1/ops/selftest/error", json={"note": "game day"})
+        if answer.status_code != 500:
+            self.result.notes.append(f"the self-test error answered {answer.status_code}")
 
     def _detect(self, firing_before: set[str]) -> AlertInstance | None:
         """The first expected alert to fire (control: any alert at all), or None."""
@@ -364,6 +396,14 @@ class _Run:
             groups_after or [],
             result.injected_at,
         )
+        if detected is not None:
+            # The operator's first click, while the fault is still on: how fast and what.
+            asked = time.monotonic()
+            result.incident = incident(operator, detected.name)
+            result.incident_answered_s = time.monotonic() - asked
+            findings += evidence_findings(
+                result.incident, result.incident_answered_s, groups_before
+            )
         verdict = judge(self.scenario, findings)
         result.findings = findings
         result.evidence = verdict.evidence
@@ -374,7 +414,6 @@ class _Run:
             f"{len(findings)} finding(s), cause named: {verdict.cause_named}"
         )
         if detected is not None:
-            result.incident = incident(operator, detected.name)
             self._wait_notification(detected)
 
     def _wait_notification(self, detected: AlertInstance) -> None:

@@ -3,8 +3,13 @@ evidence must name its cause (see `judge` for how evidence is found, the same wa
 
 A scenario's fault goes in one of two ways: through the instance's fault API
 (`PUT /api/v1/ops/faults`, `via="api"`), or by breaking the network path to a dependency
-(`via="network"`: the game day's own TCP proxy in front of the CloudWatch endpoint). The
-`control` scenario injects nothing: it must end with no alert and no evidence at all.
+(`via="network"`: the game day's own TCP proxy in front of the CloudWatch endpoint, or in
+front of PostgreSQL, where it adds latency). The `control` scenario injects nothing: it must
+end with no alert and no evidence at all.
+
+Requirements of kind `evidence_*` are met by the instance's own incident evidence (its
+`GET /api/v1/ops/incidents/{alert}` document, see `judge.evidence_findings`), the others by
+/metrics and error groups against the baseline.
 """
 
 from __future__ import annotations
@@ -55,10 +60,12 @@ class Requirement:
     kind: str
     subject: str | None = None
     at_least: float | None = None
+    at_most: float | None = None
 
     def describe(self) -> str:
         about = f" of {self.subject}" if self.subject else ""
         bound = f" >= {self.at_least:g}" if self.at_least is not None else ""
+        bound += f" <= {self.at_most:g}" if self.at_most is not None else ""
         return f"{self.kind}{about}{bound}"
 
 
@@ -74,6 +81,11 @@ class Scenario:
     description: str = ""
     settings: Mapping[str, str] = field(default_factory=dict)  # EP_* of a started instance
     needs_cloudwatch: bool = False  # a started instance ships to a local moto server
+    needs_postgres: bool = False  # a started instance's database is PostgreSQL behind a proxy
+    older_error: bool = False  # a self-test error at warm-up: a group older than the fault
+    # At least this much warm-up: evidence compares with the window before the alert's
+    # window (36 s at scale 0.01), which must hold traffic.
+    min_warmup_s: float = 0.0
 
     @property
     def is_control(self) -> bool:
@@ -167,6 +179,32 @@ SCENARIOS: tuple[Scenario, ...] = (
         "proxy in front of the endpoint accepts connections and never answers. Lines stay in "
         "the shipper's journal and the shipping lag grows.",
         needs_cloudwatch=True,
+    ),
+    Scenario(
+        "db-network-latency",
+        "Database network latency",
+        {"database_network_latency_ms": 500},
+        "network",
+        expect=("api_latency_page", "assignment_latency_page"),
+        requires=(
+            # The 500 ms show in the database's own mean statement time on /metrics...
+            Requirement("dependency_latency", "database", at_least=400),
+            # ...and the instance's evidence ranks the database first among dependencies,
+            # from its statement latency (p95 risen by at least 400 ms), names it in its
+            # first line, samples the slow statements, keeps the self-test group from before
+            # the fault apart (not on top), and answers within 3 s while the database is slow.
+            Requirement("evidence_dependency", "database", at_least=400),
+            Requirement("evidence_slow_queries", "database", at_least=1),
+            Requirement("evidence_older_group_apart", None, at_least=1),
+            Requirement("evidence_answered", "incidents API", at_most=3.0),
+        ),
+        description="The network path to PostgreSQL gets 500 ms slower per round trip: the "
+        "game day's TCP proxy between the instance and the database delays every chunk "
+        "(connections stay open). The platform's error store shares that database. A "
+        "self-test error at warm-up leaves an unrelated, older error group.",
+        needs_postgres=True,
+        older_error=True,
+        min_warmup_s=45.0,
     ),
 )
 

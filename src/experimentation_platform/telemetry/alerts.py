@@ -52,7 +52,9 @@ __all__ = [
     "ROUTES",
     "ROUTE_TABLE",
     "cloudwatch_alarms",
+    "dashboard_url",
     "render_deploy_files",
+    "runbook_url",
 ]
 
 ASSIGNMENT_LATENCY_THRESHOLD_S: Final = 0.05
@@ -139,8 +141,18 @@ RECEIVERS: tuple[Receiver, ...] = (
     ),
 )
 
-RUNBOOK_URL = "https://github.com/example/experimentation-platform/blob/main/docs/runbook.md"
-DASHBOARD_URL = "http://localhost:8000/ops/dashboards"
+# Rendered files (deploy/) link to an instance's own pages; `ep alerts render --base-url`
+# writes them for the deployment's EP_PUBLIC_BASE_URL (the committed ones use the default).
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"  # EP_HOST:EP_PORT by default
+
+
+def runbook_url(base_url: str = DEFAULT_BASE_URL) -> str:
+    """The runbook every instance serves (docs/runbook.md rendered at /ops/runbook)."""
+    return f"{base_url.rstrip('/')}/ops/runbook"
+
+
+def dashboard_url(base_url: str = DEFAULT_BASE_URL) -> str:
+    return f"{base_url.rstrip('/')}/ops/dashboards"
 
 
 # The EmfPublisher's base dimensions (the toolkit's: Service=<service>): alarms name the same.
@@ -159,13 +171,13 @@ def cloudwatch_alarms(
     return render_cloudwatch_alarms(BASE_RULES, namespace=namespace, dimensions=dims)
 
 
-def render_prometheus_rules() -> str:
+def render_prometheus_rules(base_url: str = DEFAULT_BASE_URL) -> str:
     return render_rules_yaml(
         BASE_RULES,
         names=HTTP_METRICS,
         group_name="experimentation-platform",
-        runbook_base_url=RUNBOOK_URL,
-        dashboard_base_url=DASHBOARD_URL,
+        runbook_base_url=runbook_url(base_url),
+        dashboard_base_url=dashboard_url(base_url),
     )
 
 
@@ -175,10 +187,11 @@ def render_alertmanager() -> str:
     )
 
 
-def render_deploy_files(root: Path) -> dict[Path, str]:
-    """Write deploy/prometheus/rules.yml and deploy/alertmanager/alertmanager.yml under root."""
+def render_deploy_files(root: Path, base_url: str = DEFAULT_BASE_URL) -> dict[Path, str]:
+    """Write deploy/prometheus/rules.yml and deploy/alertmanager/alertmanager.yml under root;
+    rule links point at the instances behind `base_url`."""
     files = {
-        root / "deploy" / "prometheus" / "rules.yml": render_prometheus_rules(),
+        root / "deploy" / "prometheus" / "rules.yml": render_prometheus_rules(base_url),
         root / "deploy" / "alertmanager" / "alertmanager.yml": render_alertmanager(),
     }
     for path, text in files.items():

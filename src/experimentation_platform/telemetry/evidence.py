@@ -15,12 +15,18 @@ from experimentation_platform.telemetry.wiring import CHANGE_EVENTS
 from observability.alerting.rules import Rule, definitions
 from observability.alerting.scaling import scale_rules
 from observability.alerting.state import AlertInstance
-from observability.incident import IncidentEvidence, gather_evidence
+from observability.incident import DependencySignal, IncidentEvidence, gather_evidence
+from observability.incident.signals import default_signals
 from observability.logsearch import LogSearch
 from observability.masking import default_masker
 from observability.store import ObservabilityStore
 
-__all__ = ["stored_alerts", "stored_evidence"]
+__all__ = ["DEPENDENCY_SIGNALS", "stored_alerts", "stored_evidence"]
+
+# The platform's dependencies as its readiness probes name them (app.py): the database and
+# the configuration cache; the running instance derives the same from its probes.
+READINESS_PROBES = ("database", "cache")
+DEPENDENCY_SIGNALS: tuple[DependencySignal, ...] = default_signals(READINESS_PROBES)
 
 
 def stored_alerts(settings: Settings) -> dict[str, AlertInstance]:
@@ -52,6 +58,7 @@ def stored_evidence(
             alert,
             definitions=definitions(rules),
             history=store.history,
+            dependency_signals=DEPENDENCY_SIGNALS,
             route_stats=route_stats,
             errors=store.errors,
             logs=LogSearch(settings.log_dir, settings.log_file_stem),

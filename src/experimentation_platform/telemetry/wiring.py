@@ -8,7 +8,7 @@ them; nothing else in the platform configures logging, errors, metrics or alerti
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from experimentation_platform.telemetry import alerts
 from experimentation_platform.telemetry import names as domain
 from experimentation_platform.telemetry.dashboards import DASHBOARDS
 from experimentation_platform.telemetry.metrics import PlatformMetrics, PlatformStateCollector
+from experimentation_platform.telemetry.runbook import runbook_path
 from observability import (
     AlertSettings,
     CloudWatchSettings,
@@ -28,6 +29,7 @@ from observability import (
 )
 from observability.errors import ClassificationRule
 from observability.metrics import names
+from observability.readiness import Readiness
 from observability.runmarker import UNCLEAN_SHUTDOWN_DETECTED
 from observability.settings import Role
 from observability.severity import Severity
@@ -66,7 +68,7 @@ CHANGE_EVENTS = (
 def observability_config(
     settings: Settings,
     *,
-    readiness: Mapping[str, Callable[[], object]] | None = None,
+    readiness: Readiness | None = None,
     access: Callable[[str], Role | None] | None = None,
 ) -> ObservabilityConfig:
     """The platform's EP_* settings as the toolkit's config (the platform's rules and
@@ -80,6 +82,7 @@ def observability_config(
         metrics_token=settings.metrics_token,
         access=access,
         public_base_url=settings.base_url,
+        runbook_path=runbook_path(),
         trusted_proxies=settings.trusted_proxies,
         max_body_bytes=settings.max_body_bytes,
         body_limits={"/api/v1/events": settings.max_events_body_bytes},
@@ -96,11 +99,12 @@ def observability_config(
         dashboards=DASHBOARDS,
         dashboard_gauges=(domain.EXPERIMENTS, *domain.STATE_GAUGES),
         change_events=CHANGE_EVENTS,
-        readiness=dict(readiness or {}),
+        readiness=readiness if readiness is not None else {},
         log=LogSettings(
             level=settings.log_level,
             levels=settings.log_levels,
             stdout=settings.log_to_stdout,
+            console=settings.log_console,
             to_file=settings.log_to_file,
             directory=settings.log_dir,
             file_stem=settings.log_file_stem,
@@ -141,7 +145,7 @@ def observability_config(
             enabled=settings.alerts_enabled,
             interval_seconds=settings.alert_interval_seconds,
             window_scale=settings.alert_window_scale,
-            runbook_base_url=alerts.RUNBOOK_URL,
+            runbook_base_url=settings.runbook_base_url,
             rules=alerts.BASE_RULES,
             grouping=alerts.BASE_GROUPING,
             inhibit_rules=alerts.INHIBIT_RULES,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,6 +143,9 @@ class Evaluator:
             prepare([term for d in self.definitions for term in d.terms()])
         self._lock = threading.RLock()
         self._alerts: dict[str, AlertInstance] = {}
+        # What readers see: copies published at the end of each round, read without the
+        # round's lock (a round reads gauges and saves state, slow while a dependency is).
+        self._published: dict[str, AlertInstance] = {}
         self._groups: dict[str, GroupState] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -162,17 +165,20 @@ class Evaluator:
         with self._lock:
             self._alerts = {k: a for k, a in alerts.items() if a.name in self._defs}
             self._groups = groups
+            self._publish()
+
+    def _publish(self) -> None:
+        self._published = {k: replace(a) for k, a in self._alerts.items()}
 
     # -- public views -----------------------------------------------------------------------
     def alert_instances(self) -> dict[str, AlertInstance]:
-        """A copy of every alert this evaluator tracks, by key (incident evidence reads it)."""
-        with self._lock:
-            return dict(self._alerts)
+        """A copy of every alert this evaluator tracks, by key, as of the last round
+        (incident evidence reads it): never waits for a round in progress."""
+        return dict(self._published)
 
     def active_alerts(self) -> list[dict[str, Any]]:
-        """Pending, firing and recently resolved alerts, most severe first."""
-        with self._lock:
-            alerts = [a.view() for a in self._alerts.values() if a.state != "inactive"]
+        """Pending, firing and recently resolved alerts, most severe first (last round's)."""
+        alerts = [a.view() for a in self._published.values() if a.state != "inactive"]
         order = {"firing": 0, "pending": 1, "resolved": 2}
         return sorted(
             alerts,
@@ -238,6 +244,7 @@ class Evaluator:
             self._mark_muted(now)
             removed_groups = self._flush_groups(now, result)
             self._forget_resolved(now, removed)
+            self._publish()
             self.evaluations += 1
             if self.state_store is not None:
                 try:

@@ -678,6 +678,43 @@ class ErrorStore:
             routes={str(route): int(count) for route, count in routes},
         )
 
+    def minute_counts(
+        self, fingerprints: Sequence[str], start: float, end: float
+    ) -> dict[str, dict[int, int]]:
+        """Occurrences per minute (UNIX time // 60) of the given groups in [start, end], by
+        fingerprint: one statement (incident evidence compares a baseline with the incident)."""
+        if not fingerprints:
+            return {}
+        mt = minutes_table
+        out: dict[str, dict[int, int]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(mt.c.fingerprint, mt.c.minute, mt.c.count).where(
+                    mt.c.fingerprint.in_(list(fingerprints)),
+                    mt.c.minute >= int(start // 60),
+                    mt.c.minute <= int(end // 60),
+                )
+            ).all()
+        for fingerprint, minute, count in rows:
+            out.setdefault(str(fingerprint), {})[int(minute)] = int(count)
+        return out
+
+    def group_routes(self, fingerprints: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The routes each group was seen on, with counts: one statement for several groups."""
+        if not fingerprints:
+            return {}
+        r = routes_table
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(r.c.fingerprint, r.c.route, r.c.count).where(
+                    r.c.fingerprint.in_(list(fingerprints))
+                )
+            ).all()
+        for fingerprint, route, count in rows:
+            out.setdefault(str(fingerprint), {})[str(route)] = int(count)
+        return out
+
     def stats(self, *, now: datetime | None = None, minutes: int = 60) -> ErrorStats:
         """Dashboard numbers: groups by severity/status, mean resolution time, errors per minute."""
         g, mt = groups_table, minutes_table

@@ -37,6 +37,7 @@ from observability.errors.fingerprint import (
     qualified_type_names,
     type_name,
 )
+from observability.errors.recent import RecentGroups
 from observability.errors.store import ErrorEvent, ErrorStore, GroupBatch, GroupChange, Occurrence
 from observability.errors.triggers import ErrorTrigger, RateWindow, TriggerKind, TriggerPolicy
 
@@ -144,6 +145,7 @@ class ErrorTracker:
         self._context_provider = context_provider
         self._queue: queue.Queue[ErrorEvent] = queue.Queue(maxsize=self.config.queue_size)
         self._rates = RateWindow()
+        self.recent = RecentGroups()  # what incident evidence reads before the store
         self._triggers = TriggerPolicy(
             self._rates,
             spike_per_minute=self.config.spike_per_minute,
@@ -239,6 +241,7 @@ class ErrorTracker:
             ),
         )
         self._count("captured")
+        self.recent.add(event)
         self._enqueue(event)
         if self._sentry is not None and rate <= self.config.sentry_per_minute:
             try:

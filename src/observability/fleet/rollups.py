@@ -9,7 +9,10 @@ come with the migrations, and a reader gets a consistent set of buckets in one q
     publish   every `bucket_s` the buckets since the last complete one are upserted (the live,
               partial bucket included, so a reader is at most one bucket behind); rows older
               than `keep_s` (an hour, the longest window the rolling windows answer) are pruned.
-    read      buckets in [start, end), merged across instances, or one instance's only.
+    read      buckets in [start, end), merged across instances, or one instance's only. The
+              fleet's merged buckets older than `settle_s` (a minute: every live instance has
+              published them complete by then) are kept merged in memory, so each read
+              merges only the last minute again (merging an hour of sketches costs ~1 s).
 
 A graceful stop publishes the partial bucket last; an instance killed loses at most the
 bucket it was in (10 s), not the minute the history would have lost.
@@ -46,13 +49,21 @@ class FleetRollups:
         instance: str,
         bucket_s: int = 10,
         keep_s: float = 3700.0,
+        settle_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.service = service[:100]
         self.instance = instance[:160]
         self.bucket_s = bucket_s
         self.keep_s = keep_s
+        self.settle_s = settle_s
+        self._clock = clock
         self.bytes_written = 0  # what publishing costs (benchmarks/fleet_cost.py)
+        self._lock = threading.Lock()
+        self._settled: dict[int, MinuteRollup] = {}  # merged, final buckets
+        self._cached_from: int | None = None  # the cache holds every bucket from here...
+        self._settled_until = 0  # ...to here
 
     def publish(self, buckets: Sequence[MinuteRollup], now: float) -> None:
         """Upsert this instance's buckets (delete + insert, one transaction) and prune."""
@@ -85,6 +96,28 @@ class FleetRollups:
     def read(self, start: float, end: float, instance: str | None = None) -> list[MinuteRollup]:
         """Buckets starting in [start, end), merged across the fleet (or of one instance),
         oldest first; `minute_start` is the bucket's start."""
+        if instance is not None:
+            return self._read(start, end, instance)
+        with self._lock:
+            bucket = self.bucket_s
+            settle = int((self._clock() - self.settle_s) // bucket * bucket)
+            if self._cached_from is None or start < self._cached_from:
+                self._settled.clear()
+                self._cached_from = self._settled_until = int(start)
+            fresh = self._read(min(self._settled_until, settle), end, None)
+            for rollup in fresh:
+                if rollup.minute_start < settle:
+                    self._settled[rollup.minute_start] = rollup
+            self._settled_until = max(self._settled_until, settle)
+            forget = int(self._clock() - self.keep_s)
+            for old in [k for k in self._settled if k < forget]:
+                del self._settled[old]
+            self._cached_from = max(self._cached_from, forget)
+            cached = [self._settled[k] for k in sorted(self._settled) if start <= k < end]
+        recent = [r for r in fresh if r.minute_start >= settle and start <= r.minute_start < end]
+        return [*cached, *recent]
+
+    def _read(self, start: float, end: float, instance: str | None) -> list[MinuteRollup]:
         query = select(_T.bucket_start, _T.data).where(
             _T.service == self.service,
             _T.bucket_start >= int(start),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from observability.logging.console import ConsoleSink, wants_console
 from observability.logging.levels import LEVELS, LevelPolicy, parse_levels
 from observability.logging.pipeline import (
     LogPipeline,
@@ -34,6 +35,7 @@ from observability.logging.sinks import (
 
 __all__ = [
     "CallbackSink",
+    "ConsoleSink",
     "LevelPolicy",
     "LogPipeline",
     "LoggingConfig",
@@ -74,6 +76,9 @@ class LoggingConfig:
     directory: Path | None = Path("./var/log")
     file_stem: str = "platform"
     stdout: bool = True
+    # stdout as JSON ("json"), as coloured lines for people ("pretty"), or "auto": pretty when
+    # stdout is a terminal. Files and other sinks are JSON whatever this says.
+    console: str = "auto"
     max_file_bytes: int = 100 * 1024 * 1024
     rotate_seconds: float = 86_400.0
     retention_days: float = 14.0
@@ -91,7 +96,7 @@ def configure_logging(
     levels.update(parse_levels(config.levels))
     sinks: list[Sink] = []
     if config.stdout:
-        sinks.append(StreamSink())
+        sinks.append(ConsoleSink() if wants_console(config.console) else StreamSink())
     if config.directory is not None:
         sinks.append(
             RotatingFileSink(

@@ -49,6 +49,8 @@ SYSTEM_NETWORK: Final = "system_network_bytes_total"  # {direction}
 EVENT_LOOP_LAG: Final = "event_loop_lag_seconds"
 PROCESS_MEMORY: Final = "process_memory_usage_ratio"  # resident memory / memory budget
 SERVICE_READY: Final = "service_ready"  # gauge {dependency}: 1 ready, 0 not
+SERVICE_DEGRADED: Final = "service_degraded"  # gauge {dependency}: 1 answered slowly
+READINESS_CHECK_DURATION: Final = "readiness_check_duration_seconds"  # gauge {dependency}
 
 # The fleet (read from the shared instance registry: the same on every instance)
 INSTANCES_UP: Final = "instances_up"

@@ -94,6 +94,9 @@ class LiveSource:
         self._refreshed_at = -math.inf
         self._step_started: float | None = None  # when the latest reading's step began
         self._lock = threading.Lock()
+        # Refreshing from the history reads a database: under a lock of its own, so reading
+        # remembered gauges never waits behind a slow store.
+        self._refresh_lock = threading.Lock()
         self._views: dict[tuple[int, int, int], tuple[float, RangeView]] = {}
 
     @property
@@ -115,7 +118,7 @@ class LiveSource:
         return now - window_s >= current - horizon
 
     def _past(self) -> MinuteStore:
-        with self._lock:
+        with self._refresh_lock:
             current = self._clock()
             if current - self._refreshed_at >= self._refresh_s:
                 self._refreshed_at = current
@@ -258,6 +261,13 @@ class LiveSource:
             if first is not None and first <= now:
                 return self.readings.latest(name, now)
         return self._past().gauge_values(name, now)
+
+    def remembered(self, name: str, now: float) -> dict[str, float]:
+        """The latest remembered reading of every series of `name` at or before `now`: memory
+        only, never a fresh read of the gauges nor the store (incident evidence while a
+        dependency the gauges ping is slow)."""
+        with self._lock:
+            return self.readings.latest(name, now)
 
     def reading_rates(self, name: str, window_s: int, now: float) -> Mapping[str, float]:
         # The remembered readings when two of them fall in the window (a process up for less

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-__all__ = ["CSP", "render_page"]
+__all__ = ["CSP", "render_document", "render_page"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -109,4 +109,44 @@ def render_page(
         nav="" if page == "login" else nav,
         ranges=ranges,
         content=content,
+    )
+
+
+_DOCUMENT = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{title} - {app_title}</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{base}/static/ops.css">
+</head>
+<body data-base="{base}" data-page="document">
+<header class="top">
+  <div class="brand"><a href="{base}/">{app_title}</a></div>
+  <nav class="nav">{nav}</nav>
+</header>
+<main id="main" class="document">
+{body}
+</main>
+</body>
+</html>
+"""
+
+
+def render_document(
+    *, base: str, title: str, body_html: str, dashboards: Sequence[tuple[str, str]], app_title: str
+) -> str:
+    """A static document page (the runbook): no script, no data. ``body_html`` must already
+    be safe (rendered with raw HTML escaped); everything else is escaped here."""
+    links = [(f"{base}/dashboards/{n}", t) for n, t in dashboards]
+    links += [(f"{base}/errors", "Errors"), (f"{base}/alerts", "Alerts")]
+    nav = "".join(f'<a href="{escape(href)}">{escape(text)}</a>' for href, text in links)
+    return _DOCUMENT.format(
+        base=escape(base),
+        title=escape(title),
+        app_title=escape(app_title),
+        nav=nav,
+        body=body_html,
     )

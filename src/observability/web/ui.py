@@ -25,7 +25,8 @@ from fastapi import Path as FastApiPath
 from fastapi.responses import RedirectResponse, Response
 
 from observability.dashboards.data import RANGES, DashboardData
-from observability.web.pages import CSP, render_page
+from observability.web.pages import CSP, render_document, render_page
+from observability.web.runbook import MarkdownDocument
 
 __all__ = [
     "STATIC_DIR",
@@ -158,6 +159,7 @@ def build_ops_ui(
     alerts_provider: AlertsProvider | None = None,
     incident_provider: IncidentProvider | None = None,
     instances_provider: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
+    runbook: Path | None = None,
     prefix: str = "/ops",
     refresh_seconds: int = 30,
     title: str = "Operations",
@@ -173,7 +175,8 @@ def build_ops_ui(
     alert by name or key (``observability.incident.IncidentEvidence.to_dict()``, plus optional
     ``"links"``), or None when it knows no such alert (the page says so); ``instances_provider()``
     the fleet's instances (``InstanceInfo.to_dict()``: instance, host, pid, version, started_at,
-    last_seen, state up/stopped/lost, up). ``refresh_seconds``
+    last_seen, state up/stopped/lost, up). ``runbook``, a Markdown file, is served rendered at
+    ``<prefix>/runbook`` (public like the page shells: documentation, no data). ``refresh_seconds``
     is the default auto-refresh interval; a page URL may override it with ``?refresh=N``
     (tests use a short one).
     """
@@ -245,6 +248,21 @@ def build_ops_ui(
             "What to look at first for this alert, in one view.",
             alert,
         )
+
+    if runbook is not None:
+        document = MarkdownDocument(runbook)
+
+        @router.get("/runbook")
+        def runbook_page() -> Response:
+            try:
+                body = document.html()
+            except OSError:  # a deployment without the file: say so, not a 500
+                raise HTTPException(404, "no runbook at this instance") from None
+            return _html(
+                render_document(
+                    base=base, title="Runbook", body_html=body, dashboards=nav, app_title=title
+                )
+            )
 
     @router.get("/static/{path:path}")
     def static(path: str) -> Response:

@@ -280,3 +280,42 @@ def test_background_loop_evaluates_until_stopped() -> None:
     count = evaluator.evaluations
     assert evaluator.loop_failures == 0
     assert evaluator.evaluations == count  # stopped
+
+
+def test_readers_get_the_last_round_while_a_round_waits_on_a_slow_store(tmp_path: Path) -> None:
+    """The incident page asks for an alert while the evaluator's round is stuck saving state
+    to the database that is the incident: it gets the last round's alerts at once."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'alerts.db'}")
+    release = threading.Event()
+
+    class SlowStates(StateStore):
+        def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if saving.is_set():
+                release.wait(10)
+            return super().save(*args, **kwargs)
+
+    saving = threading.Event()
+    states = SlowStates(engine)
+    states.create_schema()
+    store = MinuteStore()
+    config = EvaluatorConfig(grouping=FAST, log_transitions=False)
+    evaluator = Evaluator([ERRORS], store, config=config, state_store=states)
+    feed = Feed(evaluator, store)
+    for _ in range(3):
+        feed.minute(errors=50)
+    saving.set()
+    store.add(rollup(feed.t, 100, 50))
+    stuck = threading.Thread(target=evaluator.evaluate_once, args=(feed.t + 60,), daemon=True)
+    stuck.start()
+    answered: list[list[str]] = []
+    reader = threading.Thread(
+        target=lambda: answered.append([a.state for a in evaluator.alert_instances().values()]),
+        daemon=True,
+    )
+    reader.start()
+    reader.join(5)  # bounded: without the published copy it waits for the stuck round
+    release.set()
+    stuck.join(10)
+    engine.dispose()
+    assert answered == [["firing"]]
+    assert [a["state"] for a in evaluator.active_alerts()] == ["firing"]

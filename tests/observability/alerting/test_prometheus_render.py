@@ -16,8 +16,8 @@ from tests.support.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules.yml"
-RUNBOOK = alerts.RUNBOOK_URL
-BOARDS = alerts.DASHBOARD_URL
+RUNBOOK = alerts.runbook_url()
+BOARDS = alerts.dashboard_url()
 
 
 def test_committed_rules_equal_a_fresh_render() -> None:

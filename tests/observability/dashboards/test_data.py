@@ -180,6 +180,7 @@ def test_a_failing_source_breaks_its_panels_not_the_page(
         "network-i-o",
         "event-loop-lag",
         "dependencies-database-pool-in-use",
+        "dependencies-readiness-check-latency",
         "readiness-per-instance",
         "instances",
     ]

@@ -104,6 +104,8 @@ def instrumented_app(registry: CollectorRegistry, engine: sa.Engine) -> FastAPI:
     network = Counter(names.SYSTEM_NETWORK, "net", ["direction"], registry=registry)
     Gauge(names.EVENT_LOOP_LAG, "lag", registry=registry).set(0.002)
     Gauge(names.SERVICE_READY, "ready", ["dependency"], registry=registry).labels("database").set(1)
+    check = Gauge(names.READINESS_CHECK_DURATION, "check", ["dependency"], registry=registry)
+    check.labels("database").set(0.003)
     Gauge(names.INSTANCE_UP, "heartbeats", ["instance"], registry=registry).labels("a").set(1)
     errors = Counter(names.ERROR_EVENTS, "errors", ["severity"], registry=registry)
     # The telemetry collector always exports reason="none" (0) before the first drop.

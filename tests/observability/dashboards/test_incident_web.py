@@ -85,7 +85,9 @@ def test_incident_json_needs_the_token_and_404s_an_unknown_alert() -> None:
         body = answer.json()
         assert body["available"] is True
         assert body["alert"]["alertname"] == "dependency_not_ready"
-        assert body["dependencies"] == ["database"]
+        assert body["alert"]["labels"] == {"dependency": "database"}
+        assert body["dependencies"] == []  # no dependency signal given: none is claimed
+        assert body["headline"]
         assert body["links"]["runbook"] == "https://runbook.test/#x"
         assert body["failing_routes"][0]["route"] == "GET /pay"
 

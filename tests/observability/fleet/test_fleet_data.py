@@ -63,7 +63,7 @@ class Member:
 
     def __init__(self, store: ObservabilityStore, name: str, clock: Clock) -> None:
         self.windows = RollingWindows(clock=clock)
-        self.rollups = FleetRollups(store.engine, service="svc", instance=name)
+        self.rollups = FleetRollups(store.engine, service="svc", instance=name, clock=clock)
         self.publisher = FleetPublisher(self.windows, self.rollups, clock=clock)
 
     def traffic(self, ok: int, failed: int, latency_s: float, assigned: int) -> None:
@@ -186,3 +186,41 @@ def test_a_window_shorter_than_a_bucket_reads_the_last_complete_bucket(
     fleet = Evaluator([rule], FleetSource(a.rollups, LiveSource(a.windows, clock=clock)))
     fleet.evaluate_once(clock.t)
     assert [x["summary"] for x in fleet.active_alerts()] == ["80%"]
+
+
+def test_settled_buckets_are_merged_once_and_recent_ones_read_again(
+    store: ObservabilityStore,
+) -> None:
+    clock = Clock(T0 + 1)
+    a, b = Member(store, "a", clock), Member(store, "b", clock)
+    for _ in range(12):  # two minutes of buckets, both instances publishing every 10 s
+        a.traffic(ok=10, failed=0, latency_s=0.01, assigned=1)
+        b.traffic(ok=5, failed=1, latency_s=0.2, assigned=1)
+        clock.t += 10
+        a.publisher.publish_once()
+        b.publisher.publish_once()
+    first = a.rollups.read(clock.t - 3600, clock.t + 10)
+    assert sum(r.routes["GET /x"].requests for r in first) == 12 * 16
+    assert len(a.rollups._settled) >= 5  # the older buckets are kept merged
+    # B's current bucket grows; a re-read shows it (recent buckets are read again)...
+    b.traffic(ok=7, failed=0, latency_s=0.2, assigned=0)
+    b.publisher.publish_once()
+    again = a.rollups.read(clock.t - 3600, clock.t + 10)
+    assert sum(r.routes["GET /x"].requests for r in again) == 12 * 16 + 7
+    # ...and the cached answer is the one a fresh reader merges from the rows.
+    fresh = FleetRollups(store.engine, service="svc", instance="z", clock=clock)
+    assert [r.to_dict() for r in again] == [
+        r.to_dict() for r in fresh._read(clock.t - 3600, clock.t + 10, None)
+    ]
+
+
+def test_a_graceful_stop_publishes_the_partial_bucket(store: ObservabilityStore) -> None:
+    clock = Clock(T0 + 1)
+    a = Member(store, "a", clock)
+    a.publisher.publish_once()
+    a.traffic(ok=3, failed=1, latency_s=0.01, assigned=2)  # after the last publish
+    clock.t = T0 + 4  # mid-bucket: nothing would publish it before the next boundary
+    a.publisher.stop()
+    stored = a.rollups.read(T0, T0 + 10, instance="a")
+    assert stored[0].routes["GET /x"].requests == 4
+    assert stored[0].counters == {"assigned": 2.0}

@@ -671,16 +671,82 @@
     drawChart(chartBox, "incident-metric", { time: curve.map(function (p) { return p.t; }), series: series }, "short", []);
   }
 
+  function groupRows(groups) {
+    return groups.map(function (g) {
+      var routes = Object.keys(g.routes || {}).sort(function (x, y) { return g.routes[y] - g.routes[x]; }).slice(0, 3).join(", ");
+      var tag = g.new ? el("span", { className: "pill new", text: "new" }) : g.spiking ? el("span", { className: "pill new", text: "spiking" }) : null;
+      var type = el("span", null, el("a", { href: BASE + "/errors/" + encodeURIComponent(g.fingerprint), text: g.type, className: "error-link" }), tag);
+      return [type, g.message, el("span", { className: "sev " + String(g.severity).toLowerCase(), text: g.severity }),
+        g.during === null || g.during === undefined ? "–" : g.during, g.count, routes || "–",
+        g.first_request_id ? requestLink(g.first_request_id) : "–"];
+    });
+  }
+
   function incidentErrors(data) {
+    var columns = ["type", "message", "severity", "since onset", "total", "routes", "first request"];
     var groups = data.error_groups || [];
-    cardBody("error-groups", "Top error groups (" + groups.length + ")", "Error groups active since the evidence window opened, most occurrences first. Click a type for its occurrences.", 12).replaceChildren(
-      groups.length ? dataTable(["type", "message", "severity", "count", "routes", "first request"], groups.map(function (g) {
-        var routes = Object.keys(g.routes || {}).sort(function (x, y) { return g.routes[y] - g.routes[x]; }).slice(0, 3).join(", ");
-        var type = el("span", null, el("a", { href: BASE + "/errors/" + encodeURIComponent(g.fingerprint), text: g.type, className: "error-link" }),
-          g.new ? el("span", { className: "pill new", text: "new" }) : null);
-        return [type, g.message, el("span", { className: "sev " + String(g.severity).toLowerCase(), text: g.severity }), g.count, routes || "–",
-          g.first_request_id ? requestLink(g.first_request_id) : "–"];
-      })) : el("p", { className: "empty", text: "No error group was active in this window." }));
+    var earlier = data.earlier_error_groups || [];
+    cardBody("error-groups", "Top error groups (" + groups.length + ")", "Error groups new or spiking since the incident began, most occurrences since then first. Click a type for its occurrences.", 12).replaceChildren(
+      groups.length ? dataTable(columns, groupRows(groups)) : el("p", { className: "empty", text: "No error group is new or spiking since the incident began." }));
+    var card = document.getElementById("panel-earlier-groups");
+    if (!earlier.length) { if (card) { card.remove(); } return; }
+    cardBody("earlier-groups", "Earlier error groups (" + earlier.length + ")", "Groups that predate the incident and did not spike: context, not the cause.", 12).replaceChildren(
+      dataTable(columns, groupRows(earlier)));
+  }
+
+  function changeValue(value, unit) {
+    if (value === null || value === undefined) { return "–"; }
+    if (unit === "ms") { return fmt(value, "ms"); }
+    if (unit === "ratio") { return fmt(value, "percentunit"); }
+    if (unit === "s") { return value.toFixed(0) + " s"; }
+    return String(Number(value.toPrecision(4)));
+  }
+
+  function changeRows(rows) {
+    return rows.map(function (r) {
+      var mark = r.changed ? el("span", { className: "state bad", text: "changed" }) : el("span", { className: "state", text: "steady" });
+      return [r.subject, r.measure, changeValue(r.before, r.unit), changeValue(r.after, r.unit),
+        typeof r.onset === "number" ? fmtTime(r.onset) : "–", mark];
+    });
+  }
+
+  function incidentHeadline(data) {
+    var lines = data.headline || [];
+    var list = el("ul", { className: "headline" });
+    lines.forEach(function (line) { list.appendChild(el("li", { text: line })); });
+    var timedOut = data.timed_out || [];
+    var partial = timedOut.length ? el("p", { className: "bad partial", text: "Partial: " + timedOut.join(", ") + " timed out (its source answers slowly); the rest is shown." }) : null;
+    cardBody("headline", "What changed most", "Against a baseline window before the incident: dependencies first, then routes and error groups.", 12).replaceChildren(list, partial || el("span"));
+  }
+
+  function incidentDependencies(data) {
+    var deps = data.dependencies || [];
+    cardBody("dependencies", "Dependencies", "Each dependency's own signals before and during the incident, the most changed first.", 12).replaceChildren(
+      deps.length ? dataTable(["dependency", "measure", "before", "during", "since", ""], changeRows(deps)) : el("p", { className: "empty", text: "No dependency signal is known here." }));
+  }
+
+  function incidentRouteChanges(data) {
+    var rows = data.route_changes || [];
+    cardBody("route-changes", "Routes that changed most", "Routes whose p95 or 5xx ratio rose most against the baseline window.", 12).replaceChildren(
+      rows.length ? dataTable(["route", "measure", "before", "during", "since", ""], changeRows(rows)) : el("p", { className: "empty", text: "No route's p95 or 5xx ratio rose against the baseline." }));
+  }
+
+  function incidentSlowQueries(data) {
+    var rows = data.slow_queries || [];
+    var card = document.getElementById("panel-slow-queries");
+    if (!rows.length) { if (card) { card.remove(); } return; }
+    cardBody("slow-queries", "Slow queries (" + rows.length + ")", "Statements slower than the slow-query threshold since the incident began (shapes: values replaced by ?).", 12).replaceChildren(
+      dataTable(["statement", "operation", "count", "slowest", "last seen"], rows.map(function (q) {
+        return [el("code", { text: q.statement }), q.operation, q.count, fmt(q.max_ms, "ms"), el("span", { className: "nowrap", title: q.last_seen, text: shortTime(q.last_seen) })];
+      })));
+  }
+
+  // The evidence may take a couple of seconds when a store is slow: say so instead of blank.
+  function incidentLoading() {
+    if (document.getElementById("panel-headline") || document.getElementById("panel-loading")) { return; }
+    document.getElementById("content").appendChild(el("section", { className: "card span-12", id: "panel-loading" },
+      el("h2", { text: "Gathering evidence\u2026" }),
+      el("p", { className: "desc", text: "Reading the rolling windows first, then the error store and the logs; each part has a time limit and a slow one is named when it misses it." })));
   }
 
   function routeRows(routes) {
@@ -711,14 +777,6 @@
     });
     cardBody("failing-requests", "Sample failing requests (" + requests.length + ")", "Requests that logged an error, with every log line each wrote. Click a request id for its full log.", 12).replaceChildren(
       requests.length ? box : el("p", { className: "empty", text: "No request logged an error in this window." }));
-  }
-
-  function incidentDependencies(data) {
-    var deps = data.dependencies || [];
-    var list = el("div", { className: "toolbar" });
-    deps.forEach(function (d) { list.appendChild(el("span", { className: "pill dep", text: d })); });
-    cardBody("dependencies", "Dependencies", "Dependencies the alert names (its dependency or component label).", 4).replaceChildren(
-      deps.length ? list : el("p", { className: "empty", text: "The alert names no dependency." }));
   }
 
   function incidentChanges(data) {
@@ -754,19 +812,30 @@
   }
 
   function loadIncident() {
+    incidentLoading();
+    function loaded() {
+      var loading = document.getElementById("panel-loading");
+      if (loading) { loading.remove(); }
+    }
     return api("/incidents/" + encodeURIComponent(NAME)).then(function (data) {
+      loaded();
       if (!data.available) { banner("No incident evidence is connected to this UI.", "info"); return; }
       var gone = document.getElementById("panel-not-found");
       if (gone) { gone.remove(); }
+      // What changed most first: the order an on-call person reads it in.
+      incidentHeadline(data);
       incidentAlert(data);
+      incidentDependencies(data);
       incidentMetric(data);
+      incidentRouteChanges(data);
+      incidentSlowQueries(data);
       incidentErrors(data);
       incidentRoutes(data);
       incidentRequests(data);
-      incidentDependencies(data);
       incidentChanges(data);
       incidentNotes(data);
     }, function (err) {
+      loaded();
       if (err.status !== 404) { throw err; }
       incidentNotFound();
     });

@@ -5,16 +5,27 @@
     print(evidence.render_text())          # the CLI, a notification body
     page_json = evidence.to_dict()         # a UI page
 
-What it gathers (each part optional: a missing source leaves a note, never an exception):
+What it gathers (each part optional: a missing source leaves a note, never an exception), in
+the order an on-call person reads it:
 
+* `headline`: what changed most, in words ("database statement p95 4 ms -> 503 ms since
+  11:11:33"), then the route that changed most and the top new error group;
+* dependencies ranked by change: each `DependencySignal` (the database's statement latency,
+  the cache's, CloudWatch lag, readiness...) over a baseline window before the incident and
+  the incident window, with before/after values and when it started to move (`changes`);
 * the metric that breached: the alert's query, value and threshold, and its recent curve --
   the same term the evaluator ran, re-evaluated by `observability.query` at earlier moments
   over the rolling windows (5 s slots while they hold the moment) and `MetricHistory` minutes
   (further back, longer windows, or when no windows are at hand);
-* the slowest and the most failing routes in the alert's window;
-* the top error groups active since the alert started (with new ones marked);
+* routes whose p95 or 5xx ratio rose most; the slowest and most failing routes of the
+  incident window (live: the partial slot included);
+* error groups new or spiking since the onset, ranked; older groups that merely go on apart;
+* slow-query samples (statement shape, count, slowest) for latency alerts;
 * sample failing requests (error-level log lines) with every log line of each request;
 * recent configuration changes: log lines of the given `config_events` in the last hour.
+
+Memory sections (windows) run first, then the store and log sections, all against one
+deadline (`bounded`): what timed out is listed in `timed_out`, the rest is shown.
 
 Why hand-written: it joins this toolkit's own stores (windows, history, error groups, log
 search); no library knows them.
@@ -25,15 +36,36 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from observability.alerting.rules import AlertDefinition
 from observability.alerting.state import AlertInstance
+from observability.errors.recent import RecentGroups
 from observability.errors.store import ErrorStore
+from observability.incident.bounded import run_bounded
+from observability.incident.changes import (
+    Change,
+    DependencySignal,
+    MemoryFirst,
+    Windows,
+    compare_dependencies,
+    compare_routes,
+    comparison_windows,
+    onset,
+    route_term,
+)
+from observability.incident.groups import (
+    ErrorGroupEvidence,
+    rank_groups,
+    recent_groups,
+    stored_groups,
+    with_routes,
+)
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.metrics.history import MetricHistory
+from observability.metrics.names import SLOW_QUERY
 from observability.metrics.windows import RollingWindows
 from observability.query.evaluate import instant
 from observability.query.live import LiveSource
@@ -64,6 +96,7 @@ __all__ = [
     "IncidentEvidence",
     "MetricEvidence",
     "RouteEvidence",
+    "SlowQuerySample",
     "alert_from_view",
     "describe_query",
     "gather_evidence",
@@ -107,21 +140,6 @@ class RouteEvidence:
 
 
 @dataclass(frozen=True)
-class ErrorGroupEvidence:
-    fingerprint: str
-    type: str
-    message: str
-    severity: str
-    rule: str
-    count: int
-    first_seen: float
-    last_seen: float
-    new: bool  # first seen after the evidence window opened
-    routes: dict[str, int]
-    first_request_id: str | None
-
-
-@dataclass(frozen=True)
 class FailingRequest:
     request_id: str
     route: str | None
@@ -136,18 +154,37 @@ class ConfigChange:
     fields: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SlowQuerySample:
+    """Statements slower than the slow-query threshold since the onset, by statement shape
+    (literals already replaced by `?` where they were logged)."""
+
+    statement: str
+    operation: str
+    count: int
+    max_ms: float
+    last_seen: str  # the newest line's timestamp
+
+
 @dataclass
 class IncidentEvidence:
     alert: dict[str, Any]
     gathered_at: float
     since: float
+    headline: list[str] = field(default_factory=list)  # what changed most, in words
+    onset: float | None = None  # when the first changed signal started to move
+    windows: dict[str, float] = field(default_factory=dict)  # baseline and incident edges
     metric: MetricEvidence | None = None
-    dependencies: list[str] = field(default_factory=list)  # from the alert's labels
+    dependencies: list[Change] = field(default_factory=list)  # by change, from their signals
+    route_changes: list[Change] = field(default_factory=list)  # p95 / 5xx ratio that rose most
     slowest_routes: list[RouteEvidence] = field(default_factory=list)
     failing_routes: list[RouteEvidence] = field(default_factory=list)
-    error_groups: list[ErrorGroupEvidence] = field(default_factory=list)
+    error_groups: list[ErrorGroupEvidence] = field(default_factory=list)  # new or spiking
+    earlier_error_groups: list[ErrorGroupEvidence] = field(default_factory=list)  # predate it
+    slow_queries: list[SlowQuerySample] = field(default_factory=list)
     failing_requests: list[FailingRequest] = field(default_factory=list)
     config_changes: list[ConfigChange] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)  # sections that missed the deadline
     notes: list[str] = field(default_factory=list)  # sources that were missing or failed
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +192,8 @@ class IncidentEvidence:
         data = asdict(self)
         data["gathered_at_iso"] = _iso(self.gathered_at)
         data["since_iso"] = _iso(self.since)
+        data["onset_iso"] = _iso(self.onset) if self.onset is not None else None
+        data["complete"] = not self.timed_out
         return data
 
     def mentions(self, text: str) -> list[str]:
@@ -162,7 +201,7 @@ class IncidentEvidence:
         value of a configuration change such as the fault that was injected)."""
         needle = text.lower()
         found = []
-        if any(needle in d.lower() for d in self.dependencies):
+        if any(needle in d.subject.lower() for d in self.dependencies if d.changed):
             found.append("dependency")
         if any(needle in r.route.lower() for r in self.slowest_routes):
             found.append("slowest_routes")
@@ -179,9 +218,11 @@ class IncidentEvidence:
         return found
 
     def render_text(self, *, lines_per_request: int = 6) -> str:
-        """Plain text for a terminal or a notification body."""
+        """Plain text for a terminal or a notification body: what changed most first."""
         a = self.alert
-        out = [
+        out = [f"  {line}" for line in self.headline] or ["  (no change against the baseline)"]
+        out = ["WHAT CHANGED MOST", *out, ""]
+        out += [
             f"ALERT {a.get('alertname')} [{a.get('severity')}] {str(a.get('state', '')).upper()}",
             f"  {a.get('summary') or ''}".rstrip(),
             f"  since {_iso(a.get('fired_at') or a.get('active_since'))}; "
@@ -190,8 +231,13 @@ class IncidentEvidence:
         labels = {k: v for k, v in (a.get("labels") or {}).items() if k not in ("alertname",)}
         if labels:
             out.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
+        if self.timed_out:
+            out.append("  PARTIAL: timed out: " + ", ".join(self.timed_out))
         if self.dependencies:
-            out.append("  dependency: " + ", ".join(self.dependencies))
+            out += ["", "DEPENDENCIES (most changed first; before -> during)"]
+            for d in self.dependencies:
+                mark = "CHANGED" if d.changed else "steady "
+                out.append(f"  {mark} {d.describe()}{_since(d.onset)}")
         m = self.metric
         if m is not None:
             out += ["", "METRIC"]
@@ -204,21 +250,25 @@ class IncidentEvidence:
                 if shown:
                     peak = max(shown, key=lambda p: p.value or 0.0)
                     out.append(f"  peak {_num(peak.value)} at {_iso(peak.t)}")
+        if self.route_changes:
+            out += ["", "ROUTES THAT CHANGED MOST (before -> during)"]
+            out += [f"  {r.describe()}{_since(r.onset)}" for r in self.route_changes]
         if self.failing_routes:
-            out += ["", "MOST FAILING ROUTES"]
+            out += ["", "MOST FAILING ROUTES (incident window)"]
             out += [_route_line(r) for r in self.failing_routes]
         if self.slowest_routes:
-            out += ["", "SLOWEST ROUTES"]
+            out += ["", "SLOWEST ROUTES (incident window)"]
             out += [_route_line(r) for r in self.slowest_routes]
+        if self.slow_queries:
+            out += ["", "SLOW QUERIES (since the onset)"]
+            for q in self.slow_queries:
+                out.append(f"  {q.count:>5}x max {q.max_ms:.0f} ms  {q.statement[:160]}")
         if self.error_groups:
-            out += ["", "TOP ERROR GROUPS"]
-            for g in self.error_groups:
-                routes = ", ".join(sorted(g.routes, key=lambda r: -g.routes[r])[:3])
-                out.append(
-                    f"  {g.count:>6}x [{g.severity}] {g.type}: {_one_line(g.message)[:120]}"
-                    f"{' (new)' if g.new else ''}"
-                )
-                out.append(f"          {g.fingerprint} rule={g.rule} routes: {routes or '-'}")
+            out += ["", "TOP ERROR GROUPS (new or spiking since the onset)"]
+            out += _group_lines(self.error_groups)
+        if self.earlier_error_groups:
+            out += ["", "EARLIER ERROR GROUPS (predate the incident)"]
+            out += _group_lines(self.earlier_error_groups)
         if self.failing_requests:
             out += ["", "FAILING REQUESTS"]
             for req in self.failing_requests:
@@ -235,32 +285,68 @@ class IncidentEvidence:
         return "\n".join(out) + "\n"
 
 
+def _group_lines(groups: Sequence[ErrorGroupEvidence]) -> list[str]:
+    out = []
+    for g in groups:
+        routes = ", ".join(sorted(g.routes, key=lambda r: -g.routes[r])[:3])
+        tag = " (new)" if g.new else " (spiking)" if g.spiking else ""
+        during = f" {g.during} since the onset," if g.during is not None else ""
+        out.append(f"  {g.count:>6}x [{g.severity}] {g.type}: {_one_line(g.message)[:120]}{tag}")
+        out.append(f"         {during} {g.fingerprint} rule={g.rule} routes: {routes or '-'}")
+    return out
+
+
+def _since(onset: float | None) -> str:
+    return "" if onset is None else f" since {_clock(onset)}"
+
+
+def _clock(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S")
+
+
 # -- gathering --------------------------------------------------------------------------------
+# Sections that read memory (windows, remembered gauge readings) run first: their onset tells
+# the store and log sections which error groups and requests belong to the incident.
+_MEMORY_SHARE = 0.6  # of the deadline, for the memory sections
+
+
 def gather_evidence(
     alert: AlertInstance,
     *,
     definitions: Sequence[AlertDefinition] = (),
     windows: RollingWindows | None = None,
     history: MetricHistory | None = None,
+    gauges: LiveSource | None = None,
+    dependency_signals: Sequence[DependencySignal] = (),
     route_stats: Mapping[str, Mapping[str, Any]] | None = None,
     errors: ErrorStore | None = None,
+    recent_errors: RecentGroups | None = None,
     logs: LogSearch | None = None,
     config_events: Sequence[str] = (),
+    slow_query_event: str | None = SLOW_QUERY,
     mask: Callable[[Any], Any] | None = None,
     now: float | None = None,
     lookback_s: float = 300.0,
     top: int = 5,
     sample_requests: int = 3,
+    deadline_s: float = 1.5,
     clock: Callable[[], float] | None = None,
 ) -> IncidentEvidence:
     """Evidence for `alert` (an evaluator `AlertInstance`, see `alert_from_view`).
 
     The window opens at the alert's start less the rule's window (or `lookback_s` for gauges),
-    at most an hour back. `route_stats` ({"METHOD /route": {"requests", "errors_5xx", "p95_ms",
-    ...}}, e.g. a `/windows` snapshot of a remote instance) stands in for `windows`. `mask` is
-    applied to log lines and messages once more (they are masked at the source already).
+    at most an hour back; the baseline is the window before it (see `changes`). Memory first:
+    with `windows`, requests and latencies come from them alone, gauges from the remembered
+    readings of `gauges` (the evaluator's source: never a fresh read, which may ping the slow
+    dependency), error groups from `recent_errors` before the `errors` store; without
+    windows (a CLI), from `history`. `route_stats` ({"METHOD /route": {"requests",
+    "errors_5xx", "p95_ms", ...}}, e.g. a `/windows` snapshot of a remote instance) stands in
+    for `windows`. Each section runs against `deadline_s`; those that miss it are listed in
+    `timed_out`. `mask` is applied to log lines and messages once more (they are masked at
+    the source already).
     """
     now = (clock or time.time)() if now is None else now
+    began = time.monotonic()
     definition = next((d for d in definitions if d.name == alert.name), None)
     expr = definition.clauses[0][0].expr if definition is not None else None
     window_s = _window_of(expr)
@@ -268,36 +354,164 @@ def gather_evidence(
     since = max(started - min(float(window_s or lookback_s), _HOUR), now - _HOUR)
     since = min(since, now - 1.0)
     evidence = IncidentEvidence(alert=alert.view(), gathered_at=now, since=since)
-    evidence.dependencies = [
-        v for k, v in sorted(alert.labels.items()) if k in ("dependency", "component")
-    ]
+    live = windows is not None
+    compared = comparison_windows(since, now, live=live, alert_start=started)
+    evidence.windows = {
+        "baseline_start": compared.baseline_start,
+        "baseline_end": compared.baseline_end,
+        "incident_start": compared.incident_start,
+        "incident_end": compared.incident_end,
+    }
+    source: MetricSource | None = None
+    if windows is not None or history is not None:
+        store = MinuteStore(retention_s=now - compared.baseline_start + 4 * _MINUTE)
+        past = None if windows is not None else history  # memory first
+        source = MemoryFirst(
+            LiveSource(windows, history=past, store=store, clock=lambda: now), gauges
+        )
+
+    memory: list[tuple[str, Callable[[IncidentEvidence], None]]] = []
     if definition is None:
         evidence.notes.append(f"no rule definition for {alert.name!r}: metric curve skipped")
     else:
-        _guard(evidence, "metric", lambda: _metric(evidence, alert, definition, windows, history))
-    _guard(evidence, "routes", lambda: _routes(evidence, windows, history, route_stats, top))
+        memory.append(("metric", lambda ev: _metric(ev, alert, definition, windows, history)))
+    if source is not None and dependency_signals:
+        memory.append(
+            ("dependencies", lambda ev: _dependencies(ev, source, dependency_signals, compared))
+        )
+    memory.append(("routes", lambda ev: _routes(ev, source, route_stats, compared, live, top)))
+    _run_sections(evidence, memory, deadline_s * _MEMORY_SHARE)
+    _headline_and_onset(evidence)
+
+    onset_at = evidence.onset if evidence.onset is not None else since
+    recent = recent_groups(recent_errors, compared, onset_at) if recent_errors else []
+    stores: list[tuple[str, Callable[[IncidentEvidence], None]]] = []
     if errors is None:
         evidence.notes.append("error groups: no error store")
     else:
-        _guard(evidence, "error groups", lambda: _error_groups(evidence, errors, top))
+        stores.append(("error groups", lambda ev: _error_groups(ev, errors, compared, top, recent)))
     if logs is None:
         evidence.notes.append("logs: no log directory")
     else:
-        _guard(evidence, "failing requests", lambda: _failing(evidence, logs, sample_requests))
-        _guard(evidence, "config changes", lambda: _changes(evidence, logs, config_events))
+        stores.append(("failing requests", lambda ev: _failing(ev, logs, sample_requests)))
+        stores.append(("config changes", lambda ev: _changes(ev, logs, config_events)))
+        if slow_query_event is not None and _wants_slow_queries(evidence, expr):
+            stores.append(("slow queries", lambda ev: _slow(ev, logs, slow_query_event, top)))
+    _run_sections(evidence, stores, max(0.1, deadline_s - (time.monotonic() - began)))
+    if recent and (errors is None or "error groups" in evidence.timed_out):
+        evidence.error_groups, evidence.earlier_error_groups = rank_groups(recent, top)
+        evidence.notes.append(
+            "error groups: from this instance's memory (the store did not answer in time): "
+            "'new' means first seen by this instance"
+        )
+    _headline_errors(evidence)
     if mask is not None:
         _mask_evidence(evidence, mask)
     return evidence
 
 
-def _guard(evidence: IncidentEvidence, part: str, fn: Callable[[], None]) -> None:
-    # One unreadable source must not cost the other parts: note it and go on.
-    try:
-        fn()
-    except LogSearchError as exc:
-        evidence.notes.append(f"{part}: {exc}")
-    except Exception as exc:
-        evidence.notes.append(f"{part}: unavailable ({type(exc).__name__})")
+def _run_sections(
+    evidence: IncidentEvidence,
+    sections: Sequence[tuple[str, Callable[[IncidentEvidence], None]]],
+    deadline_s: float,
+) -> None:
+    """Each section fills a scratch copy in its own thread; what finished in time is merged,
+    what did not is named (`timed_out`) with a note. One failing source costs only its part."""
+
+    def scratch_run(fn: Callable[[IncidentEvidence], None]) -> Callable[[], IncidentEvidence]:
+        def run() -> IncidentEvidence:
+            part = replace(evidence, notes=[], timed_out=[])
+            for name in _SECTION_FIELDS:
+                setattr(part, name, _empty(getattr(evidence, name)))
+            fn(part)
+            return part
+
+        return run
+
+    outcomes = run_bounded([(name, scratch_run(fn)) for name, fn in sections], deadline_s)
+    for outcome in outcomes:
+        if not outcome.done:
+            evidence.timed_out.append(outcome.name)
+            evidence.notes.append(
+                f"{outcome.name}: timed out after {deadline_s:.1f}s (its source answers slowly;"
+                " the other sections are shown)"
+            )
+        elif outcome.error is not None:
+            exc = outcome.error
+            if isinstance(exc, LogSearchError):
+                evidence.notes.append(f"{outcome.name}: {exc}")
+            else:
+                evidence.notes.append(f"{outcome.name}: unavailable ({type(exc).__name__})")
+        elif outcome.value is not None:
+            part = outcome.value
+            for name in _SECTION_FIELDS:
+                value = getattr(part, name)
+                if value:
+                    setattr(evidence, name, value)
+            evidence.notes.extend(part.notes)
+
+
+_SECTION_FIELDS = (
+    "metric",
+    "dependencies",
+    "route_changes",
+    "slowest_routes",
+    "failing_routes",
+    "error_groups",
+    "earlier_error_groups",
+    "slow_queries",
+    "failing_requests",
+    "config_changes",
+)
+
+
+def _empty(value: Any) -> Any:
+    return [] if isinstance(value, list) else None
+
+
+def _wants_slow_queries(evidence: IncidentEvidence, expr: MetricTerm | None) -> bool:
+    """Slow statements explain latency: a latency alert, or a dependency whose latency rose."""
+    term = expr.sli if isinstance(expr, BurnRate) else expr
+    latency = isinstance(term, LatencyQuantile | LatencyAbove)
+    return latency or any(d.changed and d.unit == "ms" for d in evidence.dependencies)
+
+
+def _headline_and_onset(evidence: IncidentEvidence) -> None:
+    """The first lines: the most changed dependency, then the most changed route; the onset
+    is the earliest move among the changed rows."""
+    changed = [d for d in evidence.dependencies if d.changed]
+    onsets = [r.onset for r in (*changed, *evidence.route_changes) if r.onset is not None]
+    # Without a moving signal the whole evidence window counts (its opening is the onset).
+    evidence.onset = min(onsets) if onsets else None
+    lines = []
+    # A dependency first: a slower database explains slower routes, not the other way round.
+    if changed:
+        lines.append(changed[0].describe() + _since(changed[0].onset))
+    if evidence.route_changes:
+        top_route = evidence.route_changes[0]
+        lines.append(top_route.describe() + _since(top_route.onset))
+    evidence.headline = lines
+
+
+def _headline_errors(evidence: IncidentEvidence) -> None:
+    top_group = next(iter(evidence.error_groups), None)
+    if top_group is not None:
+        what = "new error group" if top_group.new else "error group spiking"
+        count = top_group.during if top_group.during is not None else top_group.count
+        evidence.headline.append(
+            f"{what} {top_group.type} ({count}x){_since(top_group.first_seen)}"
+            if top_group.new
+            else f"{what} {top_group.type} ({count}x{_since(evidence.onset or evidence.since)})"
+        )
+    if not evidence.headline:
+        evidence.headline.append(
+            "no dependency, route or error group changed against the baseline"
+            + (
+                " (partial: " + ", ".join(evidence.timed_out) + " timed out)"
+                if evidence.timed_out
+                else ""
+            )
+        )
 
 
 # -- the metric -----------------------------------------------------------------------------
@@ -374,7 +588,7 @@ def _metric(
         # Steps of a few seconds while the span is short: the windows hold 5 s slots.
         span = now - start
         resolution = max(5, math.ceil(span / _MAX_POINTS / 5) * 5)
-        live = LiveSource(windows, history=history, store=store, clock=lambda: now)
+        live = LiveSource(windows, store=store, clock=lambda: now)  # memory only
         curve = _evaluated_curve(live, expr, alert.labels, start, now, resolution)
     else:
         source = LiveSource(history=history, store=store, clock=lambda: now)
@@ -418,21 +632,40 @@ def _evaluated_curve(
     return points
 
 
-# -- routes ---------------------------------------------------------------------------------
+# -- what changed ---------------------------------------------------------------------------
+def _dependencies(
+    evidence: IncidentEvidence,
+    source: MetricSource,
+    signals: Sequence[DependencySignal],
+    compared: Windows,
+) -> None:
+    evidence.dependencies = compare_dependencies(source, signals, compared)
+
+
 def _routes(
     evidence: IncidentEvidence,
-    windows: RollingWindows | None,
-    history: MetricHistory | None,
+    source: MetricSource | None,
     route_stats: Mapping[str, Mapping[str, Any]] | None,
+    compared: Windows,
+    live: bool,
     top: int,
 ) -> None:
     rows: list[RouteEvidence] = []
-    seconds = int(min(max(evidence.gathered_at - evidence.since, 1.0), _HOUR))
-    if windows is not None:
-        for key, s in windows.route_stats(seconds, now=evidence.gathered_at).items():
-            rows.append(
-                RouteEvidence(key, s.requests, s.errors_5xx, s.error_rate, s.p95_ms, s.p99_ms)
+    if source is not None:
+        changes, current = compare_routes(source, compared, top=top)
+        evidence.route_changes = [
+            replace(
+                c,
+                onset=onset(
+                    source, route_term(c.subject, c.measure), c.unit, compared, c.before, c.after
+                ),
             )
+            for c in changes
+        ]
+        for key, n, e5, p95, p99 in current:
+            rows.append(RouteEvidence(key, int(n), int(e5), e5 / n if n else 0.0, p95, p99))
+        if not live:
+            evidence.notes.append("routes: from minute history (complete minutes only)")
     elif route_stats is not None:
         for key, raw in route_stats.items():
             n = int(raw.get("requests", 0))
@@ -442,14 +675,6 @@ def _routes(
                     key, n, e5, e5 / n if n else 0.0, raw.get("p95_ms"), raw.get("p99_ms")
                 )
             )
-    elif history is not None:
-        for r in history.top_routes(evidence.since, evidence.gathered_at, by="requests", limit=50):
-            rows.append(
-                RouteEvidence(
-                    r["route"], r["requests"], r["errors_5xx"], r["error_rate"], r["p95_ms"], None
-                )
-            )
-        evidence.notes.append("routes: from minute history (complete minutes only)")
     else:
         evidence.notes.append("routes: no rolling windows, snapshot or history")
         return
@@ -460,31 +685,52 @@ def _routes(
 
 
 # -- error groups ---------------------------------------------------------------------------
-def _error_groups(evidence: IncidentEvidence, errors: ErrorStore, top: int) -> None:
-    since = datetime.fromtimestamp(evidence.since, UTC)
-    groups = errors.list_groups(since=since, sort="count", limit=top)
-    for g in groups:
-        detail = errors.get_group(g.fingerprint, occurrences=0)
-        evidence.error_groups.append(
-            ErrorGroupEvidence(
-                fingerprint=g.fingerprint,
-                type=g.type,
-                message=g.message,
-                severity=str(g.severity),
-                rule=g.rule_name,
-                count=g.count,
-                first_seen=g.first_seen.timestamp(),
-                last_seen=g.last_seen.timestamp(),
-                new=g.first_seen.timestamp() >= evidence.since,
-                routes=dict(detail.routes) if detail is not None else {},
-                first_request_id=g.first_request_id,
-            )
+def _error_groups(
+    evidence: IncidentEvidence,
+    errors: ErrorStore,
+    compared: Windows,
+    top: int,
+    memory: Sequence[ErrorGroupEvidence],
+) -> None:
+    onset_at = evidence.onset if evidence.onset is not None else evidence.since
+    rows = stored_groups(errors, compared, onset_at, memory)
+    ranked, earlier = rank_groups(rows, top)
+    missing = [r.fingerprint for r in ranked if not r.routes]
+    routes = errors.group_routes(missing) if missing else {}
+    evidence.error_groups = with_routes(ranked, routes)
+    evidence.earlier_error_groups = earlier
+
+
+def _slow(evidence: IncidentEvidence, logs: LogSearch, event: str, top: int) -> None:
+    """Slow statements logged since the onset, grouped by their shape."""
+    onset_at = evidence.onset if evidence.onset is not None else evidence.since
+    since = datetime.fromtimestamp(onset_at, UTC)
+    found: dict[str, dict[str, Any]] = {}
+    for line in logs.search(LogQuery(event=event, since=since, limit=500)):
+        fields = line.fields
+        statement = fields.get("statement")
+        if not isinstance(statement, str):
+            continue
+        duration = fields.get("duration_ms")
+        ms = float(duration) if isinstance(duration, int | float) else 0.0
+        row = found.setdefault(
+            statement,
+            {"operation": str(fields.get("operation", "")), "count": 0, "max": 0.0, "last": ""},
         )
+        row["count"] += 1
+        row["max"] = max(row["max"], ms)
+        row["last"] = max(row["last"], line.timestamp)
+    ranked = sorted(found.items(), key=lambda item: (-item[1]["count"], -item[1]["max"]))
+    evidence.slow_queries = [
+        SlowQuerySample(statement, r["operation"], r["count"], r["max"], r["last"])
+        for statement, r in ranked[:top]
+    ]
 
 
 # -- logs -----------------------------------------------------------------------------------
 def _failing(evidence: IncidentEvidence, logs: LogSearch, sample: int) -> None:
-    since = datetime.fromtimestamp(evidence.since, UTC)
+    # Since the onset: a request that failed before the incident began is not its sample.
+    since = datetime.fromtimestamp(evidence.onset or evidence.since, UTC)
     errors = logs.search(LogQuery(level="error", since=since, limit=500))
     picked: dict[str, dict[str, Any]] = {}
     routes: set[str | None] = set()
@@ -559,11 +805,14 @@ def _mask_evidence(evidence: IncidentEvidence, mask: Callable[[Any], Any]) -> No
         masked = mask(change.fields)
         fields = masked if isinstance(masked, dict) else change.fields
         evidence.config_changes[i] = ConfigChange(change.timestamp, change.event, fields)
-    for i, g in enumerate(evidence.error_groups):
-        message = mask(g.message)
-        evidence.error_groups[i] = ErrorGroupEvidence(
-            **{**asdict(g), "message": message if isinstance(message, str) else g.message}
-        )
+    for groups in (evidence.error_groups, evidence.earlier_error_groups):
+        for i, g in enumerate(groups):
+            message = mask(g.message)
+            groups[i] = replace(g, message=message if isinstance(message, str) else g.message)
+    for i, q in enumerate(evidence.slow_queries):
+        statement = mask(q.statement)
+        if isinstance(statement, str):
+            evidence.slow_queries[i] = replace(q, statement=statement)
 
 
 # -- alerts from views -------------------------------------------------------------------------

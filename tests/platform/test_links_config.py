@@ -1,0 +1,34 @@
+"""Where alert links point: the instance's own runbook page and bound port by default,
+EP_RUNBOOK_BASE_URL and EP_PUBLIC_BASE_URL when set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from observability.core import Observability
+from tests.support.platform import backend_settings, running_instance
+
+
+def _links(tmp_path: Path, **settings: object) -> tuple[str | None, str | None]:
+    base = backend_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", False, "x:")
+    with running_instance(base.model_copy(update=settings)) as api:
+        observability: Observability = api.client.app.state.observability  # type: ignore[attr-defined]
+        evaluator = observability.evaluator
+        definition = next(d for d in evaluator.definitions if d.name == "dependency_not_ready")
+        return evaluator.config.links(definition)
+
+
+def test_links_default_to_this_instances_host_and_port(tmp_path: Path) -> None:
+    runbook, dashboard = _links(tmp_path, host="127.0.0.1", port=8123)
+    assert runbook == "http://127.0.0.1:8123/ops/runbook#dependency_not_ready"
+    assert dashboard == "http://127.0.0.1:8123/ops/dashboards/system-health"
+
+
+def test_public_base_url_and_runbook_base_url_override_them(tmp_path: Path) -> None:
+    runbook, dashboard = _links(
+        tmp_path,
+        public_base_url="https://ep.example.org/",
+        runbook_base_url="https://wiki.example.org/ep-runbook",
+    )
+    assert runbook == "https://wiki.example.org/ep-runbook#dependency_not_ready"
+    assert dashboard == "https://ep.example.org/ops/dashboards/system-health"
