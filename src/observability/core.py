@@ -289,9 +289,7 @@ class Observability:
         self.dependency_signals = (
             tuple(cfg.dependency_signals)
             if cfg.dependency_signals is not None
-            else default_signals(  # one signal per probe name
-                cfg.readiness.checks if isinstance(cfg.readiness, Readiness) else cfg.readiness
-            )
+            else default_signals(self.readiness_checks.checks)
         )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
