@@ -379,7 +379,10 @@ def gather_evidence(
         memory.append(
             ("dependencies", lambda ev: _dependencies(ev, source, dependency_signals, compared))
         )
-    memory.append(("routes", lambda ev: _routes(ev, source, route_stats, compared, live, top)))
+    prefer = "p95" if _is_latency(expr) else "5xx ratio"  # the alert's kind of route change
+    memory.append(
+        ("routes", lambda ev: _routes(ev, source, route_stats, compared, live, top, prefer))
+    )
     _run_sections(evidence, memory, deadline_s * _MEMORY_SHARE)
     _headline_and_onset(evidence)
 
@@ -469,11 +472,15 @@ def _empty(value: Any) -> Any:
     return [] if isinstance(value, list) else None
 
 
+def _is_latency(expr: MetricTerm | None) -> bool:
+    term = expr.sli if isinstance(expr, BurnRate) else expr
+    return isinstance(term, LatencyQuantile | LatencyAbove)
+
+
 def _wants_slow_queries(evidence: IncidentEvidence, expr: MetricTerm | None) -> bool:
     """Slow statements explain latency: a latency alert, or a dependency whose latency rose."""
-    term = expr.sli if isinstance(expr, BurnRate) else expr
-    latency = isinstance(term, LatencyQuantile | LatencyAbove)
-    return latency or any(d.changed and d.unit == "ms" for d in evidence.dependencies)
+    changed = any(d.changed and d.unit == "ms" for d in evidence.dependencies)
+    return _is_latency(expr) or changed
 
 
 def _headline_and_onset(evidence: IncidentEvidence) -> None:
@@ -649,10 +656,11 @@ def _routes(
     compared: Windows,
     live: bool,
     top: int,
+    prefer: str,
 ) -> None:
     rows: list[RouteEvidence] = []
     if source is not None:
-        changes, current = compare_routes(source, compared, top=top)
+        changes, current = compare_routes(source, compared, top=top, prefer=prefer)
         evidence.route_changes = [
             replace(
                 c,
