@@ -65,7 +65,7 @@ def main() -> None:
     def run_count(n: int) -> None:
         count = windows.count
         for _ in range(n):
-            count("assignments_total")
+            count("ep_assignments_total")
 
     base = best_ns_per_call(run_empty, args.calls, args.rounds)
     print(f"empty function call           {base:8.0f} ns/call")

@@ -103,7 +103,8 @@ class Faults:
 
 class FaultyCache:
     """Wraps the configuration cache: while the cache fault is on, it fails like a Redis that
-    went away (reads miss, invalidation and the readiness ping raise)."""
+    went away (reads miss, invalidation and the readiness ping raise) and reports it as one
+    would: every call an error of its operation in the cache metrics."""
 
     def __init__(self, inner: ConfigCache, faults: Faults) -> None:
         self.inner = inner
@@ -130,23 +131,29 @@ class FaultyCache:
     def timer(self, timer: CacheTimer) -> None:
         self.inner.timer = timer
 
-    def _down(self) -> bool:
-        return self.faults.state.cache_unavailable
+    def _down(self, operation: str) -> bool:
+        if not self.faults.state.cache_unavailable:
+            return False
+        self.inner.timer(self.backend, operation, 0.0, True)  # as RedisCache reports a failure
+        return True
 
     def get(self, key: str) -> dict[str, Any] | None:
-        return None if self._down() else self.inner.get(key)
+        if self._down("get"):
+            self.inner.observer(self.backend, "error")
+            return None
+        return self.inner.get(key)
 
     def set(self, key: str, value: dict[str, Any]) -> None:
-        if not self._down():
+        if not self._down("set"):
             self.inner.set(key, value)
 
     def delete(self, *keys: str) -> None:
-        if self._down():
+        if self._down("delete"):
             raise RedisConnectionError("fault injection: cache unavailable")
         self.inner.delete(*keys)
 
     def ping(self) -> None:
-        if self._down():
+        if self._down("ping"):
             raise RedisConnectionError("fault injection: cache unavailable")
         self.inner.ping()
 

@@ -42,6 +42,7 @@ from observability.fleet.leadership import Leadership
 from observability.fleet.lease import Lease
 from observability.fleet.registry import InstanceRegistry
 from observability.fleet.rollups import FleetPublisher, FleetRollups
+from observability.fleet.salvage import LostMinutes
 from observability.incident import gather_evidence
 from observability.incident.signals import default_signals
 from observability.logaudit import AuditFinding, LogAuditor
@@ -236,6 +237,7 @@ class Observability:
                 self.windows, self.fleet_rollups, before_publish=feed.sync
             )
             source = FleetSource(self.fleet_rollups, live)
+            self.lost_minutes = LostMinutes(self.fleet, self.fleet_rollups, self.store.history)
         # Alertmanager mode: alerts go there (it notifies); else the dispatcher notifies.
         self.alertmanager = self._alertmanager_client(base) if cfg.alerts.alertmanager_url else None
         self.evaluator = Evaluator(
@@ -257,8 +259,9 @@ class Observability:
             ),
             state_store=self.store.alerts,
             silences=self.store.silences,
-            # With a fleet the publisher copies the counters (one thread does it).
-            before_round=feed.sync if self.fleet_publisher is None else None,
+            # With a fleet the publisher copies the counters (one thread does it), and the
+            # leader recovers lost instances' last minutes into the history.
+            before_round=feed.sync if self.fleet_publisher is None else self._recover_lost,
         )
         # One instance of the fleet evaluates and notifies; the others read its state.
         self.leadership = Leadership(
@@ -286,9 +289,7 @@ class Observability:
         self.dependency_signals = (
             tuple(cfg.dependency_signals)
             if cfg.dependency_signals is not None
-            else default_signals(  # one signal per probe name
-                cfg.readiness.checks if isinstance(cfg.readiness, Readiness) else cfg.readiness
-            )
+            else default_signals(self.readiness_checks.checks)
         )
         # One marker per worker slot under data_dir/run: left behind only by a process that
         # did not shut down cleanly (kill -9, OOM, power loss); the next start reports it.
@@ -378,6 +379,12 @@ class Observability:
             return
         if previous is not None:
             log.warning(UNCLEAN_SHUTDOWN_DETECTED, **previous.fields())
+
+    def _recover_lost(self) -> None:
+        try:
+            self.lost_minutes.run()
+        except Exception as exc:  # retried next round; the round's evaluation goes on
+            log.warning("fleet_lost_minutes_failed", error=type(exc).__name__)
 
     def _lead(self) -> None:
         self.evaluator.reload_state()  # what the previous leader left: nothing is re-sent

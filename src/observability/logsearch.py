@@ -57,6 +57,8 @@ _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical", "exception": "error"}
 # The JSON number grammar: both sides must match it for a numeric comparison.
 _NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?"
 _NUMBER_RE = re.compile(_NUMBER)
+# What DuckDB's json_type calls a JSON number.
+_JSON_NUMBERS = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
 _OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
 _CONDITION_RE = re.compile(r"^\s*([^=!<>\s]+)\s*(!=|>=|<=|=|>|<)(.*)$", re.DOTALL)
 _FIELD_PART_RE = re.compile(r"^[^\"\\\s]+$")
@@ -130,9 +132,13 @@ def _json_text(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Condition:
-    """`field op value`: op is =, !=, >, >=, < or <=. Values compare as strings, or as numbers
-    when both sides are JSON numbers. A dotted field reaches into nested objects
-    (`exception.type`). A line without the field never matches, not even `!=`."""
+    """`field op value`: op is =, !=, >, >=, < or <=. Comparisons are typed: a value that is a
+    number compares with JSON numbers as numbers (`status>=500`); an ordering (>, >=, <, <=)
+    only ever matches a field of the same type, so `status>=500` never matches a notification's
+    `"firing"` and `route>/a` never a number. `=` and `!=` with a field of the other type
+    compare the text (an id logged as a string still matches `user_id=123`). A dotted field
+    reaches into nested objects (`exception.type`). A line without the field never matches,
+    not even `!=`."""
 
     field: str
     op: str
@@ -164,6 +170,10 @@ class Condition:
             return None  # a JSON writer may escape these characters
         return self.value
 
+    @property
+    def ordering(self) -> bool:
+        return self.op not in ("=", "!=")
+
     def matches(self, event: dict[str, Any]) -> bool:
         value: Any = event
         for part in self.parts:
@@ -173,13 +183,12 @@ class Condition:
         text = _json_text(value)
         if text is None:
             return False
-        left: float | str
-        right: float | str
-        if self.number is not None and _NUMBER_RE.fullmatch(text):
-            left, right = float(text), self.number
-        else:
-            left, right = text, self.value
-        return _compare(left, self.op, right)
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.number is not None and is_number:
+            return _compare(float(value), self.op, self.number)
+        if self.ordering and (self.number is not None or not isinstance(value, str)):
+            return False  # a number against text, or text against a number: never ordered
+        return _compare(text, self.op, self.value)
 
 
 def _compare(left: Any, op: str, right: Any) -> bool:
@@ -288,18 +297,25 @@ class LogQuery:
                 prefilters.append("contains(line, ?)")
                 params_pre.append(condition.prefilter)
             value = "TRY(json_extract_string(line, ?))"
-            # condition.op is one of six fixed operators (parse_condition), never user text.
-            if condition.number is not None:
-                # Both sides numbers: compare numerically; otherwise as strings (like Python).
+            kind = "TRY(json_type(line, ?))"
+            op = condition.op  # one of six fixed operators (parse_condition), never user text
+            # The same typed test as Condition.matches: numbers as numbers; an ordering
+            # only between values of one type; = and != fall back to the text.
+            if condition.number is not None and condition.ordering:
+                exact.append(f"({kind} IN {_JSON_NUMBERS} AND TRY_CAST({value} AS DOUBLE) {op} ?)")
+                params_exact += [condition.path, condition.path, condition.number]
+            elif condition.number is not None:
                 exact.append(
-                    f"(CASE WHEN regexp_full_match({value}, ?) "
-                    f"THEN TRY_CAST({value} AS DOUBLE) {condition.op} ? "
-                    f"ELSE {value} {condition.op} ? END)"
+                    f"(CASE WHEN {kind} IN {_JSON_NUMBERS} "
+                    f"THEN TRY_CAST({value} AS DOUBLE) {op} ? ELSE {value} {op} ? END)"
                 )
-                params_exact += [condition.path, _NUMBER, condition.path, condition.number]
+                params_exact += [condition.path, condition.path, condition.number]
                 params_exact += [condition.path, condition.value]
+            elif condition.ordering:
+                exact.append(f"({kind} = 'VARCHAR' AND {value} {op} ?)")
+                params_exact += [condition.path, condition.path, condition.value]
             else:
-                exact.append(f"{value} {condition.op} ?")
+                exact.append(f"{value} {op} ?")
                 params_exact += [condition.path, condition.value]
         if self.since_stamp is not None:
             exact.append("ts >= ?")

@@ -81,6 +81,17 @@ class ObservabilityStore:
         self.engine.dispose()
 
 
+def head_revision() -> str:
+    """The newest migration this release ships (what `migrate()` brings a store to)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "the observability migrations have one head"
+    return head
+
+
 def migrate_legacy_sqlite(path: Path) -> bool:
     """Rename `errors.db` (and its -wal/-shm files) beside `path` to `path`'s name when only
     the legacy file exists. True when it renamed."""

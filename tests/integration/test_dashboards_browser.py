@@ -16,6 +16,7 @@ Screenshots at 1366x768 go to test-artifacts/dashboards/ (docs/images/ holds cop
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -227,7 +228,9 @@ def test_the_firing_alert_links_to_its_incident_page(live: Live, page: Any) -> N
     assert page.locator("#page-title").inner_text() == f"Incident: {alert}"
     assert "firing" in page.locator("#panel-alert").inner_text()
     runbook = page.locator("#panel-alert a", has_text="Runbook").get_attribute("href") or ""
-    section = runbook.partition("docs/runbook.md#")[2]
+    # The instance serves the runbook (/ops/runbook#section) unless EP_RUNBOOK_BASE_URL.
+    page_url, _, section = runbook.partition("#")
+    assert page_url.endswith("/ops/runbook")
     assert section
     assert alert.startswith(section)  # an SLO's page and ticket share its section
     page.wait_for_selector("#panel-metric canvas", timeout=15_000)
@@ -446,3 +449,17 @@ def copy_screenshots_to_docs() -> None:  # pragma: no cover - run by hand after 
     docs.mkdir(parents=True, exist_ok=True)
     for png in ARTIFACTS.glob("*.png"):
         shutil.copy(png, docs / f"dashboards-{png.name}")
+
+
+def test_the_instance_selector_offers_the_fleet_and_narrows_to_one(live: Live, page: Any) -> None:
+    page.goto(f"{live.base}/ops/dashboards/api-performance?refresh=2&range=15m")
+    wait_until(page, "document.querySelector('#instance').options.length > 1")
+    assert page.locator(".instance-pick").is_visible()
+    values = page.evaluate("[...document.querySelector('#instance').options].map(o => o.value)")
+    assert values[0] == ""  # "all (the fleet)" first, the default
+    assert len(values) == 2  # one process (SQLite): itself
+    assert page.evaluate("document.querySelector('#instance').value") == ""
+    page.select_option("#instance", values[1])
+    picked = json.dumps(values[1])
+    wait_until(page, f"new URLSearchParams(location.search).get('instance') === {picked}")
+    wait_until(page, "document.querySelector('#panel-request-rate canvas') !== null", 30)

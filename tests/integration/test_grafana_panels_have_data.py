@@ -112,9 +112,9 @@ def test_every_grafana_query_returns_data(prometheus: tuple[str, str]) -> None:
 def test_the_per_variant_panels_name_each_variant(prometheus: tuple[str, str]) -> None:
     url, _ = prometheus
     wanted = {
-        "Conversion rate per variant": "experiment_conversion_rate",
-        "Exposures per variant": "exposures_total",
-        "Conversion events rate": "conversion_events_total",
+        "Conversion rate per variant": "ep_experiment_conversion_ratio",
+        "Exposures per variant": "ep_exposures_total",
+        "Conversion events rate": "ep_conversion_events_total",
     }
     for title, metric in wanted.items():
         [expr] = [e for _, t, e in panel_queries() if t == title and f"({metric}{{" in e]

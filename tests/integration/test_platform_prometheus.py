@@ -74,8 +74,8 @@ def test_promql_sees_exactly_the_traffic_sent(
         )
         ratio = scalar(prometheus, f'sum(http_requests_total{{status_class="5xx"}}) / {total}')
         assert ratio == pytest.approx(2 * FAILURES / (2 * per_instance))
-        assert scalar(prometheus, "sum(assignments_total)") == 2 * ASSIGNMENTS
-        assert scalar(prometheus, "sum(exposures_total)") == 2 * 50
+        assert scalar(prometheus, "sum(ep_assignments_total)") == 2 * ASSIGNMENTS
+        assert scalar(prometheus, "sum(ep_exposures_total)") == 2 * 50
         hits = 'sum(cache_requests_total{outcome="hit"})'
         # Per instance: the first assignment misses and caches the experiment; 99 hits follow.
         assert scalar(prometheus, f"{hits} / sum(cache_requests_total)") == pytest.approx(0.99)
@@ -85,6 +85,6 @@ def test_promql_sees_exactly_the_traffic_sent(
         assert 0 < p95 <= 1.0  # all assignments sit in the sub-second buckets
         assert scalar(prometheus, 'sum(error_events_total{severity="medium"})') == 2 * FAILURES
         # One running experiment per instance; the gauge is read from the database every 30 s.
-        running = 'sum(experiments{status="running"})'
+        running = 'sum(ep_experiments{status="running"})'
         wait_until(lambda: scalar(prometheus, running) == 2.0, timeout=45)
         assert scalar(prometheus, "min(service_ready)") == 1.0

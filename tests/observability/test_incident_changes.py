@@ -22,7 +22,7 @@ from observability.logsearch import LogSearch
 from observability.metrics.names import DB_QUERY_DURATION
 from observability.metrics.windows import RollingWindows
 from observability.query.live import LiveSource
-from observability.query.model import GaugeValue, LatencyQuantile
+from observability.query.model import ErrorRatio, GaugeValue, LatencyQuantile
 
 T0 = 1_780_000_000.0  # a minute boundary far from any real "now"
 FAULT_AT = T0 + 180.0  # three minutes of calm, then the database slows down
@@ -372,3 +372,42 @@ def test_readiness_of_a_process_younger_than_the_baseline_starts_from_its_first_
     [row] = [d for d in evidence.dependencies if d.measure == "readiness"]
     assert (row.subject, row.before, row.after, row.changed) == ("database", 1.0, 0.0, True)
     assert evidence.headline[0].startswith("database readiness 1 \u2192 0")
+
+
+def test_failing_routes_rank_by_the_failures_they_added_not_their_share() -> None:
+    """A self-test failing 3 calls of 3 does not outrank the route that failed 18 of 55."""
+    clock = Clock(T0)
+    windows = RollingWindows(clock=clock)
+    t = T0
+    while t < NOW:
+        clock.t = t
+        windows.observe_request(
+            "POST", "/assign", 500 if t >= FAULT_AT and t % 3 == 0 else 200, 0.01
+        )
+        if t in (FAULT_AT + 5, FAULT_AT + 6, FAULT_AT + 7):
+            windows.observe_request("POST", "/selftest", 500, 0.01)
+        t += 1.0
+    clock.t = NOW
+    errors_rule = ThresholdRule(
+        "error_rate_spike",
+        ErrorRatio(window_s=30),
+        ">",
+        0.1,
+        severity=Severity.HIGH,
+        summary="5xx {value:.0%}",
+    )
+    spike = AlertInstance(
+        key="error_rate_spike",
+        name="error_rate_spike",
+        rule="error_rate_spike",
+        severity="high",
+        labels={},
+        state="firing",
+        active_since=FAULT_AT + 15,
+    )
+    evidence = gather_evidence(
+        spike, definitions=definitions([errors_rule]), windows=windows, now=NOW
+    )
+    ranked = [(c.subject, c.measure) for c in evidence.route_changes]
+    assert ranked == [("POST /assign", "5xx ratio"), ("POST /selftest", "5xx ratio")]
+    assert evidence.headline[0].startswith("POST /assign 5xx ratio 0.0% \u2192 3")

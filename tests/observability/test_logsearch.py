@@ -87,6 +87,8 @@ def _one_request(log: Any, i: int, request_id: str) -> None:
         )
         if i % 7 == 3:
             log.warning("upstream_slow", status="503", note='caf\u00e9 "quoted" \\ slash')
+        if i % 11 == 5:  # a field of another meaning under the same name: text, not a number
+            log.info("alert_noted", status="firing")
         if i % 9 == 4:
             log.error(
                 "request_failed",
@@ -173,6 +175,21 @@ def _cases(written: Written) -> list[tuple[str, dict[str, Any], Callable[[dict[s
             "where string that looks like a number",
             {"where": (parse_condition("status=503"),)},
             lambda e: e.get("status") == "503",
+        ),
+        (
+            "numeric >= matches numbers only: never 'firing', never the string '503'",
+            {"where": (parse_condition("status>=500"),)},
+            lambda e: type(e.get("status")) in (int, float) and e["status"] >= 500,
+        ),
+        (
+            "text < matches text only, never a number",
+            {"where": (parse_condition("status<zzz"),)},
+            lambda e: isinstance(e.get("status"), str) and e["status"] < "zzz",
+        ),
+        (
+            "numeric != compares numbers as numbers and text as text",
+            {"where": (parse_condition("status!=200"),)},
+            lambda e: "status" in e and str(e["status"]) != "200",
         ),
         (
             "where numeric >=, not string order",

@@ -141,3 +141,22 @@ def test_open_error_groups_are_a_metric_by_severity(sqlite_api: Instance) -> Non
     )
     assert resolved.status_code == 200
     assert samples(sqlite_api, "error_groups_open")[(("severity", "medium"),)] == 0.0
+
+
+def test_platform_metrics_carry_the_app_prefix_and_no_created_series(
+    sqlite_api: Instance,
+) -> None:
+    running_experiment(sqlite_api)
+    traffic(sqlite_api, users=6)
+    sqlite_api.client.app.state.telemetry.state.refresh()  # type: ignore[attr-defined]
+    text = sqlite_api.client.get("/metrics", headers=sqlite_api.admin).text
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert not [n for n in names if n.endswith("_created")]  # prometheus_client's timestamps
+    # The platform's names (telemetry/names.py) that /metrics exports: each with `ep_`.
+    declared = {v for k, v in vars(domain).items() if k.isupper() and isinstance(v, str)}
+    exported = {
+        n.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for n in names
+    }
+    platform = declared & exported
+    assert {domain.ASSIGNMENTS, domain.EXPOSURES, domain.CONVERSION_RATE} <= platform
+    assert all(n.startswith("ep_") for n in platform)

@@ -3,6 +3,7 @@ EP_RUNBOOK_BASE_URL and EP_PUBLIC_BASE_URL when set."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from observability.core import Observability
@@ -32,3 +33,12 @@ def test_public_base_url_and_runbook_base_url_override_them(tmp_path: Path) -> N
     )
     assert runbook == "https://wiki.example.org/ep-runbook#dependency_not_ready"
     assert dashboard == "https://ep.example.org/ops/dashboards/system-health"
+
+
+def test_the_base_url_names_a_host_another_machine_can_reach(tmp_path: Path) -> None:
+    settings = backend_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", False, "x:")
+    wildcard = settings.model_copy(update={"host": "0.0.0.0", "port": 9000})
+    assert wildcard.base_url == f"http://{socket.gethostname()}:9000"
+    assert settings.model_copy(update={"host": "::1"}).base_url.startswith("http://[::1]:")
+    public = settings.model_copy(update={"public_base_url": "https://ep.example.org/"})
+    assert public.base_url == "https://ep.example.org"

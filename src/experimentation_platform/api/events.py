@@ -10,7 +10,7 @@ from experimentation_platform.api.deps import ClientKey, MetricsDep, PlatformDep
 from experimentation_platform.api.schemas import EventBatch, EventsAccepted
 from experimentation_platform.errors import InvalidInput
 from experimentation_platform.settings import Settings
-from experimentation_platform.telemetry.names import EVENTS_INGESTED
+from experimentation_platform.telemetry.names import EVENTS_STORED
 from observability.logging import get_logger
 
 log = get_logger("experimentation_platform.events")
@@ -18,7 +18,7 @@ log = get_logger("experimentation_platform.events")
 
 def _report_ingested(count: int, conversions: int) -> None:
     # After the response: the client does not wait for bookkeeping.
-    log.info(EVENTS_INGESTED.removesuffix("_total"), count=count, conversions=conversions)
+    log.info(EVENTS_STORED, count=count, conversions=conversions)
 
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])

@@ -66,7 +66,12 @@ def _transition(action: str):  # type: ignore[no-untyped-def]
     def endpoint(key: KeyPath, platform: PlatformDep, _: AdminKey) -> ExperimentOut:
         row = platform.experiments.transition(key, action)
         # A configuration change: incident evidence lists these next to a regression.
-        log.info(EXPERIMENT_STATUS_CHANGED, experiment_key=key, action=action, status=row.status)
+        log.info(
+            EXPERIMENT_STATUS_CHANGED,
+            experiment_key=key,
+            action=action,
+            experiment_status=row.status,  # `status` is the HTTP status of request lines
+        )
         return _out(row)
 
     endpoint.__name__ = f"{action}_experiment"

@@ -177,8 +177,9 @@ def search(
     where: Annotated[
         list[str] | None,
         typer.Option(
-            help="field=value, repeatable; also != > >= < <=; numbers compare as numbers; "
-            "dotted paths reach nested fields (exception.type=KeyError)"
+            help="field=value, repeatable; also != > >= < <=; typed: numbers compare as "
+            "numbers, and > >= < <= never match text against a number; dotted paths reach "
+            "nested fields (exception.type=KeyError)"
         ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="show the newest N matches")] = 200,

@@ -92,7 +92,7 @@ BASE_RULES: tuple[Rule, ...] = (
         threshold=0,
         severity=Severity.HIGH,
         summary="No events ingested for 15 minutes while clients keep posting them",
-        description="POST /api/v1/events receives traffic but events_ingested_total is flat.",
+        description="POST /api/v1/events receives traffic but ep_events_ingested_total is flat.",
         dashboard="business-metrics",
         labels=_signal("ingestion"),
     ),

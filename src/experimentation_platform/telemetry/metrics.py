@@ -194,7 +194,7 @@ class PlatformStateCollector(Collector):
         yield srm
         yield from families.values()
         age = GaugeMetricFamily(
-            "platform_state_age_seconds", "Age of the database snapshot behind these gauges"
+            domain.STATE_AGE, "Age of the database snapshot behind these gauges"
         )
         age.add_metric([], time.time() - state.get("at", time.time()))
         yield age

@@ -173,8 +173,10 @@ class Profile:
     incidents: tuple[IncidentKind, ...] = DEFAULT_INCIDENTS
     incident_spacing_s: float = 8 * 3600  # incidents (and their echoes) never overlap
     warmup_s: float = 12 * 3600  # no incident before the windows have filled
-    assignment_distribution: str = "assignment_duration_seconds"
-    ingested_counter: str = "events_ingested_total"
+    # The simulated service is the experimentation platform: its domain metrics by its names
+    # (experimentation_platform.telemetry.names; the toolkit cannot import them).
+    assignment_distribution: str = "ep_assignment_duration_seconds"
+    ingested_counter: str = "ep_events_ingested_total"
     ready_gauge: str = "service_ready"
     cpu_gauge: str = "system_cpu_usage_ratio"
     memory_gauge: str = "system_memory_usage_ratio"

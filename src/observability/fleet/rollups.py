@@ -20,6 +20,7 @@ bucket it was in (10 s), not the minute the history would have lost.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -132,6 +133,17 @@ class FleetRollups:
                     MinuteRollup.from_dict(orjson.loads(data))
                 )
         return [merge_rollups(start_, parts[start_]) for start_ in sorted(parts)]
+
+    def minutes(self, instance: str, since: float) -> list[MinuteRollup]:
+        """One instance's buckets from `since` on, merged into whole minutes, oldest first."""
+        by_minute: dict[int, list[MinuteRollup]] = {}
+        for bucket in self._read(since, math.inf, instance):
+            by_minute.setdefault(bucket.minute_start // 60 * 60, []).append(bucket)
+        out = []
+        for minute in sorted(by_minute):
+            merged = merge_rollups(minute, by_minute[minute])
+            out.append(MinuteRollup(minute, merged.routes, merged.distributions, merged.counters))
+        return out
 
     def instances(self, since: float) -> list[str]:
         """Instances that published a bucket since `since` (the dashboards' selector)."""

@@ -205,10 +205,13 @@ def _score(before: float | None, after: float | None, unit: str, worse: str) -> 
 def compare_dependencies(
     source: MetricSource, signals: Sequence[DependencySignal], windows: Windows
 ) -> list[Change]:
-    """Every signal before and during the incident, the most changed first."""
+    """Every signal before and during the incident, the most changed first (a signal with no
+    value in either window is not measured here, e.g. CloudWatch lag without shipping)."""
     rows: list[Change] = []
     for signal in signals:
         before, after = _both(source, signal.term, signal.unit, windows)
+        if before is None and after is None:
+            continue
         score = _score(before, after, signal.unit, signal.worse)
         moved = _moved(before, after, signal.worse)
         changed = score >= 0.5 and moved >= max(signal.min_change, 1e-12)
@@ -288,10 +291,15 @@ def onset(
 
 
 def compare_routes(
-    source: MetricSource, windows: Windows, *, top: int
+    source: MetricSource, windows: Windows, *, top: int, prefer: str = "p95"
 ) -> tuple[list[Change], list[tuple[str, float, float, float | None, float | None]]]:
     """Routes whose p95 or 5xx ratio rose most (rising rows only), and every route's incident
-    numbers (route, requests, 5xx, p95 ms, p99 ms) for the slowest/failing lists."""
+    numbers (route, requests, 5xx, p95 ms, p99 ms) for the slowest/failing lists.
+
+    A row's `score` is what the rise cost users: extra seconds waited (p95 rise x requests)
+    or extra failed requests (5xx ratio rise x requests), so a route failing 3 of 3 calls
+    does not outrank one failing 18 of 55. The two measures do not compare: the `prefer`red
+    one (the alert's kind) comes first."""
     after = source.route_totals(windows.incident_s, windows.incident_end)
     before = source.route_totals(windows.baseline_s, windows.baseline_end)
     rows: list[Change] = []
@@ -305,16 +313,16 @@ def compare_routes(
         enough = then is not None and then.requests >= _ROUTE_MIN_REQUESTS
         p95_then = _ms(then.latency.quantile(0.95)) if then is not None and enough else None
         if p95 is not None and p95_then is not None and p95 - p95_then >= _ROUTE_LATENCY_MIN_MS:
-            score = _score(p95_then, p95, "ms", "up")
+            score = (p95 - p95_then) / 1000 * now.requests
             rows.append(_route_change(route, "p95", "ms", p95_then, p95, score, then, now))
         ratio = now.errors_5xx / now.requests
         ratio_then = then.errors_5xx / then.requests if then is not None and enough else 0.0
         if ratio - ratio_then >= _ROUTE_ERRORS_MIN:
-            score = _score(ratio_then, ratio, "ratio", "up")
+            score = (ratio - ratio_then) * now.requests
             rows.append(
                 _route_change(route, "5xx ratio", "ratio", ratio_then, ratio, score, then, now)
             )
-    rows.sort(key=lambda r: -r.score)
+    rows.sort(key=lambda r: (r.measure != prefer, -r.score))
     return rows[:top], current
 
 

@@ -179,10 +179,12 @@ class MetricHistory:
         history_metadata.create_all(self.engine)
 
     # -- writing ----------------------------------------------------------------------------
-    def record(self, rollups: Sequence[MinuteRollup]) -> None:
-        """Store complete minutes from `RollingWindows.completed_minutes()` (replaces repeats)."""
+    def record(self, rollups: Sequence[MinuteRollup], instance: str | None = None) -> None:
+        """Store complete minutes from `RollingWindows.completed_minutes()` (replaces repeats),
+        as this store's instance or as `instance` (the leader writing a lost one's minutes)."""
         if not rollups:
             return
+        who = self.instance if instance is None else instance[:128]
         minutes = sorted({r.minute_start for r in rollups})
         req_rows: list[dict[str, Any]] = []
         ctr_rows: list[dict[str, Any]] = []
@@ -193,7 +195,7 @@ class MetricHistory:
                 req_rows.append(
                     {
                         "minute_start": m,
-                        "instance": self.instance,
+                        "instance": who,
                         "route": key[:512],
                         "requests": r.requests,
                         "errors_5xx": r.status_classes.get("5xx", 0),
@@ -202,17 +204,15 @@ class MetricHistory:
                     }
                 )
             for name, total in rollup.counters.items():
-                row = {"minute_start": m, "instance": self.instance, "name": name[:512]}
+                row = {"minute_start": m, "instance": who, "name": name[:512]}
                 ctr_rows.append({**row, "total": float(total)})
             for name, data in rollup.distributions.items():
-                row = {"minute_start": m, "instance": self.instance, "name": name[:512]}
+                row = {"minute_start": m, "instance": who, "name": name[:512]}
                 dist_rows.append({**row, "sketch": orjson.dumps(data).decode()})
         with self.engine.begin() as conn:
             for table in (_requests, _counters, _distributions):
                 conn.execute(
-                    delete(table).where(
-                        table.c.instance == self.instance, table.c.minute_start.in_(minutes)
-                    )
+                    delete(table).where(table.c.instance == who, table.c.minute_start.in_(minutes))
                 )
             for table, rows in ((_requests, req_rows), (_counters, ctr_rows)):
                 if rows:
@@ -238,6 +238,18 @@ class MetricHistory:
             )
             if rows:
                 conn.execute(insert(_gauges), rows)
+
+    def last_minute(self, instance: str) -> int | None:
+        """The latest minute `instance` recorded requests or counters for (None: none)."""
+        latest: int | None = None
+        with self.engine.connect() as conn:
+            for table in (_requests, _counters):
+                found = conn.execute(
+                    select(func.max(table.c.minute_start)).where(table.c.instance == instance[:128])
+                ).scalar_one()
+                if found is not None:
+                    latest = max(latest or 0, int(found))
+        return latest
 
     def prune(self, before: float) -> int:
         """Delete every minute starting before `before`; returns the rows removed."""

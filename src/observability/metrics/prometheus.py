@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    values,
+)
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
@@ -167,7 +174,13 @@ class MultiProcessRegistry(CollectorRegistry):
 
 
 def build_registry() -> CollectorRegistry:
-    """A fresh registry: multi-process aware when PROMETHEUS_MULTIPROC_DIR is set."""
+    """A fresh registry: multi-process aware when PROMETHEUS_MULTIPROC_DIR is set.
+
+    No `_created` series: prometheus_client adds one per counter, histogram and summary (a
+    creation timestamp no query here uses, doubling the series count, and a counter named
+    `x_created_total` would export `x_created_created`). prometheus_client's switch is
+    process-wide, as its own docs say; so is a registry's exposition format."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
     path = multiprocess_dir()
     if path is None:
         return CollectorRegistry()

@@ -203,7 +203,7 @@ UNIT_TESTS = {
             # never count as "requests flow".
             "interval": "1m",
             "input_series": [
-                {"series": "events_ingested_total", "values": "0+0x30"},
+                {"series": "ep_events_ingested_total", "values": "0+0x30"},
                 {
                     "series": 'http_requests_total{method="POST",route="/api/v1/events",'
                     'status_class="2xx"}',
@@ -221,7 +221,7 @@ UNIT_TESTS = {
                             "No events ingested for 15 minutes while clients keep posting them",
                             "business-metrics",
                             description=(
-                                "POST /api/v1/events receives traffic but events_ingested_total "
+                                "POST /api/v1/events receives traffic but ep_events_ingested_total "
                                 "is flat."
                             ),
                         )
@@ -232,7 +232,7 @@ UNIT_TESTS = {
         {
             "interval": "1m",
             "input_series": [
-                {"series": "events_ingested_total", "values": "0+20x30"},
+                {"series": "ep_events_ingested_total", "values": "0+20x30"},
                 {
                     "series": 'http_requests_total{method="POST",route="/api/v1/events",'
                     'status_class="2xx"}',
@@ -247,10 +247,13 @@ UNIT_TESTS = {
             "interval": "1m",
             "input_series": [
                 {
-                    "series": 'experiment_sample_ratio_mismatch{experiment="checkout"}',
+                    "series": 'ep_experiment_sample_ratio_mismatch{experiment="checkout"}',
                     "values": "1x10",
                 },
-                {"series": 'experiment_sample_ratio_mismatch{experiment="home"}', "values": "0x10"},
+                {
+                    "series": 'ep_experiment_sample_ratio_mismatch{experiment="home"}',
+                    "values": "0x10",
+                },
                 {"series": 'system_disk_usage_ratio{mount="/data"}', "values": "0.9x20"},
             ],
             "alert_rule_test": [

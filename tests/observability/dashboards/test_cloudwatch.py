@@ -137,8 +137,9 @@ def test_widget_metrics_are_the_metrics_the_emf_publisher_writes(moto: MotoServe
 
 def test_labelled_series_are_searched_not_read_by_a_name_emf_never_writes() -> None:
     """EMF publishes a labelled counter or gauge only under its series keys
-    (`exposures_total{experiment="x",variant="a"}`): a widget reading the bare name would stay
+    (`ep_exposures_total{experiment="x",variant="a"}`): a widget reading the bare name would stay
     empty, so per-variant and per-severity panels SEARCH the keys (one line per series)."""
+    from experimentation_platform.telemetry import names as domain
     from experimentation_platform.telemetry.dashboards import BUSINESS_METRICS, ERROR_TRACKING
 
     def expressions(board: Dashboard, title: str) -> list[str]:
@@ -148,10 +149,10 @@ def test_labelled_series_are_searched_not_read_by_a_name_emf_never_writes() -> N
 
     [exposures] = expressions(BUSINESS_METRICS, "Exposures per variant")
     assert exposures.startswith("SEARCH(")
-    assert "MetricName=exposures_total " in exposures
+    assert f"MetricName={domain.EXPOSURES} " in exposures
     [total] = expressions(BUSINESS_METRICS, "Conversion events")
     assert total.startswith("SUM(SEARCH(")
-    assert "MetricName=conversion_events_total " in total
+    assert f"MetricName={domain.CONVERSION_EVENTS} " in total
     rates = expressions(BUSINESS_METRICS, "Conversion rate per variant")
     assert len(rates) == 5
     assert all("SEARCH(" in e and "'Maximum'" in e for e in rates)

@@ -14,7 +14,9 @@ from observability.alerting.evaluator import Evaluator, EvaluatorConfig
 from observability.alerting.rules import ThresholdRule
 from observability.dashboards.data import DashboardData
 from observability.dashboards.model import Dashboard, Panel
+from observability.fleet.registry import InstanceRegistry
 from observability.fleet.rollups import FleetPublisher, FleetRollups
+from observability.fleet.salvage import LostMinutes
 from observability.metrics.windows import RollingWindows
 from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
@@ -224,3 +226,51 @@ def test_a_graceful_stop_publishes_the_partial_bucket(store: ObservabilityStore)
     stored = a.rollups.read(T0, T0 + 10, instance="a")
     assert stored[0].routes["GET /x"].requests == 4
     assert stored[0].counters == {"assigned": 2.0}
+
+
+def test_a_lost_instances_last_minutes_reach_the_history_once(store: ObservabilityStore) -> None:
+    clock = Clock(T0 + 1)
+    b = Member(store, "b", clock)
+    beats = InstanceRegistry(store.engine, instance="b", service="svc", heartbeat_s=1, clock=clock)
+    watcher = InstanceRegistry(
+        store.engine, instance="a", service="svc", heartbeat_s=1, clock=clock
+    )
+    store.history.record(b.windows.completed_minutes(since=0))  # nothing recorded yet
+    for _ in range(9):  # 90 s of traffic, published every 10 s, never recorded per minute
+        b.traffic(ok=9, failed=1, latency_s=0.05, assigned=1)
+        beats.beat()
+        clock.t += 10
+        b.publisher.publish_once()
+    beats.beat()
+    recovery = LostMinutes(watcher, b.rollups, store.history, clock=clock)
+    recovery.run()
+    assert recovery.recovered == 0  # b is still up: its own recorder will write its minutes
+    clock.t += 5  # kill -9: no more heartbeats; lost after three missed beats
+    recovery.run()
+    minutes = store.history.rollups(T0, T0 + 180, instance="b")
+    assert [m.minute_start for m in minutes] == [T0, T0 + 60]
+    assert sum(m.routes["GET /x"].requests for m in minutes) == 90
+    assert sum(m.routes["GET /x"].status_classes["5xx"] for m in minutes) == 9
+    recovery.run()  # later rounds write nothing more: the history holds each request once
+    assert recovery.recovered == 2
+    again = store.history.rollups(T0, T0 + 180, instance="b")
+    assert sum(m.routes["GET /x"].requests for m in again) == 90
+
+
+def test_a_bucket_is_read_only_once_its_instances_published_it_after_it_ended(
+    store: ObservabilityStore,
+) -> None:
+    clock = Clock(T0 + 1)
+    a = Member(store, "a", clock)
+    a.traffic(ok=2, failed=8, latency_s=0.01, assigned=0)
+    clock.t = T0 + 10.2  # bucket T0 published complete, bucket T0+10 published (empty) too
+    a.publisher.publish_once()
+    a.traffic(ok=2, failed=8, latency_s=0.01, assigned=0)  # bucket T0+10, not yet published
+    clock.t = T0 + 20.05  # T0+10 has ended; its publish after the boundary is due at +0.2 s
+    rule = ThresholdRule(
+        "short", expr=ErrorRatio(window_s=10), comparison=">", threshold=0.5, severity="high",
+        summary="{value:.0%}",
+    )  # fmt: skip
+    fleet = Evaluator([rule], FleetSource(a.rollups, LiveSource(a.windows, clock=clock)))
+    fleet.evaluate_once(clock.t)
+    assert [x["summary"] for x in fleet.active_alerts()] == ["80%"]  # not "nothing happened"

@@ -367,7 +367,11 @@ def test_secrets_never_reach_a_receiver_or_the_log(
     assert CANARY not in repr(records)
     assert any("[MASKED]" in (r.error or "") for r in records)
     assert CANARY.encode() not in db_path.read_bytes()
-    assert any(e["event"] == "notification_failed" for e in logged)
+    failed = [e for e in logged if e["event"] == "notification_failed"]
+    assert failed
+    # The alert's status has its own name: `status` is a request line's HTTP status.
+    assert {e["alert_status"] for e in failed} == {"firing", "resolved"}
+    assert not any("status" in e for e in failed)
     assert CANARY not in repr(logged)
     # Trigger and resolve still pair up: masking is deterministic.
     trigger, resolve = (json.loads(r.body) for r in pagerduty_receiver.requests)

@@ -419,7 +419,9 @@ class Dispatcher:
             "receiver": outcome.receiver,
             "key": notification.key,
             "severity": notification.severity,
-            "status": notification.status,
+            # Not `status`: that is a request line's HTTP status; `--where status>=500` must
+            # never find a notification (docs/logging-standards.md, field names).
+            "alert_status": notification.status,
             "attempts": outcome.attempts,
             "fallback": outcome.fallback,
         }
