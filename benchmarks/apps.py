@@ -81,6 +81,16 @@ def ours_full() -> FastAPI:
     return _full(shipping="")
 
 
+def ours_full_frozen() -> FastAPI:
+    """Z: F with the start-up heap frozen (gc.freeze()), as instrument()'s lifespan does."""
+    import gc
+
+    app = _full(shipping="")
+    gc.collect()
+    gc.freeze()
+    return app
+
+
 def ours_full_shipping_thread() -> FastAPI:
     """T: F with every line shipped by a thread of the server (EP_CLOUDWATCH_AGENT=false)."""
     return _full(shipping="thread")

@@ -45,6 +45,7 @@ VARIANTS: dict[str, tuple[str, str | None, str]] = {
     "S": ("apps:starlette_exporter", "starlette_exporter", "starlette-exporter"),
     "L": ("apps:ours_logging", None, "ours: context + request id + one masked JSON line"),
     "F": ("apps:ours_full", None, "ours: L + Prometheus metrics + rolling windows"),
+    "Z": ("apps:ours_full_frozen", None, "ours: F + start-up heap frozen, as instrument() does"),
     "C": ("apps:ours_full_shipping", None, "ours: F + every line shipped by the agent process"),
     "T": ("apps:ours_full_shipping_thread", None, "ours: F + every line shipped by a thread"),
     "D": (

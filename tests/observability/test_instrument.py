@@ -3,6 +3,7 @@ to /metrics and /ops follows the config; the lifespan starts and closes every pa
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -154,3 +155,17 @@ def test_an_oversized_body_is_refused_before_anything_reads_it(tmp_path: Path) -
         assert refused.status_code == 413
         assert refused.json()["request_id"] == refused.headers["x-request-id"]
     assert read == [2000]
+
+
+def test_the_start_up_heap_is_frozen_while_serving_and_thawed_at_shutdown(tmp_path: Path) -> None:
+    """Full collections under load walk only what requests allocate, not the start-up heap."""
+    app = FastAPI()
+
+    @app.get("/frozen")
+    def frozen() -> dict[str, int]:
+        return {"frozen": gc.get_freeze_count()}
+
+    instrument(app, _config(tmp_path))
+    with TestClient(app) as client:
+        assert client.get("/frozen").json()["frozen"] > 1000
+    assert gc.get_freeze_count() == 0
