@@ -77,6 +77,9 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/ops/alerts"): PUBLIC,
     ("GET", "/ops/incidents/{alert:path}"): PUBLIC,
     ("GET", "/ops/static/{path:path}"): PUBLIC,
+    # Documentation shipped with the release (the runbook and the documents it links to).
+    ("GET", "/ops/runbook"): PUBLIC,
+    ("GET", "/ops/docs/{name}"): PUBLIC,
     ("GET", "/ops/api/session"): OPERATOR,
     ("GET", "/ops/api/dashboards"): OPERATOR,
     ("GET", "/ops/api/dashboards/{name}"): OPERATOR,

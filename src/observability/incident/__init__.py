@@ -1,6 +1,14 @@
 """Incident evidence: for one alert, what changed most and everything an on-call person looks
-at first, in one place (`evidence`), compared against a baseline (`changes`), each section
-against a deadline (`bounded`)."""
+at first, in one place.
+
+evidence   `gather_evidence` and the document (`IncidentEvidence`)
+changes    the incident window against a baseline: dependencies, routes, onset
+signals    the toolkit's dependency signals (database, cache, CloudWatch, readiness)
+groups     error groups new or spiking since the onset, older ones apart
+curve      the metric that breached and its curve
+bounded    sections side by side against one deadline
+text       the document as text
+"""
 
 from observability.incident.changes import Change, DependencySignal
 from observability.incident.evidence import (

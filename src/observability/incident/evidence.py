@@ -33,9 +33,8 @@ search); no library knows them.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +55,13 @@ from observability.incident.changes import (
     onset,
     route_term,
 )
+from observability.incident.curve import (
+    CurvePoint,
+    MetricEvidence,
+    describe_query,
+    metric_evidence,
+    window_or_none,
+)
 from observability.incident.groups import (
     ErrorGroupEvidence,
     rank_groups,
@@ -63,28 +69,18 @@ from observability.incident.groups import (
     stored_groups,
     with_routes,
 )
+from observability.incident.text import SUMMARY_SKIP, iso, render, since_text
 from observability.logsearch import LogQuery, LogSearch, LogSearchError
 from observability.metrics.history import MetricHistory
 from observability.metrics.names import SLOW_QUERY
 from observability.metrics.windows import RollingWindows
-from observability.query.evaluate import instant
 from observability.query.live import LiveSource
 from observability.query.minutes import MinuteStore
 from observability.query.model import (
     BurnRate,
-    CounterIncrease,
-    CounterRate,
-    ErrorRatio,
-    GaugeValue,
     LatencyAbove,
     LatencyQuantile,
     MetricTerm,
-    Ratio,
-    RequestRate,
-    Stalled,
-    series_key,
-    window_of,
-    with_window,
 )
 from observability.query.source import MetricSource
 
@@ -104,31 +100,12 @@ __all__ = [
 
 _HOUR = 3600
 _MINUTE = 60
-_MAX_POINTS = 60
 _FIELD_LIMIT = 2000  # a stack trace in a log line is cut here: evidence, not an archive
 _QUIET_FIELDS = ("service", "instance", "logger")  # the same on every line of one instance
 # Correlation and client details: in the JSON lines for drill-down, noise in a summary.
-_SUMMARY_SKIP = ("trace_id", "span_id", "client_ip", "user_agent", "path", "bytes_in", "bytes_out")
 
 
 # -- the evidence ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CurvePoint:
-    t: float
-    value: float | None
-
-
-@dataclass(frozen=True)
-class MetricEvidence:
-    query: str  # what the rule computes, in words
-    comparison: str
-    threshold: float | None
-    value: float | None  # what the evaluator saw last
-    window_s: int | None
-    resolution_s: int
-    curve: list[CurvePoint] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class RouteEvidence:
     route: str  # "METHOD /template"
@@ -190,9 +167,9 @@ class IncidentEvidence:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (floats may be NaN-free None; times are epoch seconds and ISO text)."""
         data = asdict(self)
-        data["gathered_at_iso"] = _iso(self.gathered_at)
-        data["since_iso"] = _iso(self.since)
-        data["onset_iso"] = _iso(self.onset) if self.onset is not None else None
+        data["gathered_at_iso"] = iso(self.gathered_at)
+        data["since_iso"] = iso(self.since)
+        data["onset_iso"] = iso(self.onset) if self.onset is not None else None
         data["complete"] = not self.timed_out
         return data
 
@@ -219,89 +196,7 @@ class IncidentEvidence:
 
     def render_text(self, *, lines_per_request: int = 6) -> str:
         """Plain text for a terminal or a notification body: what changed most first."""
-        a = self.alert
-        out = [f"  {line}" for line in self.headline] or ["  (no change against the baseline)"]
-        out = ["WHAT CHANGED MOST", *out, ""]
-        out += [
-            f"ALERT {a.get('alertname')} [{a.get('severity')}] {str(a.get('state', '')).upper()}",
-            f"  {a.get('summary') or ''}".rstrip(),
-            f"  since {_iso(a.get('fired_at') or a.get('active_since'))}; "
-            f"evidence from {_iso(self.since)} to {_iso(self.gathered_at)}",
-        ]
-        labels = {k: v for k, v in (a.get("labels") or {}).items() if k not in ("alertname",)}
-        if labels:
-            out.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
-        if self.timed_out:
-            out.append("  PARTIAL: timed out: " + ", ".join(self.timed_out))
-        if self.dependencies:
-            out += ["", "DEPENDENCIES (most changed first; before -> during)"]
-            for d in self.dependencies:
-                mark = "CHANGED" if d.changed else "steady "
-                out.append(f"  {mark} {d.describe()}{_since(d.onset)}")
-        m = self.metric
-        if m is not None:
-            out += ["", "METRIC"]
-            out.append(
-                f"  {m.query}: value {_num(m.value)} {m.comparison} threshold {_num(m.threshold)}"
-            )
-            if m.curve:
-                shown = [p for p in m.curve if p.value is not None]
-                out.append(f"  curve ({m.resolution_s}s steps, oldest first): {_sparkline(shown)}")
-                if shown:
-                    peak = max(shown, key=lambda p: p.value or 0.0)
-                    out.append(f"  peak {_num(peak.value)} at {_iso(peak.t)}")
-        if self.route_changes:
-            out += ["", "ROUTES THAT CHANGED MOST (before -> during)"]
-            out += [f"  {r.describe()}{_since(r.onset)}" for r in self.route_changes]
-        if self.failing_routes:
-            out += ["", "MOST FAILING ROUTES (incident window)"]
-            out += [_route_line(r) for r in self.failing_routes]
-        if self.slowest_routes:
-            out += ["", "SLOWEST ROUTES (incident window)"]
-            out += [_route_line(r) for r in self.slowest_routes]
-        if self.slow_queries:
-            out += ["", "SLOW QUERIES (since the onset)"]
-            for q in self.slow_queries:
-                out.append(f"  {q.count:>5}x max {q.max_ms:.0f} ms  {q.statement[:160]}")
-        if self.error_groups:
-            out += ["", "TOP ERROR GROUPS (new or spiking since the onset)"]
-            out += _group_lines(self.error_groups)
-        if self.earlier_error_groups:
-            out += ["", "EARLIER ERROR GROUPS (predate the incident)"]
-            out += _group_lines(self.earlier_error_groups)
-        if self.failing_requests:
-            out += ["", "FAILING REQUESTS"]
-            for req in self.failing_requests:
-                out.append(f"  request_id={req.request_id} {req.route or ''} status={req.status}")
-                for line in req.lines[:lines_per_request]:
-                    out.append("    " + _line_text(line))
-        if self.config_changes:
-            out += ["", "CONFIGURATION CHANGES (last hour)"]
-            for c in self.config_changes:
-                detail = ", ".join(f"{k}={v}" for k, v in c.fields.items())
-                out.append(f"  {c.timestamp} {c.event} {detail}".rstrip())
-        if self.notes:
-            out += ["", "NOTES"] + [f"  {n}" for n in self.notes]
-        return "\n".join(out) + "\n"
-
-
-def _group_lines(groups: Sequence[ErrorGroupEvidence]) -> list[str]:
-    out = []
-    for g in groups:
-        routes = ", ".join(sorted(g.routes, key=lambda r: -g.routes[r])[:3])
-        tag = " (new)" if g.new else " (spiking)" if g.spiking else ""
-        during = f" {g.during} since the onset," if g.during is not None else ""
-        out.append(f"  {g.count:>6}x [{g.severity}] {g.type}: {_one_line(g.message)[:120]}{tag}")
-        out.append(f"         {during} {g.fingerprint} rule={g.rule} routes: {routes or '-'}")
-    return out
-
-
-def _since(onset: float | None) -> str:
-    return "" if onset is None else f" since {_clock(onset)}"
-
-
-def _clock(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).strftime("%H:%M:%S")
+        return render(self, lines_per_request=lines_per_request)
 
 
 # -- gathering --------------------------------------------------------------------------------
@@ -349,7 +244,7 @@ def gather_evidence(
     began = time.monotonic()
     definition = next((d for d in definitions if d.name == alert.name), None)
     expr = definition.clauses[0][0].expr if definition is not None else None
-    window_s = _window_of(expr)
+    window_s = window_or_none(expr)
     started = alert.active_since or alert.fired_at or now
     since = max(started - min(float(window_s or lookback_s), _HOUR), now - _HOUR)
     since = min(since, now - 1.0)
@@ -493,10 +388,10 @@ def _headline_and_onset(evidence: IncidentEvidence) -> None:
     lines = []
     # A dependency first: a slower database explains slower routes, not the other way round.
     if changed:
-        lines.append(changed[0].describe() + _since(changed[0].onset))
+        lines.append(changed[0].describe() + since_text(changed[0].onset))
     if evidence.route_changes:
         top_route = evidence.route_changes[0]
-        lines.append(top_route.describe() + _since(top_route.onset))
+        lines.append(top_route.describe() + since_text(top_route.onset))
     evidence.headline = lines
 
 
@@ -506,9 +401,9 @@ def _headline_errors(evidence: IncidentEvidence) -> None:
         what = "new error group" if top_group.new else "error group spiking"
         count = top_group.during if top_group.during is not None else top_group.count
         evidence.headline.append(
-            f"{what} {top_group.type} ({count}x){_since(top_group.first_seen)}"
+            f"{what} {top_group.type} ({count}x){since_text(top_group.first_seen)}"
             if top_group.new
-            else f"{what} {top_group.type} ({count}x{_since(evidence.onset or evidence.since)})"
+            else f"{what} {top_group.type} ({count}x{since_text(evidence.onset or evidence.since)})"
         )
     if not evidence.headline:
         evidence.headline.append(
@@ -522,50 +417,6 @@ def _headline_errors(evidence: IncidentEvidence) -> None:
 
 
 # -- the metric -----------------------------------------------------------------------------
-def _window_of(expr: MetricTerm | None) -> int | None:
-    return None if expr is None else window_of(expr)
-
-
-def describe_query(expr: MetricTerm) -> str:
-    """A rule's term in words, e.g. 'burn rate of 5xx ratio over 36s (budget 0.001)'."""
-    if isinstance(expr, BurnRate):
-        return f"burn rate of {describe_query(expr.sli)} (budget {expr.budget:g})"
-    seconds = window_of(expr)
-    window = f"{seconds}s" if seconds is not None else "the panel's range"
-    where = ""
-    if isinstance(expr, RequestRate | ErrorRatio | LatencyQuantile | LatencyAbove) and expr.where:
-        parts = (expr.where.get("method"), expr.where.get("route"))
-        where = " on " + " ".join(v for v in parts if v)
-    if isinstance(expr, RequestRate):
-        return f"request rate{where} over {window}"
-    if isinstance(expr, ErrorRatio):
-        return f"{expr.status_class} ratio{where} over {window}"
-    if isinstance(expr, LatencyAbove):
-        what = expr.distribution or "request latency"
-        return f"share of {what}{where} above {expr.threshold_s * 1000:g} ms over {window}"
-    if isinstance(expr, LatencyQuantile):
-        what = expr.distribution or "request latency"
-        return f"p{expr.q * 100:g} of {what}{where} over {window}"
-    if isinstance(expr, CounterIncrease):
-        return f"increase of {series_key(expr.name, expr.where)} over {window}"
-    if isinstance(expr, CounterRate):
-        return f"rate of {series_key(expr.name, expr.where)} over {window}"
-    if isinstance(expr, Ratio):
-        return f"{expr.numerator} / {expr.denominator} over {window}"
-    if isinstance(expr, Stalled):
-        return f"increase of {series_key(expr.name, expr.where)} over {window} while requests flow"
-    return f"gauge {series_key(expr.name, expr.where)}"
-
-
-def _widen(expr: MetricTerm, minimum: int) -> MetricTerm:
-    """Minute data cannot answer a window shorter than a couple of minutes: widen it."""
-    window = window_of(expr)
-    if window is None or window >= minimum:
-        return expr
-    widened: MetricTerm = with_window(expr, minimum)
-    return widened
-
-
 def _metric(
     evidence: IncidentEvidence,
     alert: AlertInstance,
@@ -573,70 +424,10 @@ def _metric(
     windows: RollingWindows | None,
     history: MetricHistory | None,
 ) -> None:
-    condition = definition.clauses[0][0]
-    expr = condition.expr
-    window_s = window_of(expr)
-    now, start = evidence.gathered_at, evidence.since
-    reach = max(window_s or 0, 2 * _MINUTE)
-    # Only the minutes the curve needs: a store fed from history for [start - reach, now].
-    store = MinuteStore(retention_s=now - start + reach + 2 * _MINUTE)
-    store.prepare([expr])
-    curve: list[CurvePoint] = []
-    resolution = _MINUTE
-    if windows is None and history is None:
-        evidence.notes.append("metric curve: no rolling windows and no metric history")
-    elif isinstance(expr, GaugeValue):
-        if history is not None:
-            source = LiveSource(history=history, store=store, clock=lambda: now)
-            curve = _evaluated_curve(source, expr, alert.labels, start, now, _MINUTE)
-        else:
-            evidence.notes.append("metric curve: gauges have no history here (current only)")
-    elif windows is not None and (window_s or 0) <= _HOUR:
-        # Steps of a few seconds while the span is short: the windows hold 5 s slots.
-        span = now - start
-        resolution = max(5, math.ceil(span / _MAX_POINTS / 5) * 5)
-        live = LiveSource(windows, store=store, clock=lambda: now)  # memory only
-        curve = _evaluated_curve(live, expr, alert.labels, start, now, resolution)
-    else:
-        source = LiveSource(history=history, store=store, clock=lambda: now)
-        widened = _widen(expr, 2 * _MINUTE)
-        if widened != expr:
-            evidence.notes.append("metric curve: minute history, windows widened to 120s")
-        curve = _evaluated_curve(source, widened, alert.labels, start, now, _MINUTE)
-    evidence.metric = MetricEvidence(
-        query=describe_query(expr),
-        comparison=condition.comparison,
-        threshold=alert.threshold if alert.threshold is not None else condition.threshold,
-        value=alert.value,
-        window_s=window_s,
-        resolution_s=resolution,
-        curve=curve,
+    evidence.metric, notes = metric_evidence(
+        alert, definition, windows, history, start=evidence.since, now=evidence.gathered_at
     )
-
-
-def _steps(start: float, end: float, step: int) -> list[float]:
-    count = min(_MAX_POINTS, max(1, math.ceil((end - start) / step)))
-    return [end - step * i for i in range(count)][::-1]
-
-
-def _matching(samples: Iterable[tuple[dict[str, str], float]], labels: Mapping[str, str]) -> float:
-    values = [v for series, v in samples if all(labels.get(k) == val for k, val in series.items())]
-    return max(values) if values else math.nan
-
-
-def _evaluated_curve(
-    source: MetricSource,
-    expr: MetricTerm,
-    labels: Mapping[str, str],
-    start: float,
-    end: float,
-    step: int,
-) -> list[CurvePoint]:
-    points = []
-    for t in _steps(start, end, step):
-        value = _matching(instant(expr, source, t), labels)
-        points.append(CurvePoint(t, None if math.isnan(value) else value))
-    return points
+    evidence.notes.extend(notes)
 
 
 # -- what changed ---------------------------------------------------------------------------
@@ -799,7 +590,7 @@ def _changes(evidence: IncidentEvidence, logs: LogSearch, events: Sequence[str])
         for line in logs.search(LogQuery(event=name, since=since, limit=20)):
             # The change itself and who made it; the request that carried it is not the point.
             skip: tuple[str, ...] = ("timestamp", "event", "level", "request_id", "method")
-            skip += ("route", *_QUIET_FIELDS, *_SUMMARY_SKIP)
+            skip += ("route", *_QUIET_FIELDS, *SUMMARY_SKIP)
             fields = {k: v for k, v in line.fields.items() if k not in skip}
             found.append(ConfigChange(line.timestamp, name, _compact(fields)))
     evidence.config_changes = sorted(found, key=lambda c: c.timestamp)[-30:]
@@ -842,54 +633,3 @@ def alert_from_view(view: Mapping[str, Any]) -> AlertInstance:
         threshold=view.get("threshold"),
         summary=str(view.get("summary") or ""),
     )
-
-
-# -- text helpers ---------------------------------------------------------------------------
-def _iso(stamp: Any) -> str:
-    if not isinstance(stamp, int | float):
-        return "-"
-    return datetime.fromtimestamp(float(stamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
-
-
-_BARS = " ▁▂▃▄▅▆▇█"
-
-
-def _sparkline(points: Sequence[CurvePoint]) -> str:
-    values = [p.value for p in points if p.value is not None]
-    if not values:
-        return "(no data)"
-    high = max(values) or 1.0
-    bars = "".join(_BARS[min(8, int((v / high) * 8))] if high > 0 else _BARS[0] for v in values)
-    return f"{bars}  (max {_num(max(values))})"
-
-
-def _route_line(r: RouteEvidence) -> str:
-    p95 = "-" if r.p95_ms is None else f"{r.p95_ms:.0f}"
-    return (
-        f"  {r.route:<40} {r.requests:>6} req  {r.errors_5xx:>5} 5xx "
-        f"({r.error_rate:.1%})  p95 {p95} ms"
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())  # SQL errors and tracebacks span lines
-
-
-def _line_text(line: Mapping[str, Any]) -> str:
-    head = f"{line.get('timestamp', '')} {line.get('level', '')!s:<7} {line.get('event', '')}"
-    skip = ("timestamp", "level", "event", "request_id", "principal", *_SUMMARY_SKIP)
-    parts = []
-    for key, value in line.items():
-        if key in skip:
-            continue
-        if isinstance(value, dict) and "message" in value:  # an exception
-            value = f"{value.get('type')}: {value.get('message')}"
-        elif isinstance(value, dict | list):
-            continue
-        parts.append(f"{key}={value}")
-    rest = _one_line(", ".join(parts))
-    return (head + " " + rest)[:300]

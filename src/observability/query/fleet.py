@@ -32,6 +32,7 @@ __all__ = ["FleetRound", "FleetSource", "fine_store", "fleet_view"]
 _WINDOWS_MAX_S = 3600
 _MINUTE = 60
 _HISTORY_CHUNK_S = 6 * 3600
+PUBLISH_LAG_S = 2.0  # instances publish a bucket 0.2 s after it ends (+ a commit under load)
 
 
 def fine_store(
@@ -49,13 +50,26 @@ class FleetRound:
     """One round's `MetricSource`: request, latency and counter windows up to `max_window_s`
     from the fleet's buckets; longer windows and gauges from this process's `LiveRound`."""
 
-    def __init__(self, fine: MinuteStore, live: LiveRound, max_window_s: int = _WINDOWS_MAX_S):
+    def __init__(
+        self,
+        fine: MinuteStore,
+        live: LiveRound,
+        max_window_s: int = _WINDOWS_MAX_S,
+        lag_s: float = PUBLISH_LAG_S,
+    ):
         self.fine = fine
         self.live = live
         self.max_window_s = max_window_s
+        self.lag_s = lag_s
 
     def _short(self, window_s: int) -> bool:
         return window_s <= self.max_window_s
+
+    def _at(self, now: float) -> float:
+        # A bucket that just ended is complete in the store only once every instance has
+        # published after the boundary (at +0.2 s): until then it holds a fraction of a second
+        # and a one-bucket window would read ~nothing (an alert would resolve at every edge).
+        return now - self.lag_s
 
     def _fine_window(self, window_s: int) -> int:
         # A window shorter than a bucket (rules at a small EP_ALERT_WINDOW_SCALE) reads the
@@ -64,7 +78,7 @@ class FleetRound:
 
     def request_counts(self, window_s: int, now: float, where: Where) -> RequestCounts:
         if self._short(window_s):
-            return self.fine.request_counts(self._fine_window(window_s), now, where)
+            return self.fine.request_counts(self._fine_window(window_s), self._at(now), where)
         return self.live.request_counts(window_s, now, where)
 
     def latency_above(
@@ -72,7 +86,7 @@ class FleetRound:
     ) -> tuple[float, float]:
         if self._short(window_s):
             return self.fine.latency_above(
-                threshold_s, self._fine_window(window_s), now, where, distribution
+                threshold_s, self._fine_window(window_s), self._at(now), where, distribution
             )
         return self.live.latency_above(threshold_s, window_s, now, where, distribution)
 
@@ -80,17 +94,19 @@ class FleetRound:
         self, window_s: int, now: float, where: Where, distribution: str | None
     ) -> QuantileSketch:
         if self._short(window_s):
-            return self.fine.latency_sketch(self._fine_window(window_s), now, where, distribution)
+            return self.fine.latency_sketch(
+                self._fine_window(window_s), self._at(now), where, distribution
+            )
         return self.live.latency_sketch(window_s, now, where, distribution)
 
     def counter_totals(self, name: str, window_s: int, now: float) -> CounterTotals:
         if self._short(window_s):
-            return self.fine.counter_totals(name, self._fine_window(window_s), now)
+            return self.fine.counter_totals(name, self._fine_window(window_s), self._at(now))
         return self.live.counter_totals(name, window_s, now)
 
     def route_totals(self, window_s: int, now: float) -> Mapping[str, RouteTotals]:
         if self._short(window_s):
-            return self.fine.route_totals(self._fine_window(window_s), now)
+            return self.fine.route_totals(self._fine_window(window_s), self._at(now))
         return self.live.route_totals(window_s, now)
 
     def gauge_values(self, name: str, now: float) -> Mapping[str, float]:

@@ -4,7 +4,9 @@ Links in notifications and incident evidence point at `<ops>/runbook#<alert>`; t
 document rendered with markdown-it-py (CommonMark plus tables). Raw HTML in the source is
 escaped, not passed through (`html: False`), and link targets go through markdown-it's
 validation (no `javascript:`). Headings get GitHub's ids, so `runbook.md#x` anchors written for
-the repository work here too.
+the repository work here too. Links to sibling documents (`troubleshooting.md#redis-down`)
+point at `<link_base>/troubleshooting.md#redis-down`, where the UI serves the same folder's
+Markdown files; without a `link_base` they stay as written.
 """
 
 from __future__ import annotations
@@ -32,17 +34,31 @@ _MARKDOWN = (
 )
 
 
-def render_markdown(text: str) -> str:
-    """HTML of a Markdown text; any HTML in the text comes out escaped."""
-    return str(_MARKDOWN.render(text))
+_SIBLING = re.compile(r"^([\w-]+\.md)(#[\w-]*)?$")
+
+
+def render_markdown(text: str, link_base: str | None = None) -> str:
+    """HTML of a Markdown text; any HTML in the text comes out escaped. With `link_base`,
+    links to sibling documents (`x.md`, `x.md#anchor`) go under it."""
+    env: dict[str, object] = {}
+    tokens = _MARKDOWN.parse(text, env)
+    if link_base is not None:
+        for token in tokens:
+            for child in token.children or ():
+                href = child.attrGet("href") if child.type == "link_open" else None
+                found = _SIBLING.match(href) if isinstance(href, str) else None
+                if found:
+                    child.attrSet("href", f"{link_base}/{found.group(1)}{found.group(2) or ''}")
+    return str(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, env))
 
 
 class MarkdownDocument:
     """A Markdown file rendered once, again when the file changes (an edited runbook shows
     without a restart)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, link_base: str | None = None) -> None:
         self.path = path
+        self.link_base = link_base
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._html = ""
@@ -53,6 +69,7 @@ class MarkdownDocument:
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             if stamp != self._stamp:
-                self._html = render_markdown(self.path.read_text(encoding="utf-8"))
+                text = self.path.read_text(encoding="utf-8")
+                self._html = render_markdown(text, self.link_base)
                 self._stamp = stamp
             return self._html

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import mimetypes
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -176,9 +177,10 @@ def build_ops_ui(
     ``"links"``), or None when it knows no such alert (the page says so); ``instances_provider()``
     the fleet's instances (``InstanceInfo.to_dict()``: instance, host, pid, version, started_at,
     last_seen, state up/stopped/lost, up). ``runbook``, a Markdown file, is served rendered at
-    ``<prefix>/runbook`` (public like the page shells: documentation, no data). ``refresh_seconds``
-    is the default auto-refresh interval; a page URL may override it with ``?refresh=N``
-    (tests use a short one).
+    ``<prefix>/runbook`` (public like the page shells: documentation, no data), and the Markdown
+    files beside it at ``<prefix>/docs/<name>.md``, where its links to them point.
+    ``refresh_seconds`` is the default auto-refresh interval; a page URL may override it with
+    ``?refresh=N`` (tests use a short one).
     """
     base = prefix.rstrip("/")
     if refresh_seconds < 1:
@@ -250,19 +252,33 @@ def build_ops_ui(
         )
 
     if runbook is not None:
-        document = MarkdownDocument(runbook)
+        folder = runbook.parent
+        documents: dict[str, MarkdownDocument] = {}
 
-        @router.get("/runbook")
-        def runbook_page() -> Response:
+        def document_page(path: Path, page_title: str) -> Response:
+            document = documents.get(path.name)
+            if document is None:
+                document = documents[path.name] = MarkdownDocument(path, f"{base}/docs")
             try:
                 body = document.html()
             except OSError:  # a deployment without the file: say so, not a 500
-                raise HTTPException(404, "no runbook at this instance") from None
+                raise HTTPException(404, "no such document at this instance") from None
             return _html(
                 render_document(
-                    base=base, title="Runbook", body_html=body, dashboards=nav, app_title=title
+                    base=base, title=page_title, body_html=body, dashboards=nav, app_title=title
                 )
             )
+
+        @router.get("/runbook")
+        def runbook_page() -> Response:
+            return document_page(runbook, "Runbook")
+
+        @router.get("/docs/{name}")
+        def doc_page(name: str) -> Response:
+            # Only a plain file name of this folder: no path, no other extension.
+            if not re.fullmatch(r"[\w-]+\.md", name):
+                raise HTTPException(404, "no such document")
+            return document_page(folder / name, name.removesuffix(".md"))
 
     @router.get("/static/{path:path}")
     def static(path: str) -> Response:

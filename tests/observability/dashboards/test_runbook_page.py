@@ -76,6 +76,25 @@ def test_the_platforms_runbook_is_served_with_every_anchor_alerts_link_to() -> N
     assert linked <= served, linked - served
 
 
+def test_links_to_sibling_documents_open_them_and_nothing_else_is_served() -> None:
+    html = render_markdown(
+        "[t](troubleshooting.md#redis-down) [x](https://e.org/a.md)", "/ops/docs"
+    )
+    assert 'href="/ops/docs/troubleshooting.md#redis-down"' in html
+    assert 'href="https://e.org/a.md"' in html  # absolute links stay as written
+    with _ui(runbook_path()) as client:
+        page = client.get("/ops/runbook").text
+        linked = set(re.findall(r'href="/ops/docs/([\w-]+\.md)(?:#([\w-]*))?"', page))
+        assert linked  # the runbook links alerting.md, troubleshooting.md, ...
+        for name, anchor in sorted(linked):
+            doc = client.get(f"/ops/docs/{name}")
+            assert doc.status_code == 200, name
+            if anchor:
+                assert f'id="{anchor}"' in doc.text, f"{name}#{anchor}"
+        for bad in ("..%2Fpyproject.toml", "runbook.txt", "missing.md", "%2Fetc%2Fpasswd"):
+            assert client.get(f"/ops/docs/{bad}").status_code == 404, bad
+
+
 def test_a_missing_runbook_file_is_a_404_not_a_crash(tmp_path: Path) -> None:
     with _ui(tmp_path / "gone.md") as client:
         assert client.get("/ops/runbook").status_code == 404
@@ -88,8 +107,7 @@ def test_the_wheel_carries_the_runbook_where_the_platform_looks_for_it() -> None
     root = Path(__file__).resolve().parents[3]
     build = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
     included = build["targets"]["wheel"]["force-include"]
-    packaged = Path("src", included["docs/runbook.md"])
+    packaged = root / "src" / included["docs"] / "runbook.md"
     import experimentation_platform.telemetry.runbook as module
 
-    assert (root / packaged).parent == Path(module.__file__).resolve().parent
-    assert (root / packaged).name == "runbook.md"
+    assert packaged.parent == Path(module.__file__).resolve().parent / "docs"

@@ -255,3 +255,22 @@ def test_a_lost_instances_last_minutes_reach_the_history_once(store: Observabili
     assert recovery.recovered == 2
     again = store.history.rollups(T0, T0 + 180, instance="b")
     assert sum(m.routes["GET /x"].requests for m in again) == 90
+
+
+def test_a_bucket_is_read_only_once_its_instances_published_it_after_it_ended(
+    store: ObservabilityStore,
+) -> None:
+    clock = Clock(T0 + 1)
+    a = Member(store, "a", clock)
+    a.traffic(ok=2, failed=8, latency_s=0.01, assigned=0)
+    clock.t = T0 + 10.2  # bucket T0 published complete, bucket T0+10 published (empty) too
+    a.publisher.publish_once()
+    a.traffic(ok=2, failed=8, latency_s=0.01, assigned=0)  # bucket T0+10, not yet published
+    clock.t = T0 + 20.05  # T0+10 has ended; its publish after the boundary is due at +0.2 s
+    rule = ThresholdRule(
+        "short", expr=ErrorRatio(window_s=10), comparison=">", threshold=0.5, severity="high",
+        summary="{value:.0%}",
+    )  # fmt: skip
+    fleet = Evaluator([rule], FleetSource(a.rollups, LiveSource(a.windows, clock=clock)))
+    fleet.evaluate_once(clock.t)
+    assert [x["summary"] for x in fleet.active_alerts()] == ["80%"]  # not "nothing happened"
