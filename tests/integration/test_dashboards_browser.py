@@ -424,6 +424,20 @@ def _metric_total(live: Live, name: str) -> float:
     )
 
 
+def test_the_instance_selector_offers_the_fleet_and_narrows_to_one(live: Live, page: Any) -> None:
+    page.goto(f"{live.base}/ops/dashboards/api-performance?refresh=2&range=15m")
+    wait_until(page, "document.querySelector('#instance').options.length > 1")
+    assert page.locator(".instance-pick").is_visible()
+    values = page.evaluate("[...document.querySelector('#instance').options].map(o => o.value)")
+    assert values[0] == ""  # "all (the fleet)" first, the default
+    assert len(values) == 2  # one process (SQLite): itself
+    assert page.evaluate("document.querySelector('#instance').value") == ""
+    page.select_option("#instance", values[1])
+    picked = json.dumps(values[1])
+    wait_until(page, f"new URLSearchParams(location.search).get('instance') === {picked}")
+    wait_until(page, "document.querySelector('#panel-request-rate canvas') !== null", 30)
+
+
 def test_logging_out_forgets_the_key_and_no_page_logged_an_error(live: Live, page: Any) -> None:
     page.goto(f"{live.base}/ops/dashboards/error-tracking?refresh=2")
     page.click("#logout")
@@ -449,17 +463,3 @@ def copy_screenshots_to_docs() -> None:  # pragma: no cover - run by hand after 
     docs.mkdir(parents=True, exist_ok=True)
     for png in ARTIFACTS.glob("*.png"):
         shutil.copy(png, docs / f"dashboards-{png.name}")
-
-
-def test_the_instance_selector_offers_the_fleet_and_narrows_to_one(live: Live, page: Any) -> None:
-    page.goto(f"{live.base}/ops/dashboards/api-performance?refresh=2&range=15m")
-    wait_until(page, "document.querySelector('#instance').options.length > 1")
-    assert page.locator(".instance-pick").is_visible()
-    values = page.evaluate("[...document.querySelector('#instance').options].map(o => o.value)")
-    assert values[0] == ""  # "all (the fleet)" first, the default
-    assert len(values) == 2  # one process (SQLite): itself
-    assert page.evaluate("document.querySelector('#instance').value") == ""
-    page.select_option("#instance", values[1])
-    picked = json.dumps(values[1])
-    wait_until(page, f"new URLSearchParams(location.search).get('instance') === {picked}")
-    wait_until(page, "document.querySelector('#panel-request-rate canvas') !== null", 30)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from experimentation_platform.gameday.netfault import TcpProxy
 from tests.support.platform import (
     POSTGRES_ADMIN_DSN,
     Instance,
@@ -16,7 +17,6 @@ from tests.support.platform import (
     running_instance,
 )
 from tests.support.servers import free_port
-from tests.support.slow_tcp import SlowTcpProxy
 
 
 def test_live_and_ready(api: Instance) -> None:
@@ -80,7 +80,7 @@ def _gauge(text: str, name: str, dependency: str) -> float:
 def test_a_slow_database_makes_readiness_degraded_not_unavailable(tmp_path: Path) -> None:
     # PostgreSQL behind a TCP proxy that holds every answer: a slow network path, for real.
     port = urlsplit(POSTGRES_ADMIN_DSN).port or 5432
-    with postgres_database() as url, SlowTcpProxy(port) as proxy:
+    with postgres_database() as url, TcpProxy("127.0.0.1", port) as proxy:
         slow_url = url.replace(f":{port}/", f":{proxy.port}/")
         settings = backend_settings(tmp_path, slow_url, False, "x:").model_copy(
             update={"readiness_cache_seconds": 0.0, "readiness_degraded_seconds": 0.25}
@@ -89,7 +89,7 @@ def test_a_slow_database_makes_readiness_degraded_not_unavailable(tmp_path: Path
             fast = api.client.get("/health/ready")
             assert (fast.status_code, fast.json()["status"]) == (200, "ok")
 
-            proxy.delay_s = 0.4  # every round trip to the database now takes 400 ms more
+            proxy.set_latency(0.4)  # every round trip to the database now takes 400 ms more
             slow = api.client.get("/health/ready")
             body = slow.json()
             assert slow.status_code == 200  # still in rotation: slow is not down
@@ -103,6 +103,6 @@ def test_a_slow_database_makes_readiness_degraded_not_unavailable(tmp_path: Path
             assert _gauge(metrics, "service_ready", "database") == 1  # no dependency_not_ready
             assert _gauge(metrics, "readiness_check_duration_seconds", "database") >= 0.4
 
-            proxy.delay_s = 0.0
+            proxy.set_latency(0.0)
             again = api.client.get("/health/ready").json()
             assert (again["status"], "degraded" in again) == ("ok", False)
