@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from observability.asgi import ASGIApp, Receive, Scope, Send
+from observability.asgi import ASGIApp, Receive, Scope, Send, bearer_token
 from observability.config import AccessCheck, ObservabilityConfig, Role
 from observability.context import current
 
@@ -63,19 +63,6 @@ def operator_access(config: ObservabilityConfig) -> AccessCheck:
 
 Authenticate = Callable[[str], Awaitable[Any | None]]
 KnownKey = Callable[[str], Any | None]
-
-
-def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (None: neither)."""
-    api_key = None
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-        elif name == b"x-api-key" and value:
-            api_key = value.decode("latin-1").strip() or None
-    return api_key
 
 
 class FailureThrottle:

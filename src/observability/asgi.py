@@ -28,6 +28,7 @@ __all__ = [
     "ObservabilityMiddleware",
     "RequestObserver",
     "RequestRecord",
+    "bearer_token",
     "parse_traceparent",
 ]
 
@@ -84,6 +85,19 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
     if trace_id == "0" * 32 or parent_id == "0" * 16:
         return None
     return trace_id, parent_id
+
+
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (None: neither)."""
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key" and value:
+            api_key = value.decode("latin-1").strip() or None
+    return api_key
 
 
 def _parse_networks(

@@ -51,7 +51,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from observability.asgi import UNMATCHED_ROUTE, RequestRecord
+from observability.asgi import UNMATCHED_ROUTE, RequestRecord, bearer_token
 from observability.metrics.cardinality import LabelGuard
 from observability.metrics.names import (
     HTTP_DURATION,
@@ -516,19 +516,6 @@ RegistryProvider = Callable[[], Collector]
 Authorize = Callable[[str], bool]
 
 
-def _credential(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The bearer token or X-API-Key value of a request, if any."""
-    api_key = None
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-        elif name == b"x-api-key":
-            api_key = value.decode("latin-1").strip() or None
-    return api_key
-
-
 class MetricsEndpoint:
     """ASGI app serving the registry: Prometheus text, or OpenMetrics (with exemplars) when the
     Accept header asks for `application/openmetrics-text`. Gzip when the client accepts it.
@@ -584,7 +571,7 @@ class MetricsEndpoint:
         if scope["type"] != "http":
             return
         headers = scope.get("headers", [])
-        if not self._allowed(_credential(headers)):
+        if not self._allowed(bearer_token(headers)):
             await _json(send, 401, "unauthorized", "send 'Authorization: Bearer <token>'")
             return
         if scope.get("method") not in {"GET", "HEAD"}:
