@@ -6,10 +6,48 @@ their factory, so the file imports without them; http_overhead.py says how to in
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+
+
+def drive(
+    app: Any,
+    path: str,
+    n: int,
+    headers: tuple[tuple[bytes, bytes], ...] = ((b"host", b"bench"),),
+) -> None:
+    """`n` GET requests to `path` through the app's ASGI callable, no server (in-process
+    figures of http_overhead.py --in-process and profile_request_path.py)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": list(headers),
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: object) -> None:
+        return
+
+    async def run() -> None:
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+
+    asyncio.run(run())
 
 
 def bare() -> FastAPI:

@@ -158,46 +158,22 @@ def run_block(variant: str, args: argparse.Namespace) -> Block:
 
 def in_process(variants: list[str], requests: int = 20_000, rounds: int = 5) -> None:
     """Best-of-rounds microseconds per request through each app's ASGI callable, no server."""
-    import asyncio
     import importlib
 
     sys.path.insert(0, str(HERE))
-    scope_base = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/hello",
-        "raw_path": b"/hello",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"bench")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(_message: object) -> None:
-        return
-
-    async def run(app: object, n: int) -> None:
-        for _ in range(n):
-            await app(dict(scope_base), receive, send)  # type: ignore[operator]
+    from apps import drive
 
     apps = {}
     for variant in ["A", *variants]:
         module, _, factory = VARIANTS[variant][0].partition(":")
         apps[variant] = getattr(importlib.import_module(module), factory)()
-        asyncio.run(run(apps[variant], 500))  # build the middleware stack, warm caches
+        drive(apps[variant], "/hello", 500)  # build the middleware stack, warm caches
     # round-robin rounds, best of each: drift and neighbours' load hit every variant alike
     results = dict.fromkeys(apps, float("inf"))
     for _ in range(rounds):
         for variant, app in apps.items():
             started = time.perf_counter()
-            asyncio.run(run(app, requests))
+            drive(app, "/hello", requests)
             cost = (time.perf_counter() - started) / requests * 1e6
             results[variant] = min(results[variant], cost)
     print(f"{'variant':<58} {'us/req':>8} {'+us/req':>8}")

@@ -16,7 +16,6 @@ Needs Debian `valgrind`. Results: benchmarks/profile_request_path.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import os
 import re
@@ -126,32 +125,9 @@ RUNGS: dict[str, tuple[str, Callable[[], Any]]] = {
 
 
 def _drive(app: Any, path: str, n: int) -> None:
-    scope_base = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"bench"), (b"user-agent", b"wrk")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
+    from apps import drive
 
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(_message: object) -> None:
-        return
-
-    async def run() -> None:
-        for _ in range(n):
-            await app(dict(scope_base), receive, send)
-
-    asyncio.run(run())
+    drive(app, path, n, headers=((b"host", b"bench"), (b"user-agent", b"wrk")))
 
 
 def child(rung: str, path: str, n: int) -> None:
