@@ -20,7 +20,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -74,24 +73,31 @@ class Application:
 
     def __init__(self, prefix: list[str], journal: Path, endpoint: str) -> None:
         self.journal = journal
-        env = {**os.environ, **AWS_TEST_ENV}
-        python = sys.executable
-        if "--reuid" in " ".join(prefix):
-            python = unprivileged_python(prefix)
-            # The same packages, from where the unprivileged user can read them.
-            paths = sysconfig.get_paths()
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(Path(agent_module.__file__).parents[2]), paths["purelib"], paths["platlib"]]
-            )
         self.process = subprocess.Popen(
-            [*prefix, python, "-c", APPLICATION, str(journal), endpoint, repr(STALL_SECONDS)],
-            env=env,
+            [
+                *prefix,
+                sys.executable,
+                "-c",
+                APPLICATION,
+                str(journal),
+                endpoint,
+                repr(STALL_SECONDS),
+            ],
+            env={**os.environ, **AWS_TEST_ENV},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        assert self.ask(None) == "started"
+        first = self.ask(None)
+        if first != "started":
+            # Reap it and close its pipes here: an object never returned is never closed, and
+            # its pipes would be left to the garbage collector (an unraisable ResourceWarning
+            # that fails whichever test is running then).
+            self.process.kill()
+            self.process.wait(20)
+            output, _ = self.process.communicate()  # the rest of what it printed; closes pipes
+            raise AssertionError(f"the application did not start: {first}\n{output}")
 
     def ask(self, command: str | None) -> str:
         assert self.process.stdin is not None
@@ -121,23 +127,6 @@ class Application:
             for stream in (self.process.stdin, self.process.stdout):
                 if stream is not None:
                     stream.close()
-
-
-def unprivileged_python(prefix: list[str]) -> str:
-    """An interpreter of this Python version that the unprivileged user may run (this one may
-    live under a home directory only root can enter, as pyenv's does)."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin")):
-        if candidate is None:
-            continue
-        probe = subprocess.run(
-            [*prefix, "/bin/sh", "-c", 'exec "$0" -c pass', candidate],
-            capture_output=True,
-            timeout=30,
-        )
-        if probe.returncode == 0:
-            return candidate
-    pytest.fail(f"no {version} the unprivileged user can run (tried {sys.executable})")
 
 
 def scheduling(pid: int) -> set[tuple[int, int | None]]:
@@ -191,7 +180,14 @@ def identity_prefix(identity: str) -> list[str]:
         return []
     if identity == "root-without-cap-sys-nice":
         return [*no_nice, setpriv, "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "--"]
-    user = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    # The user may read any file (CAP_DAC_READ_SEARCH, nothing more): the interpreter, the venv
+    # and the clone can sit under directories only root may enter (/root, `mktemp -d`). Reading
+    # grants nothing about scheduling, which is what these identities differ in.
+    read = "+dac_read_search"
+    user = [
+        *(setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"),
+        *(f"--inh-caps={read}", f"--ambient-caps={read}", "--"),
+    ]
     if identity == "user-rlimit-nice-0":
         return [*no_nice, *user]
     assert identity == "user-rlimit-nice-1"
