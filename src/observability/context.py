@@ -50,9 +50,8 @@ class RequestContext:
     client_ip: str | None
     user_agent: str | None
 
-    def __init__(
+    def __init__(  # positional or keyword: the middleware passes them by position (cheaper)
         self,
-        *,
         request_id: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
@@ -81,10 +80,12 @@ class RequestContext:
     def resolved_route(self) -> str | None:
         """The route template once the router matched (FastAPI puts the route in the scope)."""
         if self.route is None and self.scope is not None:
-            route = self.scope.get("route")
+            scope = self.scope
+            route = scope.get("route")
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
             if template is not None:
-                self.route = str(self.scope.get("root_path", "")) + str(template)
+                root = scope.get("root_path")
+                self.route = f"{root}{template}" if root else str(template)
         return self.route
 
     def as_dict(self) -> dict[str, Any]:

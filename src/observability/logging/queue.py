@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["SeverityQueue"]
@@ -76,9 +77,13 @@ class SeverityQueue:
         """Take every queued item, in the order they were put (bounded by maxsize + reserve)."""
         with self._lock:
             taken: list[tuple[int, Any]] = []
+            filled = 0
             for q in self._queues:
-                taken.extend(q)
-                q.clear()
+                if q:
+                    filled += 1
+                    taken.extend(q)
+                    q.clear()
             self._size = 0
-        taken.sort(key=lambda pair: pair[0])
+        if filled > 1:  # one severity (the usual batch) is in order already
+            taken.sort(key=itemgetter(0))
         return [item for _, item in taken]
