@@ -23,4 +23,4 @@ def cloudwatch_sink(shipper: LogShipper) -> Sink:
         errors = sum(1 for level, _event, _line in records if level >= 40)
         shipper.submit_lines(lines, len(records) + errors)
 
-    return CallbackSink("cloudwatch", ship)
+    return CallbackSink("cloudwatch", ship, needs_events=False)

@@ -28,7 +28,7 @@ from observability.context import current
 from observability.logging.exceptions import structure_exception
 from observability.logging.levels import LevelPolicy
 from observability.logging.queue import SeverityQueue
-from observability.logging.sinks import LogRecordOut, PartialWrite, Sink
+from observability.logging.sinks import NO_EVENT, LogRecordOut, PartialWrite, Sink
 
 __all__ = ["LogPipeline", "Logger", "active_pipeline", "get_logger", "reset"]
 
@@ -78,6 +78,8 @@ class LogPipeline:
         static_fields: dict[str, Any] | None = None,
     ) -> None:
         self.sinks = list(sinks)
+        # Event dicts travel to the writer only when a sink reads them (see `Sink`).
+        self.keeps_events = any(getattr(sink, "needs_events", True) for sink in self.sinks)
         self.policy = policy or LevelPolicy()
         self.mask = mask
         self.queue = SeverityQueue(queue_size)
@@ -137,7 +139,7 @@ class LogPipeline:
         except Exception:  # an unrenderable event is counted, never raised into the caller
             self.dropped_by_writer["render_error"] += 1
             return
-        self.queue.put(level, (level, ordered, line))
+        self.queue.put(level, (level, ordered if self.keeps_events else NO_EVENT, line))
 
     @property
     def dropped(self) -> Counter[str]:
@@ -175,7 +177,7 @@ class LogPipeline:
             default=repr,
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
         )
-        return level, ordered, line
+        return level, ordered if self.keeps_events else NO_EVENT, line
 
     # A failing sink (a full disk) is reported on stderr at most this often, not per batch.
     REPORT_INTERVAL_SECONDS = 10.0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 __all__ = [
+    "NO_EVENT",
     "CallbackSink",
     "LogRecordOut",
     "MemorySink",
@@ -28,8 +29,11 @@ __all__ = [
     "StreamSink",
 ]
 
-# (level number, the rendered event as a dict, the JSON line with its trailing newline)
+# (level number, the rendered event as a dict, the JSON line with its trailing newline). The
+# dict is kept only when a sink reads it (`needs_events`); otherwise it is `NO_EVENT`.
 LogRecordOut = tuple[int, dict[str, Any], bytes]
+# Shared and empty: what a record carries instead of its event when no sink reads events.
+NO_EVENT: dict[str, Any] = {}
 
 
 class PartialWrite(OSError):
@@ -43,6 +47,11 @@ class PartialWrite(OSError):
 
 
 class Sink(Protocol):
+    """`needs_events` (optional, True when absent): whether `write` reads the event dicts.
+    When no sink does, the queue holds lines only: a request line's dict (~1 KB) is freed at
+    once instead of waiting for the writer (less memory held, fewer cache misses; a full
+    50,000-record queue holds ~15 MB of lines instead of ~70 MB more of dicts)."""
+
     name: str
 
     def write(self, records: Sequence[LogRecordOut]) -> None: ...
@@ -54,6 +63,7 @@ class StreamSink:
     """JSON lines to a binary stream (stdout by default)."""
 
     name = "stdout"
+    needs_events = False
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.stream = stream or sys.stdout.buffer
@@ -96,9 +106,16 @@ class MemorySink:
 class CallbackSink:
     """Hands each batch to a function (the CloudWatch shipper, for one)."""
 
-    def __init__(self, name: str, callback: Callable[[Sequence[LogRecordOut]], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        callback: Callable[[Sequence[LogRecordOut]], None],
+        *,
+        needs_events: bool = True,
+    ) -> None:
         self.name = name
         self.callback = callback
+        self.needs_events = needs_events  # False: the callback reads levels and lines only
 
     def write(self, records: Sequence[LogRecordOut]) -> None:
         self.callback(records)
@@ -124,6 +141,7 @@ class RotatingFileSink:
     """
 
     name = "file"
+    needs_events = False
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import structlog
 from observability.asgi import RequestRecord
 from observability.context import RequestContext
 from observability.logging import (
+    CallbackSink,
     LevelPolicy,
     LoggingConfig,
     MemorySink,
@@ -23,6 +25,7 @@ from observability.logging import (
 )
 from observability.logging.pipeline import LogPipeline, install
 from observability.logging.queue import SeverityQueue
+from observability.logging.sinks import LogRecordOut
 
 
 def test_queue_sheds_least_severe_first_and_never_errors_for_less() -> None:
@@ -133,6 +136,36 @@ def test_close_flushes_everything_queued() -> None:
         log.info("line", n=n)
     assert pipeline.close(timeout=5)
     assert [e["n"] for e in memory.events] == list(range(1000))
+    structlog.reset_defaults()
+
+
+def test_event_dicts_reach_the_writer_only_when_a_sink_reads_them() -> None:
+    """Line-only sinks (files, stdout, CloudWatch): the queue holds no event dicts, so a
+    request's dict is freed as soon as its line is rendered; a sink that reads events (the
+    console, memory, an unknown sink) still gets every one of them."""
+    seen: list[tuple[dict[str, object], bytes]] = []
+
+    def lines_only(records: Sequence[LogRecordOut]) -> None:
+        seen.extend((event, line) for _, event, line in records)
+
+    pipeline = LogPipeline([CallbackSink("lines", lines_only, needs_events=False)])
+    install(pipeline)
+    assert not pipeline.keeps_events
+    get_logger("x").info("a_line", n=1)
+    RequestLogObserver()(_record(200, 0.01))
+    assert pipeline.close(5)
+    assert [event for event, _ in seen] == [{}, {}]
+    assert [json.loads(line)["event"] for _, line in seen] == ["a_line", "request_completed"]
+
+    memory = MemorySink()
+    pipeline = LogPipeline([CallbackSink("lines", lines_only, needs_events=False), memory])
+    install(pipeline)
+    assert pipeline.keeps_events
+    get_logger("x").info("a_line", n=2)
+    RequestLogObserver()(_record(200, 0.01))
+    assert pipeline.close(5)
+    assert [e["event"] for e in memory.events] == ["a_line", "request_completed"]
+    assert memory.events[0]["n"] == 2
     structlog.reset_defaults()
 
 
