@@ -30,7 +30,7 @@ from observability.logging.levels import LevelPolicy
 from observability.logging.queue import SeverityQueue
 from observability.logging.sinks import NO_EVENT, LogRecordOut, PartialWrite, Sink
 
-__all__ = ["LogPipeline", "Logger", "active_pipeline", "get_logger", "reset"]
+__all__ = ["LEVEL_NAMES", "LogPipeline", "Logger", "active_pipeline", "get_logger", "reset"]
 
 Mask = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -45,7 +45,7 @@ _METHOD_LEVELS = {
     "critical": 50,
     "fatal": 50,
 }
-_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+LEVEL_NAMES = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 _FIRST_KEYS = ("timestamp", "level", "logger", "event")
 
 # Attributes every LogRecord has; anything else came from `extra=` and is kept as a field.
@@ -107,7 +107,7 @@ class LogPipeline:
         Measured: rendering in the writer thread made a single-core server slower (0.52 of
         bare vs 0.8+), because two CPU-bound threads fight for the GIL; rendering costs ~10 us
         on the caller and the writer then mostly waits in write() with the GIL released."""
-        self.emitted[_LEVEL_NAMES.get(level, "info")] += 1
+        self.emitted[LEVEL_NAMES.get(level, "info")] += 1
         try:
             record = self._render(level, event, trusted)
         except Exception:  # an unrenderable event is counted, never raised into the caller
@@ -119,7 +119,7 @@ class LogPipeline:
         """`submit` for a caller that keeps its trusted fields apart already (the request line):
         only `untrusted` is masked; `trusted` starts with timestamp, level, logger and event.
         Saves the per-line pops that split one dict (~5 us of a request)."""
-        self.emitted[_LEVEL_NAMES.get(level, "info")] += 1
+        self.emitted[LEVEL_NAMES.get(level, "info")] += 1
         try:
             masked = self.mask(untrusted)
             stamp = trusted["timestamp"]
@@ -320,7 +320,7 @@ def _enqueue(
 ) -> None:
     event["logger"] = name
     event["timestamp"] = time.time()
-    event["level"] = _LEVEL_NAMES.get(level, method)
+    event["level"] = LEVEL_NAMES.get(level, method)
     ctx = current()
     if ctx is not None:
         for key, value in ctx.as_dict().items():
@@ -407,7 +407,7 @@ class StdlibBridge(logging.Handler):
                 "event": record.getMessage(),
                 "logger": record.name,
                 "timestamp": record.created,
-                "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
+                "level": LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
             }
             for key, value in record.__dict__.items():
                 if key not in _RECORD_ATTRS and not key.startswith("_"):

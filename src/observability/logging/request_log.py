@@ -13,19 +13,12 @@ from typing import Any
 
 from observability.asgi import RequestRecord
 from observability.logging.exceptions import structure_exception
-from observability.logging.pipeline import LogPipeline, active_pipeline
+from observability.logging.pipeline import LEVEL_NAMES, LogPipeline, active_pipeline
 from observability.masking import default_masker
 
 __all__ = ["RequestLogObserver"]
 
 HeaderMasker = Callable[[str, str], str]
-
-# Trusted (never scanned): what the middleware produced from validated input: numbers, the
-# route template, hex ids (the request id when we generated it), an IP address parsed as one.
-# Everything else (path, query, headers, a client's request id, user id, user agent) is masked.
-_LEVEL_NAMES = {20: "info", 30: "warning", 40: "error"}
-# Context fields a caller (or a client) sets: masked (user_id, principal, user_agent); the
-# middleware's own: trusted (trace_id, span_id, client_ip). request_id is decided per line.
 
 
 def _mask_header(name: str, value: str) -> str:
@@ -74,16 +67,20 @@ class RequestLogObserver:
             sampled = True
         ctx = record.context
         duration_s = record.duration_s
-        # Two dicts from the start: the fields the middleware produced from validated input
-        # (never scanned) and the rest (masked). No trusted/untrusted split per line later.
+        # Two dicts from the start, no split per line later. Trusted (never scanned): what the
+        # middleware produced from validated input: numbers, the route template, hex ids (the
+        # request id when we generated it), an IP address parsed as one, and trace_id, span_id
+        # and client_ip from the context. Untrusted (masked): path, query, headers, a client's
+        # request id, and the context fields a caller or a client sets (user_id, principal,
+        # user_agent, extras).
         trusted: dict[str, Any] = {
             "timestamp": record.started_at + duration_s,
-            "level": _LEVEL_NAMES[level],
+            "level": LEVEL_NAMES[level],
             "logger": self.logger_name,
             "event": "request_completed",
             "route": record.route,
             "status": record.status,
-            # round(x, 3) costs ~4x this; the same value but at exact halves
+            # equal to round(x, 3) except at exact halves, at a quarter of its cost
             "duration_ms": int(duration_s * 1_000_000.0 + 0.5) / 1000.0,
             "bytes_in": record.bytes_in,
             "bytes_out": record.bytes_out,
