@@ -3,20 +3,34 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install compile lint bench clean
 
 run: install
 	$(BIN)/ep quickstart
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+	# The request path once more as plain Python: what an install without the compiled build
+	# (no C compiler, a wheel) runs.
+	OBSERVABILITY_PURE_PYTHON=1 $(BIN)/pytest $(PURE_TESTS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples tools
 	$(BIN)/ruff format --check src tests benchmarks examples tools
 	$(BIN)/mypy
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed compile
+
+# The request path compiled with mypyc (src/observability/compiled.py); rebuilt when one of its
+# sources changes. A stale build is never loaded, so a skipped rebuild only costs speed.
+COMPILED_SOURCES := $(shell $(PYTHON) src/observability/compiled.py --sources)
+COMPILED := src/observability/_compiled/manifest.json
+PURE_TESTS := tests/observability/test_asgi.py tests/observability/logging tests/observability/metrics tests/observability/test_masking.py tests/observability/test_compiled.py
+
+compile: $(COMPILED)
+
+$(COMPILED): $(VENV)/.installed src/observability/compiled.py $(COMPILED_SOURCES)
+	$(BIN)/python -c "from observability.compiled import build; print(build())"
 
 $(VENV)/.installed: pyproject.toml tools/checkov-requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,4 +43,4 @@ $(VENV)/.installed: pyproject.toml tools/checkov-requirements.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) src/observability/_compiled var .pytest_cache .mypy_cache .ruff_cache

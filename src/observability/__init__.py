@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from observability import compiled as _compiled
+
+# Before any other module of the package loads: the request path's compiled modules, when a
+# build matching the sources exists (observability/compiled.py).
+_compiled.activate()
+
 if TYPE_CHECKING:
     from observability.config import (
         AlertSettings,

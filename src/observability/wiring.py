@@ -32,7 +32,7 @@ from observability.config import ObservabilityConfig
 from observability.core import Observability
 from observability.limits import BodyLimitMiddleware
 from observability.logging import Sink
-from observability.metrics.prometheus import metrics_endpoint
+from observability.metrics.endpoint import metrics_endpoint
 from observability.web import build_ops_ui, token_auth
 
 __all__ = ["instrument"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI
@@ -152,3 +153,27 @@ def test_observer_failure_never_reaches_the_client() -> None:
     app.add_middleware(ObservabilityMiddleware, observers=[broken, seen.append])  # type: ignore[arg-type]
     assert TestClient(app).get("/").status_code == 200
     assert len(seen) == 1  # later observers still ran
+
+
+def test_a_failure_in_a_sync_endpoint_keeps_its_frames() -> None:
+    """A sync endpoint runs in the thread pool; its exception comes back into the event loop
+    by being thrown into the awaiting coroutines. Every frame down to the raise must reach the
+    record (and so the error line): a compiled coroutine in that chain would drop them."""
+
+    def failing_helper() -> None:
+        raise RuntimeError("deep failure")
+
+    app = FastAPI()
+
+    @app.get("/sync-failure")
+    def sync_failure() -> None:
+        failing_helper()
+
+    records: list[RequestRecord] = []
+    app.add_middleware(ObservabilityMiddleware, observers=[records.append])  # type: ignore[arg-type]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/sync-failure").status_code == 500
+    [record] = records
+    assert record.exception is not None
+    frames = [frame.name for frame in traceback.extract_tb(record.exception.__traceback__)]
+    assert frames[-2:] == ["sync_failure", "failing_helper"], frames

@@ -67,6 +67,19 @@ def _identity(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def encode_line(event: dict[str, Any]) -> bytes:
+    """One JSON line; what orjson cannot encode natively is written as its repr()."""
+    try:
+        # Keys are strings on almost every line, and orjson's non-string-key path costs twice
+        # as much (0.66 against 0.33 us for a request line): it is the fallback.
+        return orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # orjson.JSONEncodeError: a key that is not a string
+        return orjson.dumps(event, default=repr, option=_NON_STR_KEYS_LINE)
+
+
+_NON_STR_KEYS_LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+
 class LogPipeline:
     def __init__(
         self,
@@ -95,8 +108,8 @@ class LogPipeline:
         self._ts_cache = (-1, "")
         self._stop = threading.Event()
         self._idle = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
-        self._thread.start()
+        self._writer_thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._writer_thread.start()
 
     # --- the caller's side ----------------------------------------------------------------
     def submit(
@@ -133,9 +146,7 @@ class LogPipeline:
             else:
                 ordered = trusted  # ours to keep: the caller hands it over
                 ordered.update(masked)
-            line = orjson.dumps(
-                ordered, default=repr, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-            )
+            line = encode_line(ordered)
         except Exception:  # an unrenderable event is counted, never raised into the caller
             self.dropped_by_writer["render_error"] += 1
             return
@@ -172,11 +183,7 @@ class LogPipeline:
         ordered = {key: event.pop(key) for key in _FIRST_KEYS if key in event}
         ordered.update(self.static_fields)
         ordered.update(event)
-        line = orjson.dumps(
-            ordered,
-            default=repr,
-            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-        )
+        line = encode_line(ordered)
         return level, ordered if self.keeps_events else NO_EVENT, line
 
     # A failing sink (a full disk) is reported on stderr at most this often, not per batch.
@@ -258,7 +265,7 @@ class LogPipeline:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far reached the sinks."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._thread.is_alive():
+        while time.monotonic() < deadline and self._writer_thread.is_alive():
             if len(self.queue) == 0 and self._idle.is_set():
                 self._idle.clear()
                 self.queue.wakeup.set()
@@ -276,7 +283,7 @@ class LogPipeline:
         flushed = self.flush(timeout)
         self._stop.set()
         self.queue.wakeup.set()
-        self._thread.join(timeout)
+        self._writer_thread.join(timeout)
         leftover = self.queue.drain()
         if leftover:
             self._write_batch(leftover)
@@ -390,9 +397,16 @@ class Logger:
     def critical(self, event: Any = None, *args: Any, **fields: Any) -> None:
         self._log("critical", event, args, fields)
 
-    warn = warning
-    msg = info
-    fatal = critical
+    # Defined, not aliased (`warn = warning`): aliases in a class body break the compiled
+    # build (observability.compiled).
+    def warn(self, event: Any = None, *args: Any, **fields: Any) -> None:
+        self._log("warning", event, args, fields)
+
+    def msg(self, event: Any = None, *args: Any, **fields: Any) -> None:
+        self._log("info", event, args, fields)
+
+    def fatal(self, event: Any = None, *args: Any, **fields: Any) -> None:
+        self._log("critical", event, args, fields)
 
 
 class StdlibBridge(logging.Handler):

@@ -11,10 +11,10 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from observability.asgi import RequestRecord
 from observability.logging.exceptions import structure_exception
 from observability.logging.pipeline import LEVEL_NAMES, LogPipeline, active_pipeline
 from observability.masking import default_masker
+from observability.request_record import RequestRecord
 
 __all__ = ["RequestLogObserver"]
 

@@ -1,4 +1,5 @@
-"""Prometheus for any ASGI app: registry (single or multi-process), HTTP RED metrics, exposition.
+"""Prometheus for any ASGI app: registry (single or multi-process), HTTP RED metrics; the
+/metrics endpoint that exposes them is observability.metrics.endpoint.
 
 Instruments always take an explicit registry (never prometheus_client's import-time global),
 so tests and apps build their own. Wiring, in order:
@@ -7,7 +8,7 @@ so tests and apps build their own. Wiring, in order:
     http = HttpMetrics(registry)                  # an observer of ObservabilityMiddleware
     app = ObservabilityMiddleware(app, observers=[http], in_flight=http.in_flight,
                                   in_flight_exclude=http.excluded)
-    metrics_app = metrics_endpoint(registry, token=..., authorize=...)   # mount at /metrics
+    metrics_app = metrics_endpoint(registry, token=..., authorize=...)   # metrics/endpoint.py
 
 Multi-process (`uvicorn --workers N`): prometheus_client writes each worker's values to mmap
 files in PROMETHEUS_MULTIPROC_DIR. The parent calls `prepare_multiprocess_dir()` before it
@@ -21,9 +22,6 @@ limitation).
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import hmac
 import math
 import os
 import threading
@@ -33,7 +31,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from pathlib import Path
 from typing import Any
 
-import orjson
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -43,7 +40,6 @@ from prometheus_client import (
     values,
 )
 from prometheus_client import metrics as prometheus_metrics
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -51,7 +47,6 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from observability.asgi import UNMATCHED_ROUTE, RequestRecord, bearer_token
 from observability.metrics.cardinality import LabelGuard
 from observability.metrics.names import (
     HTTP_DURATION,
@@ -60,6 +55,7 @@ from observability.metrics.names import (
     HTTP_REQUESTS,
     HTTP_RESPONSE_SIZE,
 )
+from observability.request_record import UNMATCHED_ROUTE, RequestRecord
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -71,17 +67,12 @@ __all__ = [
     "MULTIPROC_ENV",
     "SIZE_BUCKETS",
     "HttpMetrics",
-    "InFlightMiddleware",
     "LiveGauge",
-    "MetricsEndpoint",
-    "MetricsServer",
     "MultiProcessRegistry",
     "build_registry",
     "mark_worker_dead",
-    "metrics_endpoint",
     "multiprocess_dir",
     "prepare_multiprocess_dir",
-    "serve_metrics",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -322,8 +313,7 @@ class _HttpCollector(Collector):
 
 
 def _copy(histogram: _Histogram) -> _Histogram:
-    clone = _Histogram.__new__(_Histogram)
-    clone.bounds = histogram.bounds
+    clone = _Histogram(histogram.bounds)  # not __new__: the compiled build has no bare __new__
     clone.counts = list(histogram.counts)
     clone.sum = histogram.sum
     clone.created = histogram.created
@@ -370,7 +360,8 @@ class HttpMetrics:
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._routes: dict[tuple[str, str], tuple[_Histogram, _Histogram, _Histogram]] = {}
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._cached_series: dict[tuple[str, str, int], _Series] = {}
         self._buckets = _bounds(buckets)
         self._size_buckets = _bounds(size_buckets)
         self.in_flight: Gauge | LiveGauge
@@ -440,34 +431,41 @@ class HttpMetrics:
         if route in self.excluded or record.path in self.excluded:
             return
         key = (record.method, route, record.status // 100)
-        cached: Any = self._children.get(key)
-        if cached is None:
-            labels = self._labels(*key)
-            with self._lock:
-                cached = self._instruments(*labels) if self.shared else self._plain(*labels)
-            if len(self._children) < 10_000:  # the cache itself stays bounded, whatever comes
-                self._children[key] = cached
         if self.shared:
-            self._record_shared(cached, record)
+            self._record_shared(key, record)
             return
+        series = self._cached_series.get(key)  # typed, unlike the shared path's children:
+        if series is None:  # the compiled build calls its methods directly
+            with self._lock:
+                series = self._plain(*self._labels(*key))
+            if len(self._cached_series) < 10_000:  # the cache stays bounded, whatever comes
+                self._cached_series[key] = series
         duration = record.duration_s
         with self._lock:
-            cached.count += 1
-            i = cached.duration.observe(duration)
-            cached.size_in.observe(record.bytes_in)
-            cached.size_out.observe(record.bytes_out)
-            exemplars = cached.duration.exemplars
+            series.count += 1
+            i = series.duration.observe(duration)
+            series.size_in.observe(record.bytes_in)
+            series.size_out.observe(record.bytes_out)
+            exemplars = series.duration.exemplars
             if exemplars is not None and (trace_id := record.context.trace_id):
                 exemplars[i] = (trace_id, duration, record.started_at + duration)
 
-    def _record_shared(self, children: tuple[Any, ...], record: RequestRecord) -> None:
+    def _record_shared(self, key: tuple[str, str, int], record: RequestRecord) -> None:
+        children = self._children.get(key)
+        if children is None:
+            children = self._instruments(*self._labels(*key))
+            if len(self._children) < 10_000:
+                self._children[key] = children
         count, duration, size_in, size_out = children
         count.inc()
         duration.observe(record.duration_s)
         size_in.observe(record.bytes_in)
         size_out.observe(record.bytes_out)
 
-    def in_flight_middleware(self, app: ASGIApp) -> InFlightMiddleware:
+    def in_flight_middleware(self, app: ASGIApp) -> Any:
+        """An InFlightMiddleware on this gauge, for apps without ObservabilityMiddleware."""
+        from observability.metrics.endpoint import InFlightMiddleware  # ASGI: not compiled
+
         return InFlightMiddleware(app, self.in_flight, exclude_paths=self.excluded)
 
 
@@ -479,200 +477,3 @@ def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
     if not bounds or bounds[-1] != math.inf:
         bounds.append(math.inf)
     return tuple(bounds)
-
-
-class InFlightMiddleware:
-    """Counts requests being served: +1 when one arrives, -1 when the app returns.
-
-    For apps without ObservabilityMiddleware; with it, pass `in_flight=` to it instead (one
-    ASGI layer fewer a request). Paths
-    (not route templates: no route is known yet) in `exclude_paths` are not counted.
-    """
-
-    def __init__(
-        self, app: ASGIApp, gauge: Gauge | LiveGauge, *, exclude_paths: Iterable[str] = ()
-    ) -> None:
-        self.app = app
-        self.gauge = gauge
-        self.exclude = frozenset(exclude_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.exclude:
-            await self.app(scope, receive, send)
-            return
-        self.gauge.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.gauge.dec()
-
-
-# --- cache ---------------------------------------------------------------------------------
-
-
-# --- exposition ----------------------------------------------------------------------------
-
-RegistryProvider = Callable[[], Collector]
-Authorize = Callable[[str], bool]
-
-
-class MetricsEndpoint:
-    """ASGI app serving the registry: Prometheus text, or OpenMetrics (with exemplars) when the
-    Accept header asks for `application/openmetrics-text`. Gzip when the client accepts it.
-
-    Access needs `Authorization: Bearer <token>` (or `X-API-Key`) matching `token` or accepted
-    by `authorize`; otherwise 401 JSON. Serving without either needs an explicit `public=True`.
-    """
-
-    def __init__(
-        self,
-        registry_provider: RegistryProvider | Collector,
-        *,
-        token: str | None = None,
-        authorize: Authorize | None = None,
-        public: bool = False,
-    ) -> None:
-        if token is None and authorize is None and not public:
-            raise ValueError(
-                "metrics_endpoint needs a token or an authorize callback "
-                "(or public=True behind a private listen address)"
-            )
-        if hasattr(registry_provider, "collect"):  # a registry itself rather than a provider
-            registry = registry_provider
-            self.provider: RegistryProvider = lambda: registry
-        else:
-            self.provider = registry_provider
-        self.token = token.encode() if token else None
-        self.authorize = authorize
-        self.public = public
-        self.errors = 0
-
-    def _allowed(self, credential: str | None) -> bool:
-        if self.public:
-            return True
-        if credential is None:
-            return False
-        if self.token is not None and hmac.compare_digest(credential.encode(), self.token):
-            return True
-        if self.authorize is not None:
-            try:
-                return bool(self.authorize(credential))
-            except Exception:
-                self.errors += 1
-                return False
-        return False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":  # served standalone: nothing to set up
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["type"] != "http":
-            return
-        headers = scope.get("headers", [])
-        if not self._allowed(bearer_token(headers)):
-            await _json(send, 401, "unauthorized", "send 'Authorization: Bearer <token>'")
-            return
-        if scope.get("method") not in {"GET", "HEAD"}:
-            await _json(send, 405, "method_not_allowed", "use GET")
-            return
-        accept = encoding = ""
-        for name, value in headers:
-            if name == b"accept":
-                accept = value.decode("latin-1")
-            elif name == b"accept-encoding":
-                encoding = value.decode("latin-1")
-        encoder, content_type = choose_encoder(accept)
-        try:
-            # Rendering is CPU work (and file reads in multi-process mode): off the event loop.
-            body = await asyncio.get_running_loop().run_in_executor(None, encoder, self.provider())
-        except Exception:
-            self.errors += 1
-            await _json(send, 500, "exposition_failed", "metrics could not be rendered")
-            return
-        response_headers = [(b"content-type", content_type.encode())]
-        if "gzip" in encoding:
-            body = gzip.compress(body, compresslevel=1)
-            response_headers.append((b"content-encoding", b"gzip"))
-        response_headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
-
-
-async def _json(send: Send, status: int, code: str, message: str) -> None:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def metrics_endpoint(
-    registry_provider: RegistryProvider | Collector,
-    *,
-    token: str | None = None,
-    authorize: Authorize | None = None,
-    public: bool = False,
-) -> MetricsEndpoint:
-    """The /metrics ASGI app. Add it as a route (`app.add_route("/metrics", endpoint)`), not a
-    mount: a mount answers /metrics with a 307 to /metrics/. `instrument()` does this."""
-    return MetricsEndpoint(registry_provider, token=token, authorize=authorize, public=public)
-
-
-class MetricsServer:
-    """The metrics endpoint on its own listen address: a small uvicorn server in a thread.
-
-    For operators who isolate the scrape port by network rather than with a token. In
-    multi-process mode start it once, in the parent, after `prepare_multiprocess_dir()`, over
-    `MultiProcessRegistry(multiprocess_dir())` (plus a `SystemCollector(process=False)`): the
-    workers would otherwise all try to bind the same port. (`build_registry()` refuses in a
-    parent that imported prometheus_client before the variable was set; reading files is fine.)
-    """
-
-    def __init__(self, app: MetricsEndpoint, host: str = "127.0.0.1", port: int = 9464) -> None:
-        import uvicorn  # only operators who choose a separate address pay for the import
-
-        self.host, self.port = host, port
-        config = uvicorn.Config(
-            app, host=host, port=port, lifespan="off", access_log=False, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="metrics-server", daemon=True)
-
-    def start(self, timeout: float = 10.0) -> MetricsServer:
-        self._thread.start()
-        waited = 0.0
-        while not self._server.started and waited < timeout:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"metrics server could not listen on {self.host}:{self.port}")
-            self._thread.join(0.02)
-            waited += 0.02
-        if not self._server.started:
-            raise RuntimeError(f"metrics server did not start on {self.host}:{self.port}")
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
-
-
-def serve_metrics(
-    registry_provider: RegistryProvider | Collector,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 9464,
-    token: str | None = None,
-    authorize: Authorize | None = None,
-) -> MetricsServer:
-    """Start the endpoint on host:port in a background thread; open unless a token is given."""
-    app = MetricsEndpoint(
-        registry_provider,
-        token=token,
-        authorize=authorize,
-        public=token is None and authorize is None,
-    )
-    return MetricsServer(app, host, port).start()

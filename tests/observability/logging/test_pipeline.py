@@ -139,6 +139,26 @@ def test_close_flushes_everything_queued() -> None:
     structlog.reset_defaults()
 
 
+def test_fields_with_keys_that_are_not_strings_are_written_not_dropped() -> None:
+    """Lines are encoded on orjson's string-key path first (half the cost); a field holding
+    a mapping with int or None keys still reaches the sink, keys written as strings, on the
+    request line as on any other."""
+    memory = MemorySink()
+    pipeline = LogPipeline([memory])
+    install(pipeline)
+    get_logger("x").info("counts", by_status={200: 3, None: 1})
+    record = _record(200, 0.01)
+    record.context.extra["shards"] = {7: "a"}
+    RequestLogObserver()(record)
+    assert pipeline.close(5)
+    assert pipeline.dropped_by_writer["render_error"] == 0
+    first, request = (json.loads(line) for line in memory.lines)
+    assert first["by_status"] == {"200": 3, "null": 1}
+    assert request["event"] == "request_completed"
+    assert request["shards"] == {"7": "a"}
+    structlog.reset_defaults()
+
+
 def test_event_dicts_reach_the_writer_only_when_a_sink_reads_them() -> None:
     """Line-only sinks (files, stdout, CloudWatch): the queue holds no event dicts, so a
     request's dict is freed as soon as its line is rendered; a sink that reads events (the

@@ -16,12 +16,8 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from observability.asgi import ObservabilityMiddleware
-from observability.metrics.prometheus import (
-    HttpMetrics,
-    build_registry,
-    mark_worker_dead,
-    metrics_endpoint,
-)
+from observability.metrics.endpoint import metrics_endpoint
+from observability.metrics.prometheus import HttpMetrics, build_registry, mark_worker_dead
 from observability.metrics.system import RuntimeMetrics
 
 TOKEN_ENV = "TEST_METRICS_TOKEN"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from observability.metrics.prometheus import MetricsEndpoint, metrics_endpoint, serve_metrics
+from observability.metrics.endpoint import MetricsEndpoint, metrics_endpoint, serve_metrics
 from tests.support.servers import free_port
 
 TOKEN = "s3cret-scrape-token"

@@ -14,12 +14,8 @@ from observability.asgi import UNMATCHED_ROUTE, ObservabilityMiddleware, Request
 from observability.context import RequestContext
 from observability.metrics.cache import CacheMetrics
 from observability.metrics.cardinality import LabelGuard
-from observability.metrics.prometheus import (
-    DURATION_BUCKETS,
-    SIZE_BUCKETS,
-    HttpMetrics,
-    metrics_endpoint,
-)
+from observability.metrics.endpoint import metrics_endpoint
+from observability.metrics.prometheus import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
 
 TOKEN = "t0ken-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -113,7 +113,8 @@ def test_counters_aggregate_across_four_workers(tmp_path: Path) -> None:
 def test_the_parent_can_serve_the_workers_files_on_its_own_address(tmp_path: Path) -> None:
     # The parent imported prometheus_client before the variable existed (so build_registry()
     # refuses to record there), but it can still read the workers' files for a scrape port.
-    from observability.metrics.prometheus import MultiProcessRegistry, serve_metrics
+    from observability.metrics.endpoint import serve_metrics
+    from observability.metrics.prometheus import MultiProcessRegistry
     from observability.metrics.system import SystemCollector
 
     registry = MultiProcessRegistry(str(tmp_path))
