@@ -10,9 +10,9 @@ run: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
-	# The request path once more as plain Python: what an install without the compiled build
-	# (no C compiler, a wheel) runs.
-	OBSERVABILITY_PURE_PYTHON=1 $(BIN)/pytest $(PURE_TESTS)
+	# The whole suite (no PYTEST_ARGS): the request path once more as plain Python, what an
+	# install without the compiled build (no C compiler, a wheel) runs.
+	$(if $(PYTEST_ARGS),,OBSERVABILITY_PURE_PYTHON=1 $(BIN)/pytest $(PURE_TESTS))
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples tools
@@ -25,7 +25,8 @@ install: $(VENV)/.installed compile
 # sources changes. A stale build is never loaded, so a skipped rebuild only costs speed.
 COMPILED_SOURCES := $(shell $(PYTHON) src/observability/compiled.py --sources)
 COMPILED := src/observability/_compiled/manifest.json
-PURE_TESTS := tests/observability/test_asgi.py tests/observability/logging tests/observability/metrics tests/observability/test_masking.py tests/observability/test_compiled.py
+PURE_TESTS := tests/observability/test_asgi.py tests/observability/logging tests/observability/metrics \
+  tests/observability/prometheus tests/observability/test_masking.py tests/observability/test_compiled.py
 
 compile: $(COMPILED)
 
