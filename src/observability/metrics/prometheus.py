@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,6 @@ __all__ = [
     "multiprocess_dir",
     "prepare_multiprocess_dir",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -333,7 +327,8 @@ class HttpMetrics:
 
     `http_requests_total{method,route,status_class}`, `http_request_duration_seconds{method,
     route}` (with a trace_id exemplar), request/response size histograms `{method,route}` and
-    `http_requests_in_flight` (fed by the middleware's `in_flight=`, or `in_flight_middleware`).
+    `http_requests_in_flight` (fed by the middleware's `in_flight=`, or by
+    `metrics.endpoint.InFlightMiddleware(app, http.in_flight)`).
 
     One process: the values are plain per-worker counters and bucket arrays, updated under one
     lock per request and exposed by a collector at scrape time (prometheus_client's
@@ -461,12 +456,6 @@ class HttpMetrics:
         duration.observe(record.duration_s)
         size_in.observe(record.bytes_in)
         size_out.observe(record.bytes_out)
-
-    def in_flight_middleware(self, app: ASGIApp) -> Any:
-        """An InFlightMiddleware on this gauge, for apps without ObservabilityMiddleware."""
-        from observability.metrics.endpoint import InFlightMiddleware  # ASGI: not compiled
-
-        return InFlightMiddleware(app, self.in_flight, exclude_paths=self.excluded)
 
 
 def _bounds(buckets: Iterable[float]) -> tuple[float, ...]:
