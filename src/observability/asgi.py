@@ -6,6 +6,9 @@ lose context. This class observes the response by wrapping `send`, so it costs a
 microseconds. Each finished request becomes one `RequestRecord` handed to the observers
 (request log line, Prometheus metrics, rolling windows, error capture): one middleware
 observes each request once, for logs and metrics alike.
+
+This module is the asynchronous half; the per-request work (ids, context, record, the wrapped
+`send`, the observers) is observability/request_record.py, which the compiled build covers.
 """
 
 from __future__ import annotations
