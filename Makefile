@@ -30,8 +30,11 @@ PURE_TESTS := tests/observability/test_asgi.py tests/observability/logging tests
 
 compile: $(COMPILED)
 
+# Without a C compiler (or setuptools) the toolkit runs as Python: a warning, not a failure
+# (CI fails instead, in tests/observability/test_compiled.py).
 $(COMPILED): $(VENV)/.installed src/observability/compiled.py $(COMPILED_SOURCES)
-	$(BIN)/python -c "from observability.compiled import build; print(build())"
+	$(BIN)/python -c "from observability.compiled import build; print(build())" \
+	  || echo "WARNING: the request path was not compiled; it runs as Python (see above)" >&2
 
 $(VENV)/.installed: pyproject.toml tools/checkov-requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
