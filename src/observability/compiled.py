@@ -7,7 +7,7 @@ no second implementation) the same code costs about a third less (benchmarks/
 profile_request_path.md). Nothing else changes: the source is the truth, the compiled modules
 are a cache of it.
 
-`python -m observability.compiled` (run by `make install`) builds them into `_compiled/` beside
+`build()` (run by `make install` and `make compile`) builds them into `_compiled/` beside
 this file, with a manifest of the sources' hashes. At import, `activate()` (called by the
 package's `__init__`) loads a compiled module only when the manifest matches the source on
 disk and this interpreter: an edited source is never shadowed by a stale build, it simply runs
@@ -96,7 +96,7 @@ def activate() -> str:
     try:
         manifest = json.loads((_OUT / _MANIFEST).read_text())
     except (OSError, ValueError):
-        _status = "pure Python (not built: python -m observability.compiled)"
+        _status = "pure Python (not built: make compile)"
         return _status
     if manifest.get("fingerprint") != _fingerprint():
         _status = "pure Python (the build is stale or for another interpreter: rebuild it)"
