@@ -17,6 +17,8 @@ from observability.errors.classify import Severity
 from observability.errors.recent import RecentGroups
 from observability.errors.store import ErrorEvent, ErrorStore, GroupBatch, Occurrence
 from observability.incident import gather_evidence
+from observability.incident.changes import Windows
+from observability.incident.groups import recent_groups, stored_groups
 from observability.incident.signals import default_signals
 from observability.logsearch import LogSearch
 from observability.metrics.names import DB_QUERY_DURATION
@@ -296,6 +298,72 @@ def test_when_the_store_is_slow_error_groups_come_from_this_instances_memory(
     assert evidence.error_groups[0].routes == {"/report": 3}
     assert any("from this instance's memory" in n for n in evidence.notes)
     assert evidence.headline[-1].startswith("new error group QueryTimeout (3x)")
+
+
+class FailingStore(ErrorStore):
+    """An error store whose database refuses every statement."""
+
+    def list_groups(self, **kwargs: object) -> list:  # type: ignore[override]
+        raise ConnectionRefusedError("the error database is down")
+
+
+def test_when_the_store_fails_error_groups_come_from_this_instances_memory(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(T0)
+    windows = drill(clock)
+    recent = RecentGroups()
+    for i in range(3):
+        recent.add(_event("timeout", "QueryTimeout", FAULT_AT + 20 + i))
+    store = FailingStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
+    try:
+        evidence = gather_evidence(
+            alert(),
+            definitions=definitions([LATENCY_RULE]),
+            windows=windows,
+            dependency_signals=SIGNALS,
+            errors=store,
+            recent_errors=recent,
+            now=NOW,
+        )
+    finally:
+        store.dispose()
+    assert evidence.timed_out == []
+    assert [(g.type, g.new, g.source) for g in evidence.error_groups] == [
+        ("QueryTimeout", True, "memory")
+    ]
+    assert "error groups: unavailable (ConnectionRefusedError)" in evidence.notes
+    fallback = "from this instance's memory (the store did not answer)"
+    assert any(fallback in n for n in evidence.notes)
+
+
+def test_a_group_that_came_with_the_fault_is_new_though_the_onset_is_read_a_step_late(
+    tmp_path: Path,
+) -> None:
+    """The onset is the start of the first 5 s step whose 10 s window crossed halfway: a fault
+    injected at 100 s may be dated 105 s. Its error group, first seen at 101 s, is this
+    incident's (new, nothing before); one first seen long before and going on is not."""
+    at = T0 + 100.0
+    windows = Windows(T0 - 60.0, T0 + 90.0, T0 + 90.0, T0 + 120.0, 5)
+    onset = at + 5.0
+    recent = RecentGroups()
+    for i in range(12):
+        recent.add(_event("fault", "FaultInjectedError", at + 1 + i))
+    for i in range(12):
+        recent.add(_event("old", "KeyError", T0 - 50 + 10 * i))
+    store = ErrorStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
+    store.create_schema()
+    try:
+        _write(store, "fault", "FaultInjectedError", [at + 1 + i for i in range(12)])
+        _write(store, "old", "KeyError", [T0 - 50 + 10 * i for i in range(12)])
+        from_memory = {g.type: g for g in recent_groups(recent, windows, onset)}
+        from_store = {g.type: g for g in stored_groups(store, windows, onset)}
+    finally:
+        store.dispose()
+    for rows in (from_memory, from_store):
+        fault, old = rows["FaultInjectedError"], rows["KeyError"]
+        assert (fault.new, fault.during, fault.before) == (True, 12, 0)
+        assert old.new is False
 
 
 def test_the_store_knows_a_groups_real_age_memory_its_count_since_the_onset(

@@ -295,11 +295,12 @@ def gather_evidence(
         stores.append(("config changes", lambda ev: _changes(ev, logs, config_events)))
         if slow_query_event is not None and _wants_slow_queries(evidence, expr):
             stores.append(("slow queries", lambda ev: _slow(ev, logs, slow_query_event, top)))
-    _run_sections(evidence, stores, max(0.1, deadline_s - (time.monotonic() - began)))
-    if recent and (errors is None or "error groups" in evidence.timed_out):
+    missed = _run_sections(evidence, stores, max(0.1, deadline_s - (time.monotonic() - began)))
+    if recent and (errors is None or "error groups" in missed):
         evidence.error_groups, evidence.earlier_error_groups = rank_groups(recent, top)
+        why = "no error store" if errors is None else "the store did not answer"
         evidence.notes.append(
-            "error groups: from this instance's memory (the store did not answer in time): "
+            f"error groups: from this instance's memory ({why}): "
             "'new' means first seen by this instance"
         )
     _headline_errors(evidence)
@@ -312,9 +313,10 @@ def _run_sections(
     evidence: IncidentEvidence,
     sections: Sequence[tuple[str, Callable[[IncidentEvidence], None]]],
     deadline_s: float,
-) -> None:
+) -> set[str]:
     """Each section fills a scratch copy in its own thread; what finished in time is merged,
-    what did not is named (`timed_out`) with a note. One failing source costs only its part."""
+    what did not is named (`timed_out`) with a note. One failing source costs only its part.
+    Returns the sections that gave nothing: timed out or failed."""
 
     def scratch_run(fn: Callable[[IncidentEvidence], None]) -> Callable[[], IncidentEvidence]:
         def run() -> IncidentEvidence:
@@ -327,7 +329,10 @@ def _run_sections(
         return run
 
     outcomes = run_bounded([(name, scratch_run(fn)) for name, fn in sections], deadline_s)
+    missed = set()
     for outcome in outcomes:
+        if not outcome.done or outcome.error is not None:
+            missed.add(outcome.name)
         if not outcome.done:
             evidence.timed_out.append(outcome.name)
             evidence.notes.append(
@@ -347,6 +352,7 @@ def _run_sections(
                 if value:
                     setattr(evidence, name, value)
             evidence.notes.extend(part.notes)
+    return missed
 
 
 _SECTION_FIELDS = (

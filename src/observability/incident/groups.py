@@ -45,6 +45,13 @@ class ErrorGroupEvidence:
     source: str = "store"  # or "memory": first seen by this instance, the store unread
 
 
+def _is_new(first_seen: float, onset_at: float, windows: Windows) -> bool:
+    """First seen once the incident began. The onset is read in steps over a two-step window:
+    the move it dates began up to a step before it, and so may the group it brought (a fault
+    injected 3 s before a 5 s step's onset is still this incident's)."""
+    return first_seen >= onset_at - windows.step_s
+
+
 def _spiking(new: bool, during: int, before: int, during_s: float, before_s: float) -> bool:
     if new or during < _SPIKE_MIN:
         return False
@@ -58,11 +65,12 @@ def recent_groups(
     end = windows.incident_end
     rows = []
     for g in recent.since(windows.baseline_start):
-        new = g.first_seen >= onset_at
+        new = _is_new(g.first_seen, onset_at, windows)
         # Buckets starting at or after the onset: a bucket holding the onset holds what came
-        # just before it too.
+        # just before it too. A new group has no "before" (a 10 s bucket straddling the
+        # baseline's end would lend it some).
         during = g.count if new else g.between(onset_at, math.inf)
-        before = g.between(windows.baseline_start, windows.baseline_end)
+        before = 0 if new else g.between(windows.baseline_start, windows.baseline_end)
         rows.append(
             ErrorGroupEvidence(
                 fingerprint=g.fingerprint,
@@ -109,7 +117,7 @@ def stored_groups(
     rows = []
     for g in groups:
         first_seen = g.first_seen.timestamp()
-        new = first_seen >= onset_at
+        new = _is_new(first_seen, onset_at, windows)
         mine = known.pop(g.fingerprint, None)
         if mine is not None and mine.during is not None and mine.before is not None:
             during, before = mine.during, mine.before  # this instance's, to 10 s
@@ -117,7 +125,7 @@ def stored_groups(
         else:
             minutes = counts.get(g.fingerprint, {})
             during = g.count if new else sum(n for m, n in minutes.items() if m >= onset_minute)
-            before = sum(n for m, n in minutes.items() if base_lo <= m < base_hi)
+            before = 0 if new else sum(n for m, n in minutes.items() if base_lo <= m < base_hi)
             during_s = windows.incident_end - onset_minute * _MINUTE
             before_s = (base_hi - base_lo) * _MINUTE
         rows.append(
