@@ -200,7 +200,12 @@ def test_the_instances_incident_evidence_and_no_secret(
     assert any("OperationalError" in g["type"] for g in doc["error_groups"])
     evidence = results["assignment-errors"].incident or {}
     assert evidence["failing_routes"][0]["route"] == "POST /api/v1/assignments"
-    assert "FaultInjectedError" in evidence["error_groups"][0]["type"]
+    top = evidence["error_groups"][:1]
+    # On failure: what dated the onset and where the group went instead.
+    why = {k: evidence.get(k) for k in ("onset", "since", "timed_out", "notes")}
+    why["earlier"] = [(g["type"], g["first_seen"]) for g in evidence["earlier_error_groups"]]
+    assert top, why
+    assert "FaultInjectedError" in top[0]["type"], why
     # A failing request comes with its own log lines, joined by request_id.
     requests = evidence["failing_requests"]
     assert requests
