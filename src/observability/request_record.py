@@ -229,6 +229,9 @@ class RequestRecorder:
                 forwarded_for = raw.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = raw.decode("latin-1")
+                if name in self.log_headers:
+                    logged["user-agent"] = user_agent  # the same string, decoded once
+                continue
             if name in self.log_headers:
                 logged[name.decode("latin-1")] = raw.decode("latin-1")
         # Correlation ids need uniqueness, not secrecy: the Mersenne Twister is ~10x cheaper
@@ -242,6 +245,8 @@ class RequestRecorder:
         else:
             client = scope.get("client")
             client_ip = client[0] if client else None
+        method = scope["method"]
+        path = scope.get("path", "")
         # Positional: a type call with keywords builds a dict first (measured: half the cost).
         ctx = RequestContext(
             request_id,
@@ -249,7 +254,7 @@ class RequestRecorder:
             ids[64:],
             None,
             None,
-            scope["method"],
+            method,
             None,
             client_ip,
             user_agent,
@@ -264,12 +269,10 @@ class RequestRecorder:
             ctx.extra["request_id_source"] = "client"
         # The record is the request's state from the start (one object, no dict of counters):
         # the wrapped receive and send fill it in, `_finish` completes it.
-        record = RequestRecord(
-            scope["method"], "", scope.get("path", ""), 0, 0.0, 0, 0, started_wall, ctx, logged
-        )
+        record = RequestRecord(method, "", path, 0, 0.0, 0, 0, started_wall, ctx, logged)
         counted = False
         in_flight = self.in_flight
-        if in_flight is not None and scope.get("path") not in self.in_flight_exclude:
+        if in_flight is not None and path not in self.in_flight_exclude:
             in_flight.inc()
             counted = True
         return Exchange(record, send, started, counted, activate(ctx))
