@@ -8,6 +8,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from observability.alerting.state import AlertInstance
 from observability.errors.classify import Severity
 from observability.errors.recent import RecentGroups
 from observability.errors.store import ErrorEvent, ErrorStore, GroupBatch, Occurrence
-from observability.incident import gather_evidence
+from observability.incident import IncidentEvidence, gather_evidence
 from observability.incident.changes import Windows
 from observability.incident.groups import recent_groups, stored_groups
 from observability.incident.signals import default_signals
@@ -80,15 +81,24 @@ def alert() -> AlertInstance:
     )
 
 
-def test_the_database_is_named_from_its_own_signals_with_before_and_after() -> None:
-    clock = Clock(T0)
-    windows = drill(clock)
-    evidence = gather_evidence(
+def latency_evidence(windows: RollingWindows, **sources: Any) -> IncidentEvidence:
+    """The evidence for `alert()` under LATENCY_RULE at NOW, with the database's signals and
+    whatever stores a test adds (errors, recent_errors, logs, deadline_s)."""
+    return gather_evidence(
         alert(),
         definitions=definitions([LATENCY_RULE]),
         windows=windows,
         dependency_signals=SIGNALS,
         now=NOW,
+        **sources,
+    )
+
+
+def test_the_database_is_named_from_its_own_signals_with_before_and_after() -> None:
+    clock = Clock(T0)
+    windows = drill(clock)
+    evidence = latency_evidence(
+        windows,
     )
     top = evidence.dependencies[0]
     assert (top.subject, top.measure, top.changed) == ("database", "statement p95", True)
@@ -175,13 +185,9 @@ def test_an_older_error_group_is_shown_apart_never_as_top(tmp_path: Path) -> Non
         _write(store, "timeout", "QueryTimeout", [FAULT_AT + 20 + i for i in range(3)])
         # An older group that bursts during the incident: spiking.
         _write(store, "pool", "PoolTimeout", [T0 + 5, *[FAULT_AT + 61 + i for i in range(26)]])
-        evidence = gather_evidence(
-            alert(),
-            definitions=definitions([LATENCY_RULE]),
-            windows=windows,
-            dependency_signals=SIGNALS,
+        evidence = latency_evidence(
+            windows,
             errors=store,
-            now=NOW,
         )
     finally:
         store.dispose()
@@ -215,13 +221,9 @@ def test_slow_query_samples_show_the_statement_shape_since_the_onset(tmp_path: P
         ),
     ]
     (tmp_path / "platform.log").write_text("\n".join(lines) + "\n")
-    evidence = gather_evidence(
-        alert(),
-        definitions=definitions([LATENCY_RULE]),
-        windows=windows,
-        dependency_signals=SIGNALS,
+    evidence = latency_evidence(
+        windows,
         logs=LogSearch(tmp_path),
-        now=NOW,
     )
     [sample] = evidence.slow_queries
     assert sample.statement == "SELECT e.key FROM experiments AS e WHERE e.key = ?"
@@ -246,13 +248,9 @@ def test_a_slow_store_costs_its_section_only(tmp_path: Path) -> None:
     store = SlowStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
     try:
         started = time.monotonic()
-        evidence = gather_evidence(
-            alert(),
-            definitions=definitions([LATENCY_RULE]),
-            windows=windows,
-            dependency_signals=SIGNALS,
+        evidence = latency_evidence(
+            windows,
             errors=store,
-            now=NOW,
             deadline_s=1.0,
         )
         took = time.monotonic() - started
@@ -278,14 +276,10 @@ def test_when_the_store_is_slow_error_groups_come_from_this_instances_memory(
         recent.add(_event("timeout", "QueryTimeout", FAULT_AT + 20 + i))
     store = SlowStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
     try:
-        evidence = gather_evidence(
-            alert(),
-            definitions=definitions([LATENCY_RULE]),
-            windows=windows,
-            dependency_signals=SIGNALS,
+        evidence = latency_evidence(
+            windows,
             errors=store,
             recent_errors=recent,
-            now=NOW,
             deadline_s=1.0,
         )
     finally:
@@ -317,14 +311,10 @@ def test_when_the_store_fails_error_groups_come_from_this_instances_memory(
         recent.add(_event("timeout", "QueryTimeout", FAULT_AT + 20 + i))
     store = FailingStore.from_url(f"sqlite:///{tmp_path / 'errors.db'}")
     try:
-        evidence = gather_evidence(
-            alert(),
-            definitions=definitions([LATENCY_RULE]),
-            windows=windows,
-            dependency_signals=SIGNALS,
+        evidence = latency_evidence(
+            windows,
             errors=store,
             recent_errors=recent,
-            now=NOW,
         )
     finally:
         store.dispose()
@@ -380,14 +370,10 @@ def test_the_store_knows_a_groups_real_age_memory_its_count_since_the_onset(
     store.create_schema()
     try:
         _write(store, "old", "KeyError", [T0 - 3000, FAULT_AT - 50, FAULT_AT + 30])
-        evidence = gather_evidence(
-            alert(),
-            definitions=definitions([LATENCY_RULE]),
-            windows=windows,
-            dependency_signals=SIGNALS,
+        evidence = latency_evidence(
+            windows,
             errors=store,
             recent_errors=recent,
-            now=NOW,
         )
     finally:
         store.dispose()
