@@ -57,7 +57,10 @@ class SeverityQueue:
             self._queues[bucket].append((self._seq, item))
             self._size += 1
             size = self._size
-        if size >= self.wake_at:
+        # Once per batch, at the crossing: Event.set() is Python code (a lock and a notify, ~1 us)
+        # and the writer may take a while to get the GIL, so setting it on every put past the
+        # mark cost each of those requests the call again.
+        if size == self.wake_at:
             self.wakeup.set()
         return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,37 @@ def test_queue_drops_an_event_no_more_severe_than_anything_queued() -> None:
     assert not queue.put(10, "d")
     assert queue.dropped == {"overflow_level_1": 1, "overflow_level_0": 1}
     assert queue.drain() == ["a", "b"]  # order kept
+
+
+def test_queue_wakes_its_writer_once_a_batch_waits_and_again_after_each_drain() -> None:
+    queue = SeverityQueue(maxsize=40)  # a batch is a quarter of the bound: 10
+    for n in range(9):
+        queue.put(20, n)
+    assert not queue.wakeup.is_set()
+    queue.put(20, 9)
+    assert queue.wakeup.is_set()
+    queue.wakeup.clear()  # the writer woke; until it drains, more lines join the batch
+    for n in range(10, 15):
+        queue.put(20, n)
+    assert not queue.wakeup.is_set()  # once per batch: not again for each of them
+    assert len(queue.drain()) == 15
+    for n in range(10):
+        queue.put(20, n)
+    assert queue.wakeup.is_set()  # the next batch wakes it again
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_flush_interval() -> None:
+    memory = MemorySink()
+    pipeline = LogPipeline([memory], queue_size=40, flush_interval=60.0)
+    try:
+        for n in range(10):
+            pipeline.submit(20, {"event": "line", "n": n})
+        deadline = time.monotonic() + 10.0
+        while len(memory.lines) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(memory.lines) == 10
+    finally:
+        pipeline.close()
 
 
 def test_parse_levels_names_the_bad_part() -> None:
