@@ -156,9 +156,27 @@ class Masker:
 
     # -- events ----------------------------------------------------------------------------
 
+    def _known_clean(self, event: dict[str, Any]) -> bool:
+        """Every key known plain and every value a scalar or a string known clean: the
+        usual log line (a request line's method and path, a header's user agent), decided in
+        one loop that the compiled build runs natively (the general path below costs ~3x)."""
+        plain, clean, previous = self._plain_keys, self._clean, self._previous
+        for key, value in event.items():
+            if key not in plain:
+                return False
+            kind = type(value)
+            if kind is str:
+                if value not in clean and value not in previous:
+                    return False
+            elif kind not in _FLAT:
+                return False
+        return True
+
     def _mask_event(self, event: MutableMapping[str, Any]) -> None:
-        # The hot path of every log line, written for CPython: set operations and
-        # comprehensions run in C, a statement per field would not.
+        if type(event) is dict and self._known_clean(event):
+            return
+        # The general path, written for CPython: set operations and comprehensions run in C,
+        # a statement per field would not.
         if not event.keys() <= self._plain_keys:
             self._mask_sensitive_keys(event)
         clean, previous = self._clean, self._previous
