@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import structlog
@@ -67,17 +67,21 @@ def _identity(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Bound once: the compiled build keeps Final names in C statics, where `orjson.dumps` and its
+# option would be three attribute lookups per line (~0.8k instructions of a ~7k line).
+_dumps: Final = orjson.dumps
+_LINE: Final = orjson.OPT_APPEND_NEWLINE
+_NON_STR_KEYS_LINE: Final = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+
 def encode_line(event: dict[str, Any]) -> bytes:
     """One JSON line; what orjson cannot encode natively is written as its repr()."""
     try:
         # Keys are strings on almost every line, and orjson's non-string-key path costs twice
         # as much (0.66 against 0.33 us for a request line): it is the fallback.
-        return orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
+        return _dumps(event, default=repr, option=_LINE)
     except TypeError:  # orjson.JSONEncodeError: a key that is not a string
-        return orjson.dumps(event, default=repr, option=_NON_STR_KEYS_LINE)
-
-
-_NON_STR_KEYS_LINE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+        return _dumps(event, default=repr, option=_NON_STR_KEYS_LINE)
 
 
 class LogPipeline:
