@@ -26,7 +26,6 @@ import math
 import os
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -206,8 +205,19 @@ class _Histogram:
         )
 
     def observe(self, value: float) -> int:
-        # The first bound >= value, as prometheus_client's `amount <= bound` scan finds it.
-        i = bisect_left(self.bounds, value)
+        # The first bound >= value, as prometheus_client's `amount <= bound` scan finds it:
+        # bisect_left's loop written out, because the compiled build runs it natively (~100
+        # instructions) where calling bisect_left costs ~750, three histograms a request. The
+        # last bound is +Inf, so every value but NaN stops at or before it (NaN goes first,
+        # as with bisect_left).
+        bounds = self.bounds
+        i, hi = 0, len(bounds) - 1
+        while i < hi:
+            mid = (i + hi) // 2
+            if bounds[mid] < value:
+                i = mid + 1
+            else:
+                hi = mid
         self.counts[i] += 1
         self.sum += value
         return i

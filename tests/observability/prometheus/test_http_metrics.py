@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
+from bisect import bisect_left
 
 import pytest
 from fastapi import FastAPI, Request
@@ -15,7 +18,13 @@ from observability.context import RequestContext
 from observability.metrics.cache import CacheMetrics
 from observability.metrics.cardinality import LabelGuard
 from observability.metrics.endpoint import metrics_endpoint
-from observability.metrics.prometheus import DURATION_BUCKETS, SIZE_BUCKETS, HttpMetrics
+from observability.metrics.prometheus import (
+    DURATION_BUCKETS,
+    SIZE_BUCKETS,
+    HttpMetrics,
+    _bounds,
+    _Histogram,
+)
 
 TOKEN = "t0ken-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -258,6 +267,23 @@ def _normalized(text: bytes) -> str:
     # Creation and exemplar times are clock readings: everything else must match to the byte.
     text = re.sub(rb"(?m)^(\w+_created\{.*\}) \S+$", rb"\1 T", text)
     return re.sub(rb"(?m)( # \{trace_id=\"\w+\"\} \S+) \S+$", rb"\1 T", text).decode()
+
+
+def test_every_value_lands_in_the_bucket_bisect_left_finds() -> None:
+    """The histogram's own bucket search against the standard library's, value by value:
+    bounds exactly, between them, below the first, past the last, infinities and NaN."""
+    rng = random.Random(20261206)
+    for buckets in (DURATION_BUCKETS, SIZE_BUCKETS, (1.0,), (0.5, 2.0, 8.0)):
+        bounds = _bounds(buckets)
+        finite = bounds[:-1]
+        values = [*finite, -math.inf, math.inf, math.nan, -1.0, 0.0, finite[-1] * 10]
+        values += [rng.uniform(0, finite[-1] * 2) for _ in range(500)]
+        values += [math.nextafter(b, math.inf) for b in finite]
+        values += [math.nextafter(b, -math.inf) for b in finite]
+        histogram = _Histogram(bounds)
+        for value in values:
+            assert histogram.observe(value) == bisect_left(bounds, value), (bounds, value)
+        assert sum(histogram.counts) == len(values)
 
 
 def test_exposition_is_what_prometheus_client_instruments_would_produce() -> None:
