@@ -19,9 +19,12 @@ def drive(
     path: str,
     n: int,
     headers: tuple[tuple[bytes, bytes], ...] = ((b"host", b"bench"),),
+    concurrency: int = 1,
 ) -> None:
     """`n` GET requests to `path` through the app's ASGI callable, no server (in-process
-    figures of http_overhead.py --in-process and profile_request_path.py)."""
+    figures of http_overhead.py --in-process and profile_request_path.py). With
+    `concurrency` > 1, that many tasks share the requests and `send` yields to the loop, so
+    requests interleave as on a server with that many connections."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -43,11 +46,18 @@ def drive(
     async def send(_message: object) -> None:
         return
 
-    async def run() -> None:
-        for _ in range(n):
-            await app(dict(scope), receive, send)
+    async def send_yielding(_message: object) -> None:
+        await asyncio.sleep(0)
 
-    asyncio.run(run())
+    async def run(count: int) -> None:
+        reply = send if concurrency == 1 else send_yielding
+        for _ in range(count):
+            await app(dict(scope), receive, reply)
+
+    async def main() -> None:
+        await asyncio.gather(*(run(n // concurrency) for _ in range(concurrency)))
+
+    asyncio.run(main())
 
 
 def bare() -> FastAPI:

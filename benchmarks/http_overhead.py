@@ -5,10 +5,20 @@ Method (shared/notes/performance-baseline.md): uvicorn, 1 worker, uvloop + httpt
 run before each measured block; the bare app A re-run between variants; ratio = variant RPS /
 mean RPS of the neighbouring A blocks, so drift over the run cancels out.
 
+Also per block: the server's CPU time per request (user + system of all its threads, from
+/proc/<pid>/stat, over the measured run; the log writer thread included). The server runs at
+100% of its core, so this is 1/RPS when nothing else takes the core; on these shared hosts it
+showed that the noise is the core running slower (bare: 86 to 122 us of CPU a request in one
+run), not the server being preempted. Slowdowns only ever lower a block, so with several
+blocks of a variant, "best" compares each variant's fastest block with bare's fastest (the
+server's counterpart of --in-process's best of rounds).
+
 Run:  .venv/bin/python benchmarks/http_overhead.py [--duration 10] [--warmup 5] [--variants M,P,S]
       .venv/bin/python benchmarks/http_overhead.py --variants F,C,T,F,C,T   # CloudWatch shipping
       .venv/bin/python benchmarks/http_overhead.py --in-process   # no server: µs per request
       calling each app's ASGI callable directly (best of rounds; steadier on a busy machine)
+      .venv/bin/python benchmarks/http_overhead.py --in-process --interleave 32   # 32 requests
+      in flight, interleaving at each send as they do on the server
 Needs Debian `wrk`; variants P and S need, in the venv only (not in pyproject):
       .venv/bin/pip install prometheus-fastapi-instrumentator==8.1.0 starlette-exporter==0.24.0
 Add a variant: a factory in benchmarks/apps.py and a line in VARIANTS.
@@ -66,6 +76,13 @@ class Block:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # server CPU time per request (all threads), microseconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def free_port() -> int:
@@ -90,7 +107,7 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, seconds: float, connections: int, cpu: str) -> tuple[float, float, float]:
+def wrk(url: str, seconds: float, connections: int, cpu: str) -> tuple[float, float, float, int]:
     out = subprocess.run(
         [
             "taskset",
@@ -110,7 +127,8 @@ def wrk(url: str, seconds: float, connections: int, cpu: str) -> tuple[float, fl
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return rps, p50, p99
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, p50, p99, requests
 
 
 def run_block(variant: str, args: argparse.Namespace) -> Block:
@@ -148,15 +166,22 @@ def run_block(variant: str, args: argparse.Namespace) -> Block:
         url = f"http://127.0.0.1:{port}{args.path}"
         if args.warmup > 0:
             wrk(url, args.warmup, args.connections, args.client_cpu)
-        rps, p50, p99 = wrk(url, args.duration, args.connections, args.client_cpu)
+        cpu_before = cpu_seconds(server.pid)  # taskset execs uvicorn: the same pid
+        rps, p50, p99, requests = wrk(url, args.duration, args.connections, args.client_cpu)
+        cpu_us = (cpu_seconds(server.pid) - cpu_before) * 1e6 / max(requests, 1)
     finally:
         server.terminate()
         server.wait(timeout=20)
-    print(f"  {variant}: {rps:,.0f} rps  p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
-    return Block(variant, rps, p50, p99)
+    print(
+        f"  {variant}: {rps:,.0f} rps  p50 {p50:.2f} ms  p99 {p99:.2f} ms  cpu {cpu_us:.1f} us/req",
+        flush=True,
+    )
+    return Block(variant, rps, p50, p99, cpu_us)
 
 
-def in_process(variants: list[str], requests: int = 20_000, rounds: int = 5) -> None:
+def in_process(
+    variants: list[str], concurrency: int = 1, requests: int = 20_000, rounds: int = 5
+) -> None:
     """Best-of-rounds microseconds per request through each app's ASGI callable, no server."""
     import importlib
 
@@ -167,13 +192,13 @@ def in_process(variants: list[str], requests: int = 20_000, rounds: int = 5) -> 
     for variant in ["A", *variants]:
         module, _, factory = VARIANTS[variant][0].partition(":")
         apps[variant] = getattr(importlib.import_module(module), factory)()
-        drive(apps[variant], "/hello", 500)  # build the middleware stack, warm caches
+        drive(apps[variant], "/hello", 512, concurrency=concurrency)  # build it, warm caches
     # round-robin rounds, best of each: drift and neighbours' load hit every variant alike
     results = dict.fromkeys(apps, float("inf"))
     for _ in range(rounds):
         for variant, app in apps.items():
             started = time.perf_counter()
-            drive(app, "/hello", requests)
+            drive(app, "/hello", requests, concurrency=concurrency)
             cost = (time.perf_counter() - started) / requests * 1e6
             results[variant] = min(results[variant], cost)
     print(f"{'variant':<58} {'us/req':>8} {'+us/req':>8}")
@@ -209,6 +234,12 @@ def main() -> None:
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--in-process", action="store_true", help="no server: ASGI calls")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=1,
+        help="with --in-process: requests in flight at once (32 is what wrk -c32 sends)",
+    )
     parser.add_argument(
         "--aws",
         choices=("null", "moto"),
@@ -258,7 +289,7 @@ def main() -> None:
         wait_for_port(aws_port)
         os.environ["BENCH_AWS_ENDPOINT"] = f"http://127.0.0.1:{aws_port}"
     if args.in_process:
-        in_process(variants)
+        in_process(variants, args.interleave)
         return
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
@@ -272,15 +303,18 @@ def main() -> None:
         blocks.append(run_block(variant, args))
         blocks.append(run_block("A", args))
 
-    bare_rps = [b.rps for b in blocks if b.variant == "A"]
-    bare_mean = sum(bare_rps) / len(bare_rps)
-    print()
-    print(f"{'variant':<58} {'RPS':>9} {'ratio':>6} {'+us/req':>8} {'p50 ms':>7} {'p99 ms':>7}")
     a = [b for b in blocks if b.variant == "A"]
+    bare_mean = sum(b.rps for b in a) / len(a)
+    print()
+    print(
+        f"{'variant':<58} {'RPS':>9} {'ratio':>6} {'+us/req':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'cpu us':>7} {'cpu ratio':>9}"
+    )
     print(
         f"{'A ' + VARIANTS['A'][2] + f' (mean of {len(a)} blocks)':<58} {bare_mean:>9,.0f} "
         f"{1.0:>6.2f} {'-':>8} {sum(b.p50_ms for b in a) / len(a):>7.2f} "
-        f"{sum(b.p99_ms for b in a) / len(a):>7.2f}"
+        f"{sum(b.p99_ms for b in a) / len(a):>7.2f} {sum(b.cpu_us for b in a) / len(a):>7.1f}"
+        f" {1.0:>9.2f}"
     )
     for i, block in enumerate(blocks):
         if block.variant == "A":
@@ -288,11 +322,20 @@ def main() -> None:
         neighbours = (blocks[i - 1].rps + blocks[i + 1].rps) / 2
         ratio = block.rps / neighbours
         extra_us = 1e6 / block.rps - 1e6 / neighbours
+        cpu_ratio = (blocks[i - 1].cpu_us + blocks[i + 1].cpu_us) / 2 / block.cpu_us
         label = f"{block.variant} {VARIANTS[block.variant][2]}"
         print(
             f"{label:<58} {block.rps:>9,.0f} {ratio:>6.2f} {extra_us:>8.1f} "
-            f"{block.p50_ms:>7.2f} {block.p99_ms:>7.2f}"
+            f"{block.p50_ms:>7.2f} {block.p99_ms:>7.2f} {block.cpu_us:>7.1f} {cpu_ratio:>9.2f}"
         )
+    best_bare = max(b.rps for b in a)
+    for variant in dict.fromkeys(v for v in variants if v != "A"):
+        mine = [b.rps for b in blocks if b.variant == variant]
+        if len(mine) > 1:
+            print(
+                f"best of {len(mine)} {variant} blocks / best of {len(a)} A blocks: "
+                f"{max(mine) / best_bare:.2f} (+{1e6 / max(mine) - 1e6 / best_bare:.1f} us)"
+            )
 
 
 if __name__ == "__main__":
