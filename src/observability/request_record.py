@@ -219,9 +219,12 @@ class RequestRecorder:
         request_id = trace = forwarded_for = user_agent = None
         client_supplied = False
         logged: dict[str, str] = {}
-        for name, raw in scope["headers"]:
+        for header in scope["headers"]:
+            # Indexed, not unpacked: unpacking an untyped pair builds an iterator per header.
+            name = header[0]
             if name not in self._wanted:  # most headers (host, accept...): one set lookup
                 continue
+            raw = header[1]
             if name == b"x-request-id":
                 candidate = raw.decode("latin-1")
                 if _REQUEST_ID.fullmatch(candidate):
