@@ -252,6 +252,7 @@ class RollingWindows:
         self._current = _Slot(relative_accuracy, -(2**62), slot_seconds)  # never read: sentinel
         self._rollups: dict[int, _Agg] = {}
         self._routes: set[str] = set()
+        self._keys: dict[str, dict[str, str]] = {}  # route -> method -> key (bounded)
         self._names: set[str] = set()
         self._origin = clock()
         self.routes_overflowed = 0  # observations folded into OTHER_ROUTE
@@ -267,7 +268,7 @@ class RollingWindows:
                 sid = int(self._clock() // self._slot_s)
                 if sid > slot.sid or slot.folded:
                     slot = self._rotate(sid)
-                key = method + " " + route
+                key = self._key(method, route)
                 agg = slot.routes.get(key)
                 if agg is None:
                     agg = self._route_agg(slot, key)
@@ -312,6 +313,19 @@ class RollingWindows:
                 counters[name] = current + value
         except Exception:
             self.internal_errors += 1
+
+    def _key(self, method: str, route: str) -> str:
+        """ "GET /items/{id}": built once per (route, method), not twice a request (two
+        concatenations are two new strings; two dict lookups allocate nothing)."""
+        by_method = self._keys.get(route)
+        if by_method is not None:
+            key = by_method.get(method)
+            if key is not None:
+                return key
+        key = method + " " + route
+        if len(self._keys) < self._max_routes * 2 and (by_method is None or len(by_method) < 16):
+            self._keys.setdefault(route, {})[method] = key
+        return key
 
     def _route_agg(self, slot: _Slot, key: str) -> _RouteAgg:
         if key not in self._routes:
