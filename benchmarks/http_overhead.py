@@ -220,6 +220,18 @@ def request_path_mode() -> str:
     return out.stdout.strip() or out.stderr.strip()[-200:]
 
 
+def checked_request_path_mode() -> str:
+    """The mode, refusing a stale build: an edited module silently runs as Python, and its
+    figures would pass for the compiled code's (it happened: a whole sitting measured so)."""
+    mode = request_path_mode()
+    if mode.startswith("pure Python") and not os.environ.get("OBSERVABILITY_PURE_PYTHON"):
+        sys.exit(
+            f"the request path would run as {mode}; run `make compile` first, or set "
+            "OBSERVABILITY_PURE_PYTHON=1 to measure the Python code on purpose"
+        )
+    return mode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -248,7 +260,8 @@ def main() -> None:
         "least, like the real service), moto stores",
     )
     args = parser.parse_args()
-    print(f"observability request path: {request_path_mode()}")
+    mode = checked_request_path_mode()
+    print(f"observability request path: {mode}")
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "A"]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -302,6 +315,8 @@ def main() -> None:
     for variant in variants:  # A, V1, A, V2, A, ...: every variant sits between two A blocks
         blocks.append(run_block(variant, args))
         blocks.append(run_block("A", args))
+    if request_path_mode() != mode:  # a module edited during the run: later servers differ
+        print(f"WARNING: the request path ran as {mode} at the start, {request_path_mode()} now")
 
     a = [b for b in blocks if b.variant == "A"]
     bare_mean = sum(b.rps for b in a) / len(a)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from http_overhead import request_path_mode
+from http_overhead import checked_request_path_mode
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -200,7 +200,7 @@ def main() -> None:
         return
     path = PATHS[args.route]
     rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
-    mode = request_path_mode()
+    mode = checked_request_path_mode()
     print(f"observability request path: {mode}")
     if mode == "compiled" and PATCHED & set(rungs):
         # Those rungs replace pipeline methods on the instance; a compiled class has fixed ones.
