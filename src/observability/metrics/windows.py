@@ -315,8 +315,8 @@ class RollingWindows:
             self.internal_errors += 1
 
     def _key(self, method: str, route: str) -> str:
-        """ "GET /items/{id}": built once per (route, method), not twice a request (two
-        concatenations are two new strings; two dict lookups allocate nothing)."""
+        """The route's key ("GET /items/{id}"), built once per (route, method), not twice a
+        request: two concatenations are two new strings, two dict lookups allocate nothing."""
         by_method = self._keys.get(route)
         if by_method is not None:
             key = by_method.get(method)
