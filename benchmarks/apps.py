@@ -55,7 +55,8 @@ def drive(
             await app(dict(scope), receive, reply)
 
     async def main() -> None:
-        await asyncio.gather(*(run(n // concurrency) for _ in range(concurrency)))
+        share, rest = divmod(n, concurrency)  # exactly n in all: callers divide by n
+        await asyncio.gather(*(run(share + (1 if k < rest else 0)) for k in range(concurrency)))
 
     asyncio.run(main())
 

@@ -315,8 +315,9 @@ def main() -> None:
     for variant in variants:  # A, V1, A, V2, A, ...: every variant sits between two A blocks
         blocks.append(run_block(variant, args))
         blocks.append(run_block("A", args))
-    if request_path_mode() != mode:  # a module edited during the run: later servers differ
-        print(f"WARNING: the request path ran as {mode} at the start, {request_path_mode()} now")
+    mode_now = request_path_mode()  # a module edited during the run: later servers differ
+    if mode_now != mode:
+        print(f"WARNING: the request path ran as {mode} at the start, {mode_now} now")
 
     a = [b for b in blocks if b.variant == "A"]
     bare_mean = sum(b.rps for b in a) / len(a)
