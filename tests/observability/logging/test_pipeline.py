@@ -59,6 +59,76 @@ def test_queue_drops_an_event_no_more_severe_than_anything_queued() -> None:
     assert queue.drain() == ["a", "b"]  # order kept
 
 
+class _ReferenceQueue:
+    """The shedding rules written plainly: every item with its sequence number in one list."""
+
+    def __init__(self, maxsize: int, error_reserve: int) -> None:
+        self.maxsize, self.reserve = maxsize, error_reserve
+        self.items: list[tuple[int, int, object]] = []  # (seq, bucket, item)
+        self.seq = 0
+        self.dropped: dict[str, int] = {}
+
+    def put(self, level: int, item: object) -> bool:
+        bucket = 3 if level >= 40 else 2 if level >= 30 else 1 if level >= 20 else 0
+        if len(self.items) >= self.maxsize:
+            lower = [entry for entry in self.items if entry[1] < bucket]
+            if lower:
+                oldest = min(lower, key=lambda entry: (entry[1], entry[0]))
+                self.items.remove(oldest)
+                self._drop(oldest[1])
+            elif not (bucket == 3 and len(self.items) < self.maxsize + self.reserve):
+                self._drop(bucket)
+                return False
+        self.seq += 1
+        self.items.append((self.seq, bucket, item))
+        return True
+
+    def _drop(self, bucket: int) -> None:
+        key = f"overflow_level_{bucket}"
+        self.dropped[key] = self.dropped.get(key, 0) + 1
+
+    def drain(self) -> list[object]:
+        taken, self.items = self.items, []
+        return [item for _, _, item in taken]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_queue_keeps_put_order_and_sheds_as_the_plain_rules_say(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    maxsize = rng.choice([1, 2, 5, 16, 40])
+    reserve = rng.choice([0, 3, maxsize])
+    queue = SeverityQueue(maxsize=maxsize, error_reserve=reserve)
+    reference = _ReferenceQueue(maxsize, reserve)
+    # Runs of one severity (the usual batch) and mixed stretches, floods past the bound, drains
+    # at random points.
+    for step in range(3_000):
+        if rng.random() < 0.03:
+            assert queue.drain() == reference.drain(), f"step {step}"
+            continue
+        level = rng.choice([20] * 6 + [10, 30, 40]) if rng.random() < 0.5 else 20
+        assert queue.put(level, (level, step)) == reference.put(level, (level, step))
+        assert len(queue) == len(reference.items)
+    assert queue.drain() == reference.drain()
+    assert dict(queue.dropped) == reference.dropped
+
+
+def test_queue_memory_stays_bounded_while_a_stalled_writer_sheds_a_flood() -> None:
+    import random
+
+    rng = random.Random(7)
+    queue = SeverityQueue(maxsize=100, error_reserve=10)
+    for n in range(100_000):  # no drain: past the bound each put sheds a less severe line or itself
+        queue.put(rng.choice([10, 20, 20, 30, 40]), n)
+    # What the queue keeps to restore the order of a mixed batch grows with what it holds, not
+    # with what it was offered.
+    assert queue._order is not None and len(queue._order) <= 4 * (100 + 10)
+    drained = queue.drain()
+    assert len(drained) == 110 and drained == sorted(drained)  # errors only, in put order
+    assert sum(queue.dropped.values()) == 100_000 - 110
+
+
 def test_queue_wakes_its_writer_once_a_batch_waits_and_again_after_each_drain() -> None:
     queue = SeverityQueue(maxsize=40)  # a batch is a quarter of the bound: 10
     for n in range(9):
