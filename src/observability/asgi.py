@@ -59,6 +59,21 @@ def default_error_body(request_id: str) -> bytes:
     )
 
 
+def _counting(receive: Receive, record: RequestRecord) -> Receive:
+    """`receive`, adding each body chunk's size to the record's bytes_in. Made only for a
+    request that can carry a body: a closure per request otherwise costs its creation (~0.2
+    us) for nothing, and a function here rather than in `__call__` keeps its cells out of
+    every request's frame."""
+
+    async def counting_receive() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            record.bytes_in += len(message.get("body", b""))
+        return message
+
+    return counting_receive
+
+
 class ObservabilityMiddleware:
     """The toolkit's one middleware (pure ASGI; `instrument()` adds it as the outermost).
 
@@ -112,16 +127,13 @@ class ObservabilityMiddleware:
         recorder = self.recorder
         exchange: Exchange = recorder.open(scope, send)
         record = exchange.record
-
-        async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                record.bytes_in += len(message.get("body", b""))
-            return message
-
         try:
             try:
-                await self.app(scope, counting_receive, exchange)
+                await self.app(
+                    scope,
+                    _counting(receive, record) if exchange.body_expected else receive,
+                    exchange,
+                )
             except Exception as exc:
                 record.exception = exc
                 if record.status:

@@ -39,7 +39,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED_ROUTE = "__unmatched__"  # every path no route matched shares this one label value
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_READ_HEADERS = frozenset({b"x-request-id", b"traceparent", b"x-forwarded-for", b"user-agent"})
+_READ_HEADERS = frozenset(
+    {
+        b"x-request-id",
+        b"traceparent",
+        b"x-forwarded-for",
+        b"user-agent",
+        b"content-length",
+        b"transfer-encoding",
+    }
+)
+# HTTP/1.x frames a request body only by these two headers: without either, there is none
+# (RFC 9112, 6.3). HTTP/2 and 3 may send one with neither.
+_LENGTH_FRAMED = frozenset({"1.0", "1.1"})
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # Final: the compiled build keeps them in C statics (`time.perf_counter` is a module attribute
 # lookup on every call, three a request).
@@ -147,10 +159,25 @@ class Exchange:
     is the `send` the app gets). Status, response bytes and the time of the last body byte are
     read off the messages; the request id goes into the response headers."""
 
-    __slots__ = ("counted", "done", "record", "request_id_header", "send", "started", "token")
+    __slots__ = (
+        "body_expected",
+        "counted",
+        "done",
+        "record",
+        "request_id_header",
+        "send",
+        "started",
+        "token",
+    )
 
     def __init__(
-        self, record: RequestRecord, send: Send, started: float, counted: bool, token: Token[Any]
+        self,
+        record: RequestRecord,
+        send: Send,
+        started: float,
+        counted: bool,
+        token: Token[Any],
+        body_expected: bool,
     ) -> None:
         self.record = record
         self.send = send
@@ -158,6 +185,9 @@ class Exchange:
         self.done = 0.0
         self.counted = counted  # in the in-flight gauge
         self.token = token  # the request context's activation
+        # False when the request cannot carry a body: its `receive` is then passed on as it is
+        # (no wrapper to count bytes_in, which stays 0).
+        self.body_expected = body_expected
         self.request_id_header = (b"x-request-id", (record.context.request_id or "").encode())
 
     def __call__(self, message: Message) -> Awaitable[None]:
@@ -217,7 +247,7 @@ class RequestRecorder:
         started_wall = _wall_clock()
         started = _perf_counter()
         request_id = trace = forwarded_for = user_agent = None
-        client_supplied = False
+        client_supplied = body_expected = False
         logged: dict[str, str] = {}
         for header in scope["headers"]:
             # Indexed, not unpacked: unpacking an untyped pair builds an iterator per header.
@@ -234,6 +264,10 @@ class RequestRecorder:
                 trace = parse_traceparent(raw.decode("latin-1"))
             elif name == b"x-forwarded-for":
                 forwarded_for = raw.decode("latin-1")
+            elif name == b"content-length":
+                body_expected = body_expected or raw != b"0"
+            elif name == b"transfer-encoding":
+                body_expected = True
             elif name == b"user-agent":
                 user_agent = raw.decode("latin-1")
                 if name in self.log_headers:
@@ -282,7 +316,9 @@ class RequestRecorder:
         if in_flight is not None and path not in self.in_flight_exclude:
             in_flight.inc()
             counted = True
-        return Exchange(record, send, started, counted, activate(ctx))
+        if not body_expected and scope.get("http_version", "1.1") not in _LENGTH_FRAMED:
+            body_expected = True
+        return Exchange(record, send, started, counted, activate(ctx), body_expected)
 
     def close(self, exchange: Exchange) -> None:
         """Complete the record and hand it to the observers."""

@@ -92,6 +92,59 @@ def test_traceparent_is_continued_or_started(
     assert fresh["trace_id"] != trace
 
 
+@pytest.mark.parametrize(
+    ("headers", "http_version", "chunks", "wrapped"),
+    [
+        ([(b"content-length", b"11")], "1.1", [b"hello", b" world"], True),
+        ([(b"transfer-encoding", b"chunked")], "1.1", [b"abc", b"de", b""], True),
+        ([], "2", [b"framed by HTTP/2", b" alone"], True),  # no length header in HTTP/2
+        ([(b"content-length", b"0")], "1.1", [b""], False),
+        ([], "1.1", [b""], False),  # HTTP/1.1 with neither header: no body can follow
+        ([], "1.0", [b""], False),
+    ],
+)
+def test_request_body_bytes_are_counted_however_the_body_is_framed(
+    headers: list[tuple[bytes, bytes]], http_version: str, chunks: list[bytes], wrapped: bool
+) -> None:
+    apps_receive: list[object] = []
+
+    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def, type-arg]
+        apps_receive.append(receive)
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
+        for n, chunk in enumerate(chunks)
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        pass
+
+    records: list[RequestRecord] = []
+    middleware = ObservabilityMiddleware(app, observers=[records.append])  # type: ignore[arg-type]
+    scope = {
+        "type": "http",
+        "http_version": http_version,
+        "method": "POST",
+        "path": "/upload",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 5000),
+    }
+    asyncio.run(middleware(scope, receive, send))  # type: ignore[arg-type]
+    (record,) = records
+    assert record.bytes_in == sum(len(chunk) for chunk in chunks)
+    assert messages == []  # the app read the whole body through whatever it was given
+    # A request that cannot carry a body gets the server's own receive: nothing to count.
+    assert (apps_receive[0] is not receive) is wrapped
+
+
 def test_parse_traceparent_rejects_all_zero_ids() -> None:
     assert parse_traceparent("00-" + "0" * 32 + "-b7ad6b7169203331-01") is None
     assert parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-01") is None
