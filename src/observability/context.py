@@ -81,10 +81,10 @@ class RequestContext:
         """The route template once the router matched (FastAPI puts the route in the scope)."""
         if self.route is None and self.scope is not None:
             scope = self.scope
-            route = scope.get("route")
+            route = mapping_get(scope, "route")
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
             if template is not None:
-                root = scope.get("root_path")
+                root = mapping_get(scope, "root_path")
                 self.route = f"{root}{template}" if root else str(template)
         return self.route
 
@@ -93,6 +93,15 @@ class RequestContext:
         data = {name: value for name in _FIELDS if (value := getattr(self, name)) is not None}
         data.update(self.extra)
         return data
+
+
+def mapping_get(mapping: MutableMapping[str, Any], key: str, default: Any = None) -> Any:
+    """`mapping.get(key, default)`, direct when the mapping is a dict, as ASGI scopes and
+    messages are: the compiled build then looks the key up itself (~60 instructions) instead of
+    calling `get` as a method of an untyped object (~500). Five to eight a request."""
+    if isinstance(mapping, dict):
+        return mapping.get(key, default)  # narrowed to dict: the compiled lookup
+    return mapping.get(key, default)
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("observability_request", default=None)

@@ -18,7 +18,7 @@ from contextvars import Token
 from random import getrandbits
 from typing import Any, Final, Protocol
 
-from observability.context import RequestContext, activate, deactivate
+from observability.context import RequestContext, activate, deactivate, mapping_get
 
 __all__ = [
     "UNMATCHED_ROUTE",
@@ -194,10 +194,10 @@ class Exchange:
         kind = message["type"]
         if kind == "http.response.start":
             self.record.status = message["status"]
-            message["headers"] = [*message.get("headers", ()), self.request_id_header]
+            message["headers"] = [*mapping_get(message, "headers", ()), self.request_id_header]
         elif kind == "http.response.body":
-            self.record.bytes_out += len(message.get("body", b""))
-            if not message.get("more_body", False):
+            self.record.bytes_out += len(mapping_get(message, "body", b""))
+            if not mapping_get(message, "more_body", False):
                 # Background tasks run after this point: they are not the client's wait.
                 self.done = _perf_counter()
         return self.send(message)
@@ -226,7 +226,7 @@ class RequestRecorder:
         self.in_flight_exclude = frozenset(in_flight_exclude)
 
     def _client_ip(self, scope: Scope, forwarded_for: str | None) -> str | None:
-        client = scope.get("client")
+        client = mapping_get(scope, "client")
         peer = client[0] if client else None
         if not (forwarded_for and peer and self.trusted):
             return peer
@@ -284,10 +284,10 @@ class RequestRecorder:
         if forwarded_for and self.trusted:
             client_ip = self._client_ip(scope, forwarded_for)
         else:
-            client = scope.get("client")
+            client = mapping_get(scope, "client")
             client_ip = client[0] if client else None
         method = scope["method"]
-        path = scope.get("path", "")
+        path = mapping_get(scope, "path", "")
         # Positional: a type call with keywords builds a dict first (measured: half the cost).
         ctx = RequestContext(
             request_id,
@@ -316,7 +316,7 @@ class RequestRecorder:
         if in_flight is not None and path not in self.in_flight_exclude:
             in_flight.inc()
             counted = True
-        if not body_expected and scope.get("http_version", "1.1") not in _LENGTH_FRAMED:
+        if not body_expected and mapping_get(scope, "http_version", "1.1") not in _LENGTH_FRAMED:
             body_expected = True
         return Exchange(record, send, started, counted, activate(ctx), body_expected)
 

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from observability.context import mapping_get
 from observability.logging.exceptions import structure_exception
 from observability.logging.pipeline import LEVEL_NAMES, LogPipeline, active_pipeline
 from observability.masking import default_masker
@@ -91,7 +92,7 @@ class RequestLogObserver:
             trusted["sample_rate"] = self.sample_rate
         untrusted: dict[str, Any] = {"method": record.method, "path": record.path}
         scope = ctx.scope
-        if scope and (query := scope.get("query_string")):
+        if scope and (query := mapping_get(scope, "query_string")):
             untrusted["query"] = query.decode("latin-1")
         extra = ctx.extra
         # An id we generated is 32 hex digits: trusted. One a client sent is data: masked.
