@@ -39,6 +39,7 @@ __all__ = ["MODULES", "activate", "build", "status"]
 # failure coming back from the thread pool), so the ASGI coroutines stay in Python.
 MODULES = (
     "observability.context",
+    "observability.logging.levels",
     "observability.logging.pipeline",
     "observability.logging.queue",
     "observability.logging.request_log",
