@@ -13,12 +13,19 @@ run), not the server being preempted. Slowdowns only ever lower a block, so with
 blocks of a variant, "best" compares each variant's fastest block with bare's fastest (the
 server's counterpart of --in-process's best of rounds).
 
+--paired N is for a host whose speed swings between blocks (bare's RPS varied by 1.5x within
+one run here): every server stays up and warm the whole run, and wrk alternates short slices
+(--slice s) between bare and each variant, N rounds. A slowdown lasting longer than a round
+hits both sides of each pair alike; the median of the per-round ratios and its spread are
+reported, and p99 as the median of each side's per-slice p99.
+
 Run:  .venv/bin/python benchmarks/http_overhead.py [--duration 10] [--warmup 5] [--variants M,P,S]
       .venv/bin/python benchmarks/http_overhead.py --variants F,C,T,F,C,T   # CloudWatch shipping
       .venv/bin/python benchmarks/http_overhead.py --in-process   # no server: µs per request
       calling each app's ASGI callable directly (best of rounds; steadier on a busy machine)
       .venv/bin/python benchmarks/http_overhead.py --in-process --interleave 32   # 32 requests
       in flight, interleaving at each send as they do on the server
+      .venv/bin/python benchmarks/http_overhead.py --variants Z,M --paired 20   # noisy host
 Needs Debian `wrk`; variants P and S need, in the venv only (not in pyproject):
       .venv/bin/pip install prometheus-fastapi-instrumentator==8.1.0 starlette-exporter==0.24.0
 Add a variant: a factory in benchmarks/apps.py and a line in VARIANTS.
@@ -131,14 +138,16 @@ def wrk(url: str, seconds: float, connections: int, cpu: str) -> tuple[float, fl
     return rps, p50, p99, requests
 
 
-def run_block(variant: str, args: argparse.Namespace) -> Block:
+def start_server(variant: str, server_cpu: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The variant's app under uvicorn (1 worker, uvloop, httptools), pinned to `server_cpu`,
+    accepting connections; with its port. The caller stops it."""
     factory = VARIANTS[variant][0]
     port = free_port()
     server = subprocess.Popen(
         [
             "taskset",
             "-c",
-            args.server_cpu,
+            server_cpu,
             sys.executable,
             "-m",
             "uvicorn",
@@ -163,6 +172,15 @@ def run_block(variant: str, args: argparse.Namespace) -> Block:
     )
     try:
         wait_for_port(port)
+    except BaseException:
+        server.terminate()
+        raise
+    return server, port
+
+
+def run_block(variant: str, args: argparse.Namespace) -> Block:
+    server, port = start_server(variant, args.server_cpu)
+    try:
         url = f"http://127.0.0.1:{port}{args.path}"
         if args.warmup > 0:
             wrk(url, args.warmup, args.connections, args.client_cpu)
@@ -177,6 +195,69 @@ def run_block(variant: str, args: argparse.Namespace) -> Block:
         flush=True,
     )
     return Block(variant, rps, p50, p99, cpu_us)
+
+
+def paired(variants: list[str], args: argparse.Namespace) -> None:
+    """Rounds of short slices, A V1 V2 ... A V1 V2 ... A, every server up throughout; each
+    variant's ratio in a round is against the mean of the A slices on either side of it."""
+    import statistics
+
+    servers = {v: start_server(v, args.server_cpu) for v in ["A", *variants]}
+    try:
+        urls = {v: f"http://127.0.0.1:{port}{args.path}" for v, (_, port) in servers.items()}
+        for url in urls.values():
+            wrk(url, args.warmup, args.connections, args.client_cpu)
+
+        def one_slice(variant: str) -> Block:
+            pid = servers[variant][0].pid
+            cpu_before = cpu_seconds(pid)
+            rps, p50, p99, requests = wrk(
+                urls[variant], args.slice, args.connections, args.client_cpu
+            )
+            cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1)
+            return Block(variant, rps, p50, p99, cpu_us)
+
+        bare = [one_slice("A")]
+        slices: dict[str, list[Block]] = {v: [] for v in variants}
+        for round_ in range(args.paired):
+            for variant in variants:
+                slices[variant].append(one_slice(variant))
+            bare.append(one_slice("A"))
+            print(
+                f"  round {round_ + 1}: A {bare[-2].rps:,.0f} "
+                + " ".join(f"{v} {slices[v][-1].rps:,.0f}" for v in variants)
+                + f" A {bare[-1].rps:,.0f} req/s",
+                flush=True,
+            )
+    finally:
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=20)
+
+    def quartiles(values: list[float]) -> str:
+        q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        return f"{median:.2f} ({q1:.2f}-{q3:.2f})"
+
+    bare_p99 = statistics.median(b.p99_ms for b in bare)
+    print(
+        f"\n{args.paired} rounds of {args.slice:g} s slices; bare: "
+        f"{min(b.rps for b in bare):,.0f}-{max(b.rps for b in bare):,.0f} req/s, "
+        f"median p99 {bare_p99:.2f} ms"
+    )
+    print(
+        f"{'variant':<58} {'ratio: median (quartiles)':>26} {'cpu ratio':>20} {'p99 ms':>7}"
+        f" {'+p99':>6}"
+    )
+    for variant in variants:
+        mine = slices[variant]
+        ratios = [b.rps / ((bare[i].rps + bare[i + 1].rps) / 2) for i, b in enumerate(mine)]
+        cpu = [(bare[i].cpu_us + bare[i + 1].cpu_us) / 2 / b.cpu_us for i, b in enumerate(mine)]
+        p99 = statistics.median(b.p99_ms for b in mine)
+        label = f"{variant} {VARIANTS[variant][2]}"
+        print(
+            f"{label:<58} {quartiles(ratios):>26} {quartiles(cpu):>20} {p99:>7.2f}"
+            f" {p99 - bare_p99:>+6.2f}"
+        )
 
 
 def in_process(
@@ -253,6 +334,13 @@ def main() -> None:
         help="with --in-process: requests in flight at once (32 is what wrk -c32 sends)",
     )
     parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        help="rounds of alternating short slices, every server up throughout (noisy hosts)",
+    )
+    parser.add_argument("--slice", type=float, default=2.0, help="seconds per --paired slice")
+    parser.add_argument(
         "--aws",
         choices=("null", "moto"),
         default="null",
@@ -307,6 +395,9 @@ def main() -> None:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
 
+    if args.paired:
+        paired(list(dict.fromkeys(variants)), args)
+        return
     print(
         f"wrk -t1 -c{args.connections} -d{args.duration:g}s (warm-up {args.warmup:g}s); "
         f"server CPU {args.server_cpu}, client CPU {args.client_cpu}"
