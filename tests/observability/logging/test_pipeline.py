@@ -120,12 +120,16 @@ def test_queue_memory_stays_bounded_while_a_stalled_writer_sheds_a_flood() -> No
     rng = random.Random(7)
     queue = SeverityQueue(maxsize=100, error_reserve=10)
     for n in range(100_000):  # no drain: past the bound each put sheds a less severe line or itself
-        queue.put(rng.choice([10, 20, 20, 30, 40]), n)
+        level = rng.choice([10, 20, 20, 30, 40])
+        queue.put(level, (level, n))
     # What the queue keeps to restore the order of a mixed batch grows with what it holds, not
     # with what it was offered.
-    assert queue._order is not None and len(queue._order) <= 4 * (100 + 10)
+    assert queue._order is not None
+    assert len(queue._order) <= 4 * (100 + 10)
     drained = queue.drain()
-    assert len(drained) == 110 and drained == sorted(drained)  # errors only, in put order
+    assert {level for level, _ in drained} == {40}  # errors only, the reserve used
+    assert len(drained) == 110
+    assert drained == sorted(drained)  # in put order
     assert sum(queue.dropped.values()) == 100_000 - 110
 
 
