@@ -178,23 +178,30 @@ def start_server(variant: str, server_cpu: str) -> tuple[subprocess.Popen[bytes]
     return server, port
 
 
+def measure(variant: str, pid: int, url: str, seconds: float, args: argparse.Namespace) -> Block:
+    """One wrk run against a started server, with the server's CPU time per request."""
+    cpu_before = cpu_seconds(pid)  # taskset execs uvicorn: the same pid
+    rps, p50, p99, requests = wrk(url, seconds, args.connections, args.client_cpu)
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1)
+    return Block(variant, rps, p50, p99, cpu_us)
+
+
 def run_block(variant: str, args: argparse.Namespace) -> Block:
     server, port = start_server(variant, args.server_cpu)
     try:
         url = f"http://127.0.0.1:{port}{args.path}"
         if args.warmup > 0:
             wrk(url, args.warmup, args.connections, args.client_cpu)
-        cpu_before = cpu_seconds(server.pid)  # taskset execs uvicorn: the same pid
-        rps, p50, p99, requests = wrk(url, args.duration, args.connections, args.client_cpu)
-        cpu_us = (cpu_seconds(server.pid) - cpu_before) * 1e6 / max(requests, 1)
+        block = measure(variant, server.pid, url, args.duration, args)
     finally:
         server.terminate()
         server.wait(timeout=20)
     print(
-        f"  {variant}: {rps:,.0f} rps  p50 {p50:.2f} ms  p99 {p99:.2f} ms  cpu {cpu_us:.1f} us/req",
+        f"  {variant}: {block.rps:,.0f} rps  p50 {block.p50_ms:.2f} ms  p99 {block.p99_ms:.2f} ms"
+        f"  cpu {block.cpu_us:.1f} us/req",
         flush=True,
     )
-    return Block(variant, rps, p50, p99, cpu_us)
+    return block
 
 
 def paired(variants: list[str], args: argparse.Namespace) -> None:
@@ -209,13 +216,7 @@ def paired(variants: list[str], args: argparse.Namespace) -> None:
             wrk(url, args.warmup, args.connections, args.client_cpu)
 
         def one_slice(variant: str) -> Block:
-            pid = servers[variant][0].pid
-            cpu_before = cpu_seconds(pid)
-            rps, p50, p99, requests = wrk(
-                urls[variant], args.slice, args.connections, args.client_cpu
-            )
-            cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1)
-            return Block(variant, rps, p50, p99, cpu_us)
+            return measure(variant, servers[variant][0].pid, urls[variant], args.slice, args)
 
         bare = [one_slice("A")]
         slices: dict[str, list[Block]] = {v: [] for v in variants}

@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -53,20 +52,16 @@ def sample(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        result: list[tuple[float, float, float, int]] = []
-        load = threading.Thread(
-            target=lambda: result.append(wrk(url, args.duration, args.connections, args.client_cpu))
-        )
-        load.start()
-        load.join()
-        perf.send_signal(signal.SIGINT)  # perf writes its file and exits on SIGINT
-        _, err = perf.communicate(timeout=60)
+        try:
+            rps, _, _, requests = wrk(url, args.duration, args.connections, args.client_cpu)
+        finally:  # perf stops with the load, whatever happened to it
+            perf.send_signal(signal.SIGINT)  # perf writes its file and exits on SIGINT
+            _, err = perf.communicate(timeout=60)
         if perf.returncode not in (0, -signal.SIGINT) or not data.exists():
             sys.exit(f"perf record failed: {err.decode(errors='replace')[-400:]}")
     finally:
         server.terminate()
         server.wait(timeout=20)
-    rps, _, _, requests = result[0]
     report = subprocess.run(
         [
             *("perf", "report", "-i", str(data), "--stdio", "-n", "--no-children"),
