@@ -151,22 +151,20 @@ def ours_full_shipping() -> FastAPI:
 
 
 def _full(shipping: str) -> FastAPI:
-    from observability.asgi import ObservabilityMiddleware, RequestRecord
+    from observability.asgi import ObservabilityMiddleware
     from observability.logging import RequestLogObserver
     from observability.metrics.prometheus import HttpMetrics
-    from observability.metrics.windows import RollingWindows
+    from observability.metrics.windows import RequestWindowsObserver, RollingWindows
 
     _log_pipeline(shipping)
     app = bare()
     http = HttpMetrics(CollectorRegistry())
-    windows = RollingWindows()
-
-    def window(record: RequestRecord) -> None:
-        windows.observe_request(record.method, record.route, record.status, record.duration_s)
+    # As instrument() feeds them (operator routes excluded; none on this app).
+    windows = RequestWindowsObserver(RollingWindows(), ("/ops", "/metrics", "/health"))
 
     app.add_middleware(
         ObservabilityMiddleware,  # type: ignore[arg-type]
-        observers=[RequestLogObserver(), http, window],
+        observers=[RequestLogObserver(), http, windows],
         in_flight=http.in_flight,
         in_flight_exclude=http.excluded,
     )

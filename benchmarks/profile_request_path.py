@@ -59,7 +59,7 @@ def _stack(*, in_flight: bool, metrics: bool, windows: bool, log: str) -> Any:
     from observability.asgi import ObservabilityMiddleware, RequestRecord
     from observability.logging import RequestLogObserver
     from observability.metrics.prometheus import HttpMetrics
-    from observability.metrics.windows import RollingWindows
+    from observability.metrics.windows import RequestWindowsObserver, RollingWindows
 
     observers: list[Callable[[RequestRecord], None]] = []
     if log:
@@ -68,13 +68,8 @@ def _stack(*, in_flight: bool, metrics: bool, windows: bool, log: str) -> Any:
     http = HttpMetrics(CollectorRegistry())
     if metrics:
         observers.append(http)
-    if windows:
-        rolling = RollingWindows()
-
-        def window(record: RequestRecord) -> None:
-            rolling.observe_request(record.method, record.route, record.status, record.duration_s)
-
-        observers.append(window)
+    if windows:  # as instrument() feeds them (operator routes excluded; none on this app)
+        observers.append(RequestWindowsObserver(RollingWindows(), ("/ops", "/metrics", "/health")))
     app = apps.bare()
     app.add_middleware(
         ObservabilityMiddleware,  # type: ignore[arg-type]

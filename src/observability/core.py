@@ -23,7 +23,7 @@ from observability.alerting.notifiers.error_triggers import ErrorNotifier
 from observability.alerting.notifiers.factory import build_dispatcher
 from observability.alerting.scaling import scale_grouping, scale_rules
 from observability.alerting.state import AlertInstance, find_alert
-from observability.asgi import RequestObserver, RequestRecord
+from observability.asgi import FailureObserver, RequestObserver, RequestRecord
 from observability.cloud.events import LogShipper, ShipperConfig
 from observability.cloud.sink import cloudwatch_sink
 from observability.cloud.slots import open_shipper
@@ -69,7 +69,7 @@ from observability.metrics.recorder import MinuteRecorder
 from observability.metrics.sqlalchemy import SlowQuery, instrument_engine
 from observability.metrics.system import RuntimeMetrics
 from observability.metrics.telemetry import OpenGroupsCollector, TelemetryCollector
-from observability.metrics.windows import RollingWindows
+from observability.metrics.windows import RequestWindowsObserver, RollingWindows
 from observability.query.fleet import FleetSource
 from observability.query.live import LiveSource
 from observability.readiness import Readiness
@@ -196,9 +196,9 @@ class Observability:
         )
         self.observers: list[RequestObserver] = [
             self.request_log,
-            self._capture_request_error,
+            FailureObserver(self._capture_request_error),
             self.http,
-            self._observe_windows,
+            RequestWindowsObserver(self.windows, cfg.operator_paths),
         ]
 
         # Alerting: the rules at the configured window scale (1.0 leaves them as they are).
@@ -507,20 +507,11 @@ class Observability:
         )
 
     def _capture_request_error(self, record: RequestRecord) -> None:
-        if record.exception is None:
+        if record.exception is None:  # (FailureObserver passes failed requests only)
             return
         context = record.context.as_dict()
         context.update(route=record.route, method=record.method, status_code=record.status)
         self.errors.capture(record.exception, context)
-
-    def _observe_windows(self, record: RequestRecord) -> None:
-        """Product traffic into the rolling windows (operator routes stay out of the API
-        dashboards and SLO alerts; Prometheus still counts them for what they cost)."""
-        prefixes = self.config.operator_paths
-        # The path too: a mounted app (the /metrics endpoint) reads as an unmatched route.
-        if record.route.startswith(prefixes) or record.path.startswith(prefixes):
-            return
-        self.windows.observe_request(record.method, record.route, record.status, record.duration_s)
 
     def _errors_by_severity(self) -> Mapping[str, float]:
         return {

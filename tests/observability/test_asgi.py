@@ -8,9 +8,12 @@ import traceback
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Gauge
 
 from observability.asgi import (
     UNMATCHED_ROUTE,
+    FailureObserver,
+    LiveGauge,
     ObservabilityMiddleware,
     RequestRecord,
     parse_traceparent,
@@ -230,3 +233,56 @@ def test_a_failure_in_a_sync_endpoint_keeps_its_frames() -> None:
     assert record.exception is not None
     frames = [frame.name for frame in traceback.extract_tb(record.exception.__traceback__)]
     assert frames[-2:] == ["sync_failure", "failing_helper"], frames
+
+
+def test_failure_observer_is_handed_failed_requests_only(
+    client: TestClient, records: list[RequestRecord]
+) -> None:
+    failed: list[RequestRecord] = []
+    observer = FailureObserver(failed.append)
+    client.get("/items/1")
+    client.get("/boom")
+    client.get("/items/2")
+    for record in records:
+        observer(record)
+    assert [record.route for record in failed] == ["/boom"]
+    assert isinstance(failed[0].exception, RuntimeError)
+
+
+@pytest.mark.parametrize("kind", ["live", "prometheus"])
+def test_in_flight_counts_requests_being_served_with_either_gauge(kind: str) -> None:
+    """The toolkit's LiveGauge is updated in place; any other gauge through inc() and dec()."""
+    registry = CollectorRegistry()
+    gauge: LiveGauge | Gauge = (
+        LiveGauge() if kind == "live" else Gauge("in_flight", "serving", registry=registry)
+    )
+
+    def value() -> float:
+        if isinstance(gauge, LiveGauge):
+            return gauge.value
+        return registry.get_sample_value("in_flight") or 0.0
+
+    app = FastAPI()
+
+    @app.get("/now")
+    async def now() -> dict[str, float]:
+        return {"in_flight": value()}
+
+    @app.get("/health/now")
+    async def health() -> dict[str, float]:
+        return {"in_flight": value()}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    app.add_middleware(
+        ObservabilityMiddleware,  # type: ignore[arg-type]
+        in_flight=gauge,
+        in_flight_exclude={"/health/now"},
+    )
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/now").json() == {"in_flight": 1.0}
+    assert client.get("/health/now").json() == {"in_flight": 0.0}  # excluded: not counted
+    assert client.get("/boom").status_code == 500
+    assert value() == 0  # back down after each, a failure included

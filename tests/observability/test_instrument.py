@@ -60,6 +60,13 @@ def test_a_starlette_app_gets_route_templates_metrics_ops_and_error_capture(
         assert observability.errors.flush(10)
         [group] = observability.store.errors.list_groups()
         assert group.type == "RuntimeError"
+        assert group.count == 1  # the failed request only
+        # The rolling windows (dashboards, SLO alerts) hold product traffic: /metrics and /ops
+        # were served and counted by Prometheus, but they are operator routes.
+        routes = observability.windows.snapshot()["windows"]["1m"]["routes"]
+        assert {name: route["requests"] for name, route in routes.items()} == {
+            "GET /items/{item_id}": 2
+        }
         assert observability.evaluator.running  # started by the lifespan
     assert not observability.evaluator.running  # stopped and closed with the app
 

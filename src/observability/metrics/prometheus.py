@@ -26,7 +26,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from observability.metrics.names import (
     HTTP_REQUESTS,
     HTTP_RESPONSE_SIZE,
 )
-from observability.request_record import UNMATCHED_ROUTE, RequestRecord
+from observability.request_record import UNMATCHED_ROUTE, LiveGauge, RequestRecord
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -257,24 +257,6 @@ class _Series:
         self.size_out = size_out
 
 
-class LiveGauge:
-    """An in-process gauge for the middleware's in-flight count: inc/dec on a plain int.
-
-    Only the event loop touches it (the middleware runs there), so it needs no lock; a scrape
-    reads one int."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def inc(self) -> None:
-        self.value += 1
-
-    def dec(self) -> None:
-        self.value -= 1
-
-
 class _HttpCollector(Collector):
     """Exposes HttpMetrics' plain per-worker values at scrape time, in the same families,
     sample names and labels prometheus_client's Counter/Histogram/Gauge would produce."""
@@ -363,6 +345,10 @@ class HttpMetrics:
         self.exemplars = exemplars and multiprocess_dir() is None
         self.shared = multiprocess_dir() is not None
         self._lock = threading.Lock()
+        # Bound once for the per-request update: `with lock` looks up and calls __enter__ and
+        # __exit__ generically (~0.4k instructions a request in the compiled build).
+        self._acquire: Callable[[], object] = self._lock.acquire
+        self._release: Callable[[], object] = self._lock.release
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._routes: dict[tuple[str, str], tuple[_Histogram, _Histogram, _Histogram]] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
@@ -446,7 +432,8 @@ class HttpMetrics:
             if len(self._cached_series) < 10_000:  # the cache stays bounded, whatever comes
                 self._cached_series[key] = series
         duration = record.duration_s
-        with self._lock:
+        self._acquire()
+        try:
             series.count += 1
             i = series.duration.observe(duration)
             series.size_in.observe(record.bytes_in)
@@ -454,6 +441,8 @@ class HttpMetrics:
             exemplars = series.duration.exemplars
             if exemplars is not None and (trace_id := record.context.trace_id):
                 exemplars[i] = (trace_id, duration, record.started_at + duration)
+        finally:
+            self._release()
 
     def _record_shared(self, key: tuple[str, str, int], record: RequestRecord) -> None:
         children = self._children.get(key)

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from observability.metrics.sketch import DEFAULT_RELATIVE_ACCURACY, QuantileSketch
+from observability.request_record import RequestRecord
 
 __all__ = [
     "OTHER_ROUTE",
     "WINDOWS",
     "MinuteRollup",
+    "RequestWindowsObserver",
     "RollingWindows",
     "RouteRollup",
     "WindowStats",
@@ -248,6 +250,10 @@ class RollingWindows:
         self._retention_s = rollup_retention_minutes * _MINUTE
         self._fine_slots = _FINE_RETENTION_S // slot_seconds
         self._lock = threading.Lock()
+        # Bound once for the hot path: `with lock` looks up and calls __enter__ and __exit__
+        # generically (~0.4k instructions a request in the compiled build).
+        self._acquire: Callable[[], object] = self._lock.acquire
+        self._release: Callable[[], object] = self._lock.release
         self._slots: deque[_Slot] = deque()
         self._current = _Slot(relative_accuracy, -(2**62), slot_seconds)  # never read: sentinel
         self._rollups: dict[int, _Agg] = {}
@@ -263,7 +269,8 @@ class RollingWindows:
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
         """Record one finished request; ``route`` must be the template, not the raw path."""
         try:
-            with self._lock:
+            self._acquire()
+            try:
                 slot = self._current
                 sid = int(self._clock() // self._slot_s)
                 if sid > slot.sid or slot.folded:
@@ -276,13 +283,16 @@ class RollingWindows:
                 cls = status // 100
                 agg.statuses[cls if 0 < cls < 6 else 0] += 1
                 agg.latency.add(duration_s)
+            finally:
+                self._release()
         except Exception:
             self.internal_errors += 1
 
     def observe(self, name: str, value: float) -> None:
         """Record one value (base units, seconds for durations) of a named distribution."""
         try:
-            with self._lock:
+            self._acquire()
+            try:
                 slot = self._current
                 sid = int(self._clock() // self._slot_s)
                 if sid > slot.sid or slot.folded:
@@ -293,13 +303,16 @@ class RollingWindows:
                         return
                     sketch = slot.dists[name] = QuantileSketch(self._alpha)
                 sketch.add(value)
+            finally:
+                self._release()
         except Exception:
             self.internal_errors += 1
 
     def count(self, name: str, value: float = 1.0) -> None:
         """Add ``value`` to a named business counter (assignments, exposures, ...)."""
         try:
-            with self._lock:
+            self._acquire()
+            try:
                 slot = self._current
                 sid = int(self._clock() // self._slot_s)
                 if sid > slot.sid or slot.folded:
@@ -311,6 +324,8 @@ class RollingWindows:
                         return
                     current = 0.0
                 counters[name] = current + value
+            finally:
+                self._release()
         except Exception:
             self.internal_errors += 1
 
@@ -584,6 +599,26 @@ class RollingWindows:
                 key=lambda item: item[0],
             )
         return [_rollup_from_agg(m, agg) for m, agg in selected]
+
+
+class RequestWindowsObserver:
+    """The middleware's observer feeding finished requests into `RollingWindows`.
+
+    A compiled class rather than a function in the (interpreted) caller: an interpreted
+    observer costs every request a Python frame (~1 us here) to forward four fields.
+    Requests whose route or path starts with one of `exclude_prefixes` (operator routes) stay
+    out; the path too, because a mounted app (a /metrics endpoint) reads as an unmatched route.
+    """
+
+    def __init__(self, windows: RollingWindows, exclude_prefixes: Iterable[str] = ()) -> None:
+        self.windows = windows
+        self.exclude_prefixes = tuple(exclude_prefixes)
+
+    def __call__(self, record: RequestRecord) -> None:
+        prefixes = self.exclude_prefixes
+        if prefixes and (record.route.startswith(prefixes) or record.path.startswith(prefixes)):
+            return
+        self.windows.observe_request(record.method, record.route, record.status, record.duration_s)
 
 
 def _dist_summary(sketch: QuantileSketch) -> dict[str, Any]:
