@@ -20,7 +20,6 @@ import orjson
 from observability.request_record import (
     UNMATCHED_ROUTE,
     ASGIApp,
-    Exchange,
     FailureObserver,
     InFlightGauge,
     LiveGauge,
@@ -65,9 +64,9 @@ def default_error_body(request_id: str) -> bytes:
 
 def _counting(receive: Receive, record: RequestRecord) -> Receive:
     """`receive`, adding each body chunk's size to the record's bytes_in. Made only for a
-    request that can carry a body: a closure per request otherwise costs its creation (~0.2
-    us) for nothing, and a function here rather than in `__call__` keeps its cells out of
-    every request's frame."""
+    request that can carry a body (RequestRecorder.open decides): a closure per request
+    otherwise costs its creation (~0.2 us) for nothing. Here, not in the compiled module:
+    mypyc's coroutines lose tracebacks (request_record.py says why)."""
 
     async def counting_receive() -> Message:
         message = await receive()
@@ -112,9 +111,20 @@ class ObservabilityMiddleware:
         self.app = app
         self.error_body = error_body
         # The per-request work, compiled when the build is there (observability/compiled.py).
-        self.recorder = RequestRecorder(
-            observers, trusted_proxies, log_headers, on_observer_error, in_flight, in_flight_exclude
+        self.recorder = recorder = RequestRecorder(
+            observers,
+            trusted_proxies,
+            log_headers,
+            on_observer_error,
+            in_flight,
+            in_flight_exclude,
+            _counting,
         )
+        # Bound once: `recorder.open` looked up on a compiled object from this interpreted
+        # coroutine is a generic lookup each time; an attribute of this object is not.
+        self._open = recorder.open
+        self._close = recorder.close
+        self._release = recorder.release
 
     @property
     def observers(self) -> list[RequestObserver]:
@@ -128,20 +138,15 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        recorder = self.recorder
-        exchange: Exchange = recorder.open(scope, send)
-        record = exchange.record
+        exchange, app_receive = self._open(scope, receive, send)
         try:
             try:
-                await self.app(
-                    scope,
-                    _counting(receive, record) if exchange.body_expected else receive,
-                    exchange,
-                )
+                await self.app(scope, app_receive, exchange)
             except Exception as exc:
+                record = exchange.record
                 record.exception = exc
                 if record.status:
-                    recorder.close(exchange)
+                    self._close(exchange)
                     raise  # the response already started: nothing better to send
                 body = self.error_body(record.context.request_id or "")
                 await exchange(
@@ -155,6 +160,6 @@ class ObservabilityMiddleware:
                     }
                 )
                 await exchange({"type": "http.response.body", "body": body})
-            recorder.close(exchange)
+            self._close(exchange)
         finally:
-            recorder.release(exchange)
+            self._release(exchange)

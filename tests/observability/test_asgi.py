@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import traceback
 
 import pytest
@@ -286,3 +287,48 @@ def test_in_flight_counts_requests_being_served_with_either_gauge(kind: str) -> 
     assert client.get("/health/now").json() == {"in_flight": 0.0}  # excluded: not counted
     assert client.get("/boom").status_code == 500
     assert value() == 0  # back down after each, a failure included
+
+
+def _generated_ids(app: ObservabilityMiddleware, count: int) -> list[tuple[str, str, str]]:
+    """(request id, trace id, span id) of `count` requests through the middleware's recorder."""
+    ids = []
+    for _ in range(count):
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": None}
+        exchange, _receive = app.recorder.open(scope, _no_body, _ignore)
+        ctx = exchange.record.context
+        app.recorder.release(exchange)
+        ids.append((ctx.request_id or "", ctx.trace_id or "", ctx.span_id or ""))
+    return ids
+
+
+async def _no_body() -> dict[str, object]:
+    return {"type": "http.request", "body": b""}
+
+
+async def _ignore(_message: object) -> None:
+    return
+
+
+def test_generated_ids_are_unique_hex_of_the_w3c_sizes_in_every_process() -> None:
+    """Across several refills of the id pool, and in a forked worker: a child that inherited
+    the parent's pool must not hand out the ids the parent is about to."""
+    app = ObservabilityMiddleware(FastAPI())
+    ids = _generated_ids(app, 1_000)
+    assert {tuple(map(len, triple)) for triple in ids} == {(32, 32, 16)}
+    assert all(int(part, 16) >= 0 for triple in ids for part in triple)
+    parts = [part for triple in ids for part in triple]
+    assert len(set(parts)) == len(parts)
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent, then out without pytest's exit
+        os.close(read)
+        os.write(write, "".join(_generated_ids(app, 1)[0]).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = "".join(_generated_ids(app, 1)[0])
+    assert len(child) == 80
+    assert child != parent
