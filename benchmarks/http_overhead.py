@@ -17,7 +17,12 @@ server's counterpart of --in-process's best of rounds).
 one run here): every server stays up and warm the whole run, and wrk alternates short slices
 (--slice s) between bare and each variant, N rounds. A slowdown lasting longer than a round
 hits both sides of each pair alike; the median of the per-round ratios and its spread are
-reported, and p99 as the median of each side's per-slice p99.
+reported, and p99 as the median of each side's per-slice p99. Each server sits idle through
+the others' slices and starts its own cold (caches, and the heap glibc returned to the OS), so
+an unmeasured wrk run of --slice-warmup s (default 1) precedes every measured slice: without
+it, a 2 s slice's p99 (its worst 20 ms) was mostly that cold start, and most for the variant
+with the most code and data (the full stack: +0.6 to +8 ms over bare in 2 s slices, 0.8 to
+1.4 ms below bare in 6 s slices and blocks).
 
 Run:  .venv/bin/python benchmarks/http_overhead.py [--duration 10] [--warmup 5] [--variants M,P,S]
       .venv/bin/python benchmarks/http_overhead.py --variants F,C,T,F,C,T   # CloudWatch shipping
@@ -216,6 +221,8 @@ def paired(variants: list[str], args: argparse.Namespace) -> None:
             wrk(url, args.warmup, args.connections, args.client_cpu)
 
         def one_slice(variant: str) -> Block:
+            if args.slice_warmup > 0:
+                wrk(urls[variant], args.slice_warmup, args.connections, args.client_cpu)
             return measure(variant, servers[variant][0].pid, urls[variant], args.slice, args)
 
         bare = [one_slice("A")]
@@ -241,7 +248,8 @@ def paired(variants: list[str], args: argparse.Namespace) -> None:
 
     bare_p99 = statistics.median(b.p99_ms for b in bare)
     print(
-        f"\n{args.paired} rounds of {args.slice:g} s slices; bare: "
+        f"\n{args.paired} rounds of {args.slice:g} s slices"
+        f" (each after {args.slice_warmup} s unmeasured); bare: "
         f"{min(b.rps for b in bare):,.0f}-{max(b.rps for b in bare):,.0f} req/s, "
         f"median p99 {bare_p99:.2f} ms"
     )
@@ -341,6 +349,12 @@ def main() -> None:
         help="rounds of alternating short slices, every server up throughout (noisy hosts)",
     )
     parser.add_argument("--slice", type=float, default=2.0, help="seconds per --paired slice")
+    parser.add_argument(
+        "--slice-warmup",
+        type=int,  # wrk takes whole seconds
+        default=1,
+        help="seconds of unmeasured load before each --paired slice (0: none)",
+    )
     parser.add_argument(
         "--aws",
         choices=("null", "moto"),
