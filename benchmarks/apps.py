@@ -81,6 +81,12 @@ def bare() -> FastAPI:
     return app
 
 
+# ObservabilityConfig.operator_paths' default, which instrument() gives the windows' observer
+# (none of these apps serves one, but each request pays for the check). Not imported: the
+# config module pulls in ~800 modules, and a bigger heap slows every garbage collection.
+OPERATOR_PATHS = ("/ops", "/metrics", "/health")
+
+
 def _log_pipeline(shipping: str = "") -> None:
     """Our pipeline with masking on, writing JSON lines to a temporary file (stdout off)."""
     import tempfile
@@ -159,8 +165,7 @@ def _full(shipping: str) -> FastAPI:
     _log_pipeline(shipping)
     app = bare()
     http = HttpMetrics(CollectorRegistry())
-    # As instrument() feeds them (operator routes excluded; none on this app).
-    windows = RequestWindowsObserver(RollingWindows(), ("/ops", "/metrics", "/health"))
+    windows = RequestWindowsObserver(RollingWindows(), OPERATOR_PATHS)
 
     app.add_middleware(
         ObservabilityMiddleware,  # type: ignore[arg-type]

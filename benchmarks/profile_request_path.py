@@ -68,8 +68,8 @@ def _stack(*, in_flight: bool, metrics: bool, windows: bool, log: str) -> Any:
     http = HttpMetrics(CollectorRegistry())
     if metrics:
         observers.append(http)
-    if windows:  # as instrument() feeds them (operator routes excluded; none on this app)
-        observers.append(RequestWindowsObserver(RollingWindows(), ("/ops", "/metrics", "/health")))
+    if windows:  # as instrument() feeds them
+        observers.append(RequestWindowsObserver(RollingWindows(), apps.OPERATOR_PATHS))
     app = apps.bare()
     app.add_middleware(
         ObservabilityMiddleware,  # type: ignore[arg-type]
